@@ -1,0 +1,379 @@
+//! The `Raft` state machine: its state, its public inputs (tick, step,
+//! propose, read, transfer, compact) and its output batch. The rules
+//! themselves live next door: `step.rs` (term rules and one step function
+//! per role), `election.rs` and `replication.rs`.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use super::config::Config;
+use super::error::RaftError;
+use super::log::RaftLog;
+use super::message::{Message, MessageBody};
+use super::progress::Progress;
+use super::read_index::ReadIndexRounds;
+use super::ready::{ReadState, Ready, Role, SoftState};
+use super::rng::SplitMix64;
+use super::types::{Entry, EntryKind, HardState, Index, NodeId, PersistedState, Snapshot, SnapshotMeta, Term};
+
+pub struct Raft {
+    pub(super) id: NodeId,
+    pub(super) cfg: Config,
+    pub(super) term: Term,
+    pub(super) vote: Option<NodeId>,
+    pub(super) leader: Option<NodeId>,
+    pub(super) role: Role,
+    pub(super) log: RaftLog,
+    /// The latest snapshot (made here or received), sent to followers whose
+    /// next entry was compacted away.
+    pub(super) snapshot: Option<Snapshot>,
+    /// A snapshot received from the leader, not yet handed to the caller.
+    pub(super) snapshot_to_install: Option<Snapshot>,
+    /// Leader only: replication progress of every other voter.
+    pub(super) progress: BTreeMap<NodeId, Progress>,
+    /// Candidate only: answers to this campaign's vote requests.
+    pub(super) votes: BTreeMap<NodeId, bool>,
+    pub(super) election_elapsed: u32,
+    pub(super) heartbeat_elapsed: u32,
+    pub(super) randomized_election_timeout: u32,
+    /// Leader only: the voter leadership is being handed to.
+    pub(super) transfer_target: Option<NodeId>,
+    pub(super) reads: ReadIndexRounds,
+    /// Leader only: new entries or a new commit index wait for the next flush.
+    pub(super) replication_pending: bool,
+    pub(super) rng: SplitMix64,
+    pub(super) messages: Vec<Message>,
+    pub(super) read_states: Vec<ReadState>,
+    pub(super) dropped_reads: Vec<u64>,
+    last_hard_state: HardState,
+    last_soft_state: SoftState,
+}
+
+impl Raft {
+    /// A node starting (or restarting) from what it persisted.
+    pub fn new(cfg: Config, persisted: PersistedState) -> Result<Raft, RaftError> {
+        cfg.validate()?;
+        let PersistedState { hard_state, snapshot, entries } = persisted;
+        let snap_meta = snapshot.as_ref().map(|s| s.meta).unwrap_or_default();
+        check_persisted(&cfg, &hard_state, snap_meta, &entries)?;
+        let last_index = snap_meta.index + entries.len() as Index;
+        let applied = cfg.applied.max(snap_meta.index);
+        if applied > last_index {
+            return Err(RaftError::CorruptState(format!(
+                "the state machine has applied index {applied} but the log ends at {last_index}"
+            )));
+        }
+        // Applied entries were committed, even if the commit index written
+        // alongside them is older.
+        let committed = hard_state.commit.max(applied);
+        let log = RaftLog::restore(snap_meta, entries, committed, applied);
+        let soft = SoftState { role: Role::Follower, term: hard_state.term, leader: None };
+        let hard = HardState { commit: committed, ..hard_state };
+        let mut raft = Raft {
+            id: cfg.id,
+            term: hard_state.term,
+            vote: hard_state.vote,
+            leader: None,
+            role: Role::Follower,
+            log,
+            snapshot,
+            snapshot_to_install: None,
+            progress: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            randomized_election_timeout: cfg.election_ticks,
+            transfer_target: None,
+            reads: ReadIndexRounds::default(),
+            replication_pending: false,
+            rng: SplitMix64::new(cfg.seed),
+            messages: Vec::new(),
+            read_states: Vec::new(),
+            dropped_reads: Vec::new(),
+            last_hard_state: hard,
+            last_soft_state: soft,
+            cfg,
+        };
+        raft.reset_election_timer();
+        Ok(raft)
+    }
+
+    // --- Queries -----------------------------------------------------------
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+    pub fn term(&self) -> Term {
+        self.term
+    }
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+    pub fn commit_index(&self) -> Index {
+        self.log.committed()
+    }
+    /// Highest index handed out to be applied.
+    pub fn applied_index(&self) -> Index {
+        self.log.applied()
+    }
+    pub fn last_index(&self) -> Index {
+        self.log.last_index()
+    }
+    pub fn snapshot_meta(&self) -> SnapshotMeta {
+        self.log.snapshot_meta()
+    }
+    pub fn voters(&self) -> &[NodeId] {
+        &self.cfg.voters
+    }
+    pub fn soft_state(&self) -> SoftState {
+        SoftState { role: self.role, term: self.term, leader: self.leader }
+    }
+    pub fn hard_state(&self) -> HardState {
+        HardState { term: self.term, vote: self.vote, commit: self.log.committed() }
+    }
+    /// The term of the entry at `index`, if the log still holds it.
+    pub fn term_at(&self, index: Index) -> Option<Term> {
+        self.log.term(index)
+    }
+
+    // --- Inputs ------------------------------------------------------------
+
+    /// Appends a command to the leader's log and returns its index. The
+    /// command is committed when an entry at that index *with the current
+    /// term* is applied; a different entry there means it was lost.
+    pub fn propose(&mut self, data: Bytes) -> Result<Index, RaftError> {
+        if self.role != Role::Leader {
+            return Err(RaftError::NotLeader { leader: self.leader });
+        }
+        if let Some(target) = self.transfer_target {
+            return Err(RaftError::TransferInProgress(target));
+        }
+        let index = self.log.last_index() + 1;
+        self.log.append([Entry { index, term: self.term, kind: EntryKind::Command, data }]);
+        self.replication_pending = true;
+        Ok(index)
+    }
+
+    /// Asks for a linearizable read. The answer comes as a [`ReadState`] with
+    /// the same `request` id (or in `dropped_reads` if leadership is lost).
+    pub fn read_index(&mut self, request: u64) -> Result<(), RaftError> {
+        if self.role != Role::Leader {
+            return Err(RaftError::NotLeader { leader: self.leader });
+        }
+        self.reads.enqueue(request);
+        Ok(())
+    }
+
+    /// Hands leadership to `target` once its log has caught up; proposals
+    /// are refused meanwhile. Abandoned after an election timeout.
+    pub fn transfer_leader(&mut self, target: NodeId) -> Result<(), RaftError> {
+        if self.role != Role::Leader {
+            return Err(RaftError::NotLeader { leader: self.leader });
+        }
+        if !self.cfg.voters.contains(&target) {
+            return Err(RaftError::UnknownNode(target));
+        }
+        if target == self.id || self.transfer_target == Some(target) {
+            return Ok(());
+        }
+        tracing::info!(node = self.id, term = self.term, target, "transferring leadership");
+        self.transfer_target = Some(target);
+        self.election_elapsed = 0;
+        if self.progress[&target].match_index == self.log.last_index() {
+            self.send(target, MessageBody::TimeoutNow);
+        } else {
+            self.send_append(target, true);
+        }
+        Ok(())
+    }
+
+    /// The caller took a snapshot of its state machine at `index` (at most
+    /// the applied index): drop the log up to it and keep the snapshot for
+    /// followers that fall behind. The caller persists the snapshot before
+    /// deleting the entries it covers.
+    pub fn compact(&mut self, index: Index, data: Bytes) -> Result<SnapshotMeta, RaftError> {
+        let bad = |why: &str| Err(RaftError::BadCompaction { index, why: why.to_string() });
+        if index <= self.log.snapshot_meta().index {
+            return bad("the log is already compacted to there");
+        }
+        if index > self.log.applied() {
+            return bad("it is beyond the applied index");
+        }
+        let term = self.log.term(index).expect("applied entries are in the log");
+        self.log.compact(index);
+        let meta = SnapshotMeta { index, term };
+        self.snapshot = Some(Snapshot { meta, data });
+        Ok(meta)
+    }
+
+    /// The transport's word on a snapshot sent to `to`: on failure the leader
+    /// probes again (and resends the snapshot if still needed).
+    pub fn report_snapshot(&mut self, to: NodeId, delivered: bool) {
+        if let Some(pr) = self.progress.get_mut(&to)
+            && matches!(pr.state, super::progress::ProgressState::Snapshot { .. })
+            && !delivered
+        {
+            pr.become_probe();
+        }
+    }
+
+    // --- Output ------------------------------------------------------------
+
+    pub fn has_ready(&self) -> bool {
+        self.replication_pending
+            || (self.reads.has_waiting() && self.committed_in_term())
+            || !self.messages.is_empty()
+            || self.log.has_unstable()
+            || self.log.has_committed_to_apply()
+            || self.snapshot_to_install.is_some()
+            || !self.read_states.is_empty()
+            || !self.dropped_reads.is_empty()
+            || self.hard_state() != self.last_hard_state
+            || self.soft_state() != self.last_soft_state
+    }
+
+    /// Drains everything the caller must now persist, send and apply (see
+    /// [`Ready`] for the order). The core treats it as handed over.
+    pub fn ready(&mut self) -> Ready {
+        self.flush();
+        let hard = self.hard_state();
+        let soft = self.soft_state();
+        let ready = Ready {
+            soft_state: (soft != self.last_soft_state).then_some(soft),
+            hard_state: (hard != self.last_hard_state).then_some(hard),
+            snapshot: self.snapshot_to_install.take(),
+            entries: self.log.take_unstable(),
+            messages: std::mem::take(&mut self.messages),
+            committed_entries: self.log.take_committed(),
+            read_states: std::mem::take(&mut self.read_states),
+            dropped_reads: std::mem::take(&mut self.dropped_reads),
+        };
+        self.last_hard_state = hard;
+        self.last_soft_state = soft;
+        ready
+    }
+
+    /// Leader work deferred so that everything gathered since the last batch
+    /// goes out together: new entries and commit index to followers, and one
+    /// ReadIndex round for all reads that arrived.
+    fn flush(&mut self) {
+        if self.role != Role::Leader {
+            return;
+        }
+        if self.replication_pending {
+            self.replication_pending = false;
+            // A one-node cluster commits as soon as it appends.
+            self.maybe_commit();
+            self.broadcast_append();
+        }
+        if self.reads.has_waiting() && self.committed_in_term() {
+            self.start_read_round();
+        }
+    }
+
+    // --- Role changes --------------------------------------------------------
+
+    pub(super) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        if term > self.term {
+            self.term = term;
+            self.vote = None;
+        }
+        if self.role != Role::Follower || self.leader != leader {
+            tracing::info!(node = self.id, term, ?leader, "following");
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.reset_role_state();
+    }
+
+    pub(super) fn become_pre_candidate(&mut self) {
+        // Neither term nor vote changes: that is the point of pre-voting.
+        self.role = Role::PreCandidate;
+        self.leader = None;
+        self.reset_role_state();
+    }
+
+    pub(super) fn become_candidate(&mut self) {
+        self.term += 1;
+        self.vote = Some(self.id);
+        self.role = Role::Candidate;
+        self.leader = None;
+        self.reset_role_state();
+    }
+
+    pub(super) fn become_leader(&mut self) {
+        tracing::info!(node = self.id, term = self.term, "became leader");
+        self.role = Role::Leader;
+        self.leader = Some(self.id);
+        self.reset_role_state();
+        let next = self.log.last_index() + 1;
+        self.progress = self.cfg.voters.iter().filter(|&&v| v != self.id).map(|&v| (v, Progress::new(next))).collect();
+        // A leader may only count replicas of entries from its own term
+        // (§5.4.2), so it appends one at once to learn its commit index.
+        self.log.append([Entry { index: next, term: self.term, kind: EntryKind::Noop, data: Bytes::new() }]);
+        self.replication_pending = true;
+    }
+
+    fn reset_role_state(&mut self) {
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        self.reset_election_timer();
+        self.votes.clear();
+        self.progress.clear();
+        self.transfer_target = None;
+        self.replication_pending = false;
+        self.dropped_reads.extend(self.reads.drop_all());
+    }
+
+    pub(super) fn reset_election_timer(&mut self) {
+        let base = u64::from(self.cfg.election_ticks);
+        self.randomized_election_timeout = self.rng.range(base, 2 * base) as u32;
+    }
+
+    // --- Helpers shared by the rule modules --------------------------------
+
+    pub(super) fn quorum(&self) -> usize {
+        self.cfg.voters.len() / 2 + 1
+    }
+
+    pub(super) fn send(&mut self, to: NodeId, body: MessageBody) {
+        self.messages.push(Message { from: self.id, to, term: self.term, body });
+    }
+
+    /// Whether the commit index covers an entry of this term, which a leader
+    /// needs before it can serve ReadIndex reads (§6.4).
+    pub(super) fn committed_in_term(&self) -> bool {
+        self.log.term(self.log.committed()) == Some(self.term)
+    }
+}
+
+/// Refuses persisted state that cannot be what this code wrote.
+fn check_persisted(cfg: &Config, hard: &HardState, snap: SnapshotMeta, entries: &[Entry]) -> Result<(), RaftError> {
+    let corrupt = |why: String| Err(RaftError::CorruptState(why));
+    if let Some(vote) = hard.vote
+        && !cfg.voters.contains(&vote)
+    {
+        return corrupt(format!("voted for node {vote}, which is not a voter"));
+    }
+    let mut prev = (snap.index, snap.term);
+    for e in entries {
+        if e.index != prev.0 + 1 {
+            return corrupt(format!("log entry {} follows entry {}: the log has a gap", e.index, prev.0));
+        }
+        if e.term < prev.1 {
+            return corrupt(format!("log entry {} has term {} after term {}", e.index, e.term, prev.1));
+        }
+        prev = (e.index, e.term);
+    }
+    if prev.1 > hard.term {
+        return corrupt(format!("log holds term {} but the current term is {}", prev.1, hard.term));
+    }
+    if hard.commit > prev.0 {
+        return corrupt(format!("commit index {} is beyond the last log entry {}", hard.commit, prev.0));
+    }
+    Ok(())
+}

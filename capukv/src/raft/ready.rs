@@ -1,0 +1,68 @@
+//! What the core hands to its caller: one batch of work to persist, send and
+//! apply, drained with [`Raft::ready`](super::Raft::ready).
+
+use super::message::Message;
+use super::types::{Entry, HardState, Index, NodeId, Snapshot, Term};
+
+/// A node's role in its current term.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Follower,
+    /// Asking, without changing term, whether it could win an election.
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+/// The volatile facts a caller may want to show or act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SoftState {
+    pub role: Role,
+    pub term: Term,
+    pub leader: Option<NodeId>,
+}
+
+/// A confirmed ReadIndex read: once the state machine has applied `index`,
+/// serving `request` from it is linearizable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReadState {
+    pub request: u64,
+    pub index: Index,
+}
+
+/// One batch of the core's output. The caller must, in this order:
+///
+/// 1. persist `snapshot` (if any), then `entries` (an entry at index `i`
+///    replaces every persisted entry at `i` and after), then `hard_state`
+///    (if any), and make them durable;
+/// 2. only then send `messages` (they may promise what step 1 persisted);
+/// 3. restore the state machine from `snapshot` (if any), then apply
+///    `committed_entries` in order;
+/// 4. answer each of `read_states` once the state machine has applied its
+///    index, and fail the reads in `dropped_reads` (the leader lost its
+///    leadership before confirming them; the client may retry).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Ready {
+    /// Set when role, term or known leader changed since the last batch.
+    pub soft_state: Option<SoftState>,
+    pub hard_state: Option<HardState>,
+    pub snapshot: Option<Snapshot>,
+    pub entries: Vec<Entry>,
+    pub messages: Vec<Message>,
+    pub committed_entries: Vec<Entry>,
+    pub read_states: Vec<ReadState>,
+    pub dropped_reads: Vec<u64>,
+}
+
+impl Ready {
+    pub fn is_empty(&self) -> bool {
+        self.soft_state.is_none()
+            && self.hard_state.is_none()
+            && self.snapshot.is_none()
+            && self.entries.is_empty()
+            && self.messages.is_empty()
+            && self.committed_entries.is_empty()
+            && self.read_states.is_empty()
+            && self.dropped_reads.is_empty()
+    }
+}

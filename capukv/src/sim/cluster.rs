@@ -1,0 +1,582 @@
+//! One simulated run: the tick loop, the nemesis, the clients, and the
+//! handling of each node's output exactly as the core's contract demands.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use bytes::Bytes;
+
+use crate::raft::{Config, Index, NodeId, Raft, RaftError, Ready, Role, SplitMix64, Term};
+
+use super::RECOVERY_BOUND_TICKS;
+use super::invariants::{Invariants, Violation};
+use super::network::Network;
+use super::node::{Disk, SimNode, StateMachine, entry_hash};
+use super::scenario::{Faults, Scenario};
+
+/// Nodes compact their log every this many applied entries (snapshot runs).
+const COMPACT_EVERY: Index = 16;
+/// Ticks a client waits for an answer before it gives up on a request.
+const CLIENT_TIMEOUT: u64 = 30;
+
+/// What a run that broke no invariant did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Hash of every output of every node, in order: equal for equal runs.
+    pub trace_hash: u64,
+    /// Ticks from the final heal until a new proposal committed.
+    pub recovery_ticks: u64,
+    pub stats: Stats,
+}
+
+/// Counts that show a run exercised what it meant to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub leaders_elected: u64,
+    pub writes_acknowledged: u64,
+    pub writes_lost: u64,
+    pub reads_served: u64,
+    pub reads_dropped: u64,
+    pub crashes: u64,
+    pub pauses: u64,
+    pub partitions: u64,
+    pub transfers: u64,
+    pub compactions: u64,
+    pub snapshots_installed: u64,
+    pub messages_delivered: u64,
+}
+
+impl Stats {
+    pub fn add(&mut self, o: &Stats) {
+        self.leaders_elected += o.leaders_elected;
+        self.writes_acknowledged += o.writes_acknowledged;
+        self.writes_lost += o.writes_lost;
+        self.reads_served += o.reads_served;
+        self.reads_dropped += o.reads_dropped;
+        self.crashes += o.crashes;
+        self.pauses += o.pauses;
+        self.partitions += o.partitions;
+        self.transfers += o.transfers;
+        self.compactions += o.compactions;
+        self.snapshots_installed += o.snapshots_installed;
+        self.messages_delivered += o.messages_delivered;
+    }
+}
+
+/// Runs the scenario a seed stands for.
+pub fn run(seed: u64) -> Result<Outcome, Violation> {
+    run_with(Scenario::from_seed(seed))
+}
+
+pub fn run_with(scenario: Scenario) -> Result<Outcome, Violation> {
+    Cluster::new(scenario)?.run()
+}
+
+#[derive(Clone, Copy)]
+enum Pending {
+    Write { node: NodeId, index: Index, term: Term, deadline: u64 },
+    Read { node: NodeId, request: u64, required: Index, deadline: u64 },
+}
+
+struct Client {
+    pending: Option<Pending>,
+    /// The node this client believes leads.
+    guess: NodeId,
+    writes: u64,
+}
+
+struct Cluster {
+    scenario: Scenario,
+    faults: Faults,
+    rng: SplitMix64,
+    now: u64,
+    nodes: Vec<SimNode>,
+    net: Network,
+    clients: Vec<Client>,
+    inv: Invariants,
+    trace: DefaultHasher,
+    stats: Stats,
+    partition_until: u64,
+    next_request: u64,
+    /// Recovery phase: proposals made to prove liveness, as (node, index, term).
+    markers: Vec<(NodeId, Index, Term)>,
+    recovered_at: Option<u64>,
+}
+
+impl Cluster {
+    fn new(scenario: Scenario) -> Result<Cluster, Violation> {
+        let mut cluster = Cluster {
+            faults: scenario.faults,
+            rng: SplitMix64::new(scenario.seed),
+            now: 0,
+            nodes: Vec::new(),
+            net: Network::default(),
+            clients: Vec::new(),
+            inv: Invariants::new(scenario.seed),
+            trace: DefaultHasher::new(),
+            stats: Stats::default(),
+            partition_until: 0,
+            next_request: 0,
+            markers: Vec::new(),
+            recovered_at: None,
+            scenario,
+        };
+        for id in 1..=cluster.scenario.nodes as NodeId {
+            let node = SimNode {
+                id,
+                raft: None,
+                disk: Disk::default(),
+                sm: StateMachine::default(),
+                reads: Vec::new(),
+                boots: 0,
+                restart_at: None,
+                paused_until: None,
+            };
+            cluster.nodes.push(node);
+            cluster.start(id)?;
+        }
+        for c in 0..cluster.scenario.clients {
+            let guess = 1 + (c % cluster.scenario.nodes) as NodeId;
+            cluster.clients.push(Client { pending: None, guess, writes: 0 });
+        }
+        Ok(cluster)
+    }
+
+    fn violation(&self, invariant: &'static str, detail: String) -> Violation {
+        Violation { seed: self.scenario.seed, tick: self.now, invariant, detail }
+    }
+
+    fn node(&mut self, id: NodeId) -> &mut SimNode {
+        &mut self.nodes[(id - 1) as usize]
+    }
+
+    fn up_nodes(&self) -> Vec<NodeId> {
+        self.nodes.iter().filter(|n| n.is_running(self.now)).map(|n| n.id).collect()
+    }
+
+    fn leader_of_highest_term(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.raft.as_ref().filter(|r| r.role() == Role::Leader).map(|r| (r.term(), n.id)))
+            .max()
+            .map(|(_, id)| id)
+    }
+
+    fn run(mut self) -> Result<Outcome, Violation> {
+        let heal_at = self.scenario.chaos_ticks + 1;
+        let last_tick = heal_at + RECOVERY_BOUND_TICKS;
+        while self.now < last_tick {
+            self.now += 1;
+            self.inv.tick = self.now;
+            if self.now == heal_at {
+                self.heal_everything()?;
+            }
+            self.restart_due()?;
+            self.deliver();
+            let now = self.now;
+            for node in self.nodes.iter_mut().filter(|n| n.is_running(now)) {
+                node.raft.as_mut().expect("running").tick();
+            }
+            self.clients_act();
+            if self.now < heal_at {
+                self.nemesis();
+            } else {
+                self.propose_markers();
+            }
+            for id in 1..=self.nodes.len() as NodeId {
+                self.handle_ready(id)?;
+            }
+            if let Some(at) = self.recovered_at {
+                return Ok(Outcome {
+                    trace_hash: self.trace.finish(),
+                    recovery_ticks: at - heal_at,
+                    stats: self.stats,
+                });
+            }
+        }
+        Err(self.violation(
+            "Liveness",
+            format!("no proposal committed within {RECOVERY_BOUND_TICKS} ticks of the final heal"),
+        ))
+    }
+
+    // --- Nodes ---------------------------------------------------------------
+
+    fn start(&mut self, id: NodeId) -> Result<(), Violation> {
+        let seed = self.scenario.seed;
+        let voters: Vec<NodeId> = (1..=self.scenario.nodes as NodeId).collect();
+        let node = &mut self.nodes[(id - 1) as usize];
+        node.sm = node.disk.snapshot.as_ref().map(|s| StateMachine::decode(&s.data)).unwrap_or_default();
+        let (applied, digest) = (node.sm.applied, node.sm.digest);
+        node.boots += 1;
+        let mut cfg = Config::new(id, voters);
+        cfg.applied = applied;
+        cfg.seed = seed.wrapping_mul(0x9E37_79B9).wrapping_add(id * 1_000 + node.boots);
+        // Small, seed-chosen batches and windows split a backlog over many
+        // messages, which is where replication bugs hide.
+        cfg.max_entries_per_message = self.scenario.max_entries_per_message;
+        cfg.max_inflight_messages = self.scenario.max_inflight_messages;
+        let raft = Raft::new(cfg, node.disk.persisted());
+        let raft = raft.map_err(|e| self.violation("Restart", format!("node {id} cannot restart: {e}")))?;
+        self.nodes[(id - 1) as usize].raft = Some(raft);
+        self.nodes[(id - 1) as usize].restart_at = None;
+        self.inv.snapshot_restored(id, applied, digest)
+    }
+
+    fn crash(&mut self, id: NodeId) {
+        let restart_at = self.now + self.rng.range(5, 120);
+        let node = self.node(id);
+        node.raft = None;
+        node.reads.clear();
+        node.restart_at = Some(restart_at);
+        // Whatever was asked of the node is now of unknown outcome.
+        for c in &mut self.clients {
+            if matches!(c.pending, Some(Pending::Write { node, .. } | Pending::Read { node, .. }) if node == id) {
+                c.pending = None;
+            }
+        }
+        self.stats.crashes += 1;
+        ("crash", id, self.now).hash(&mut self.trace);
+    }
+
+    fn restart_due(&mut self) -> Result<(), Violation> {
+        for id in 1..=self.nodes.len() as NodeId {
+            if self.node(id).restart_at.is_some_and(|at| at <= self.now) {
+                self.start(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn deliver(&mut self) {
+        for msg in self.net.due(self.now) {
+            let node = &mut self.nodes[(msg.to - 1) as usize];
+            if let Some(until) = node.paused_until.filter(|&until| until > self.now) {
+                let at = until + self.rng.range(0, 3);
+                self.net.hold(msg, at);
+            } else if let Some(raft) = node.raft.as_mut() {
+                self.stats.messages_delivered += 1;
+                raft.step(msg);
+            }
+        }
+    }
+
+    /// Handles a node's output in the order the core's contract demands,
+    /// checking the invariants as state becomes durable and is applied.
+    fn handle_ready(&mut self, id: NodeId) -> Result<(), Violation> {
+        let idx = (id - 1) as usize;
+        if !self.nodes[idx].is_running(self.now) {
+            return Ok(());
+        }
+        let Some(raft) = self.nodes[idx].raft.as_mut() else { return Ok(()) };
+        if !raft.has_ready() {
+            return Ok(());
+        }
+        let ready: Ready = raft.ready();
+        (self.now, id, &ready).hash(&mut self.trace);
+        let Ready {
+            soft_state,
+            hard_state,
+            snapshot,
+            entries,
+            messages,
+            committed_entries,
+            read_states,
+            dropped_reads,
+        } = ready;
+
+        // 1. Persist.
+        if let Some(snap) = &snapshot {
+            let prefix = self.inv.prefix_of(snap.meta.index, snap.meta.term).ok_or_else(|| {
+                self.violation("Log Matching", format!("node {id} got a snapshot at an entry no node ever held"))
+            })?;
+            self.nodes[idx].disk.write_snapshot(snap.clone(), prefix, false);
+            self.stats.snapshots_installed += 1;
+        }
+        for (index, term, prefix) in self.nodes[idx].disk.write_entries(entries) {
+            self.inv.entry_persisted(id, index, term, prefix)?;
+        }
+        if let Some(hs) = hard_state {
+            let disk = &mut self.nodes[idx].disk;
+            let from = disk.hard_state.commit.max(disk.snapshot_index()) + 1;
+            disk.hard_state = hs;
+            for index in from..=hs.commit {
+                let disk = &self.nodes[idx].disk;
+                let (term, prefix) = match (disk.entry(index), disk.prefix_at(index)) {
+                    (Some(e), Some(p)) => (e.term, p),
+                    _ => {
+                        return Err(
+                            self.violation("Durability", format!("node {id} committed {index}, not on its disk"))
+                        );
+                    }
+                };
+                self.inv.entry_committed(id, hs.term, index, term, prefix)?;
+            }
+        }
+        if let Some(ss) = soft_state
+            && ss.role == Role::Leader
+        {
+            self.stats.leaders_elected += 1;
+            self.inv.leader_elected(id, ss.term, &self.nodes[idx].disk)?;
+        }
+
+        // 2. Send.
+        for msg in messages {
+            self.net.send(msg, self.now, &self.faults, &mut self.rng);
+        }
+
+        // 3. Apply.
+        if let Some(snap) = snapshot {
+            let sm = StateMachine::decode(&snap.data);
+            if sm.applied != snap.meta.index {
+                return Err(self.violation("Snapshot", format!("node {id}: snapshot data does not match its index")));
+            }
+            self.nodes[idx].sm = sm;
+            self.inv.snapshot_restored(id, sm.applied, sm.digest)?;
+        }
+        for entry in committed_entries {
+            let node = &mut self.nodes[idx];
+            if entry.index != node.sm.applied + 1 {
+                let detail = format!("node {id} applied {} after {}", entry.index, node.sm.applied);
+                return Err(self.violation("State Machine Safety", detail));
+            }
+            node.sm.apply(&entry);
+            let digest = node.sm.digest;
+            self.inv.entry_applied(id, entry.index, entry_hash(&entry), digest)?;
+            self.resolve_writes(id, entry.index, entry.term);
+        }
+
+        // 4. Reads.
+        self.nodes[idx].reads.extend(read_states);
+        self.serve_reads(id)?;
+        for request in dropped_reads {
+            self.stats.reads_dropped += 1;
+            self.finish_read(request);
+        }
+
+        if self.faults.snapshots {
+            self.maybe_compact(id);
+        }
+        Ok(())
+    }
+
+    fn maybe_compact(&mut self, id: NodeId) {
+        let node = &mut self.nodes[(id - 1) as usize];
+        let applied = node.sm.applied;
+        if applied < node.disk.snapshot_index() + COMPACT_EVERY {
+            return;
+        }
+        let raft = node.raft.as_mut().expect("node is up");
+        let data = node.sm.encode();
+        let meta = raft.compact(applied, data.clone()).expect("compacting at the applied index");
+        let prefix = node.disk.prefix_at(applied).expect("applied entries are on disk");
+        node.disk.write_snapshot(crate::raft::Snapshot { meta, data }, prefix, true);
+        self.stats.compactions += 1;
+    }
+
+    // --- Clients -------------------------------------------------------------
+
+    fn clients_act(&mut self) {
+        let up = self.up_nodes();
+        for c in 0..self.clients.len() {
+            if let Some(p) = self.clients[c].pending {
+                let deadline = match p {
+                    Pending::Write { deadline, .. } | Pending::Read { deadline, .. } => deadline,
+                };
+                if self.now < deadline {
+                    continue;
+                }
+                // Gave up: the outcome is unknown. Try elsewhere next time,
+                // as a real client would after a deadline.
+                self.clients[c].pending = None;
+                if !up.is_empty() {
+                    self.clients[c].guess = up[self.rng.below(up.len() as u64) as usize];
+                }
+            }
+            if up.is_empty() || !self.rng.chance(0.25) {
+                continue;
+            }
+            let mut target = self.clients[c].guess;
+            if self.node(target).raft.is_some() && !up.contains(&target) {
+                continue; // paused: the request would sit in its socket
+            }
+            if !up.contains(&target) {
+                target = up[self.rng.below(up.len() as u64) as usize];
+            }
+            let write = self.rng.chance(0.7);
+            let deadline = self.now + CLIENT_TIMEOUT;
+            let required = self.inv.max_acked;
+            let request = self.next_request;
+            let client = &mut self.clients[c];
+            let raft = self.nodes[(target - 1) as usize].raft.as_mut().expect("target is up");
+            let result = if write {
+                client.writes += 1;
+                let data = Bytes::from(format!("client {c} write {}", client.writes));
+                raft.propose(data).map(|index| Pending::Write { node: target, index, term: raft.term(), deadline })
+            } else {
+                self.next_request += 1;
+                raft.read_index(request).map(|()| Pending::Read { node: target, request, required, deadline })
+            };
+            match result {
+                Ok(p) => client.pending = Some(p),
+                Err(RaftError::NotLeader { leader }) => {
+                    client.guess = leader.unwrap_or_else(|| up[self.rng.below(up.len() as u64) as usize]);
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// The entry at `index` of `term` was applied on `node`: writes proposed
+    /// there at that index succeeded if the term matches, else were lost.
+    fn resolve_writes(&mut self, node: NodeId, index: Index, term: Term) {
+        for c in &mut self.clients {
+            if let Some(Pending::Write { node: n, index: i, term: t, .. }) = c.pending
+                && n == node
+                && i == index
+            {
+                c.pending = None;
+                if t == term {
+                    self.stats.writes_acknowledged += 1;
+                    self.inv.write_acknowledged(index);
+                } else {
+                    self.stats.writes_lost += 1;
+                }
+            }
+        }
+        if self.markers.iter().any(|&(n, i, t)| n == node && i == index && t == term) {
+            self.recovered_at.get_or_insert(self.now);
+        }
+    }
+
+    fn serve_reads(&mut self, id: NodeId) -> Result<(), Violation> {
+        let node = &mut self.nodes[(id - 1) as usize];
+        let applied = node.sm.applied;
+        let (ready, waiting): (Vec<_>, Vec<_>) = node.reads.drain(..).partition(|r| r.index <= applied);
+        node.reads = waiting;
+        for read in ready {
+            let required = self.clients.iter().find_map(|c| match c.pending {
+                Some(Pending::Read { node, request, required, .. }) if node == id && request == read.request => {
+                    Some(required)
+                }
+                _ => None,
+            });
+            // A read whose client gave up is still checked against nothing.
+            if let Some(required) = required {
+                self.inv.read_served(id, read.request, applied, required)?;
+                self.stats.reads_served += 1;
+                self.finish_read(read.request);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_read(&mut self, request: u64) {
+        for c in &mut self.clients {
+            if matches!(c.pending, Some(Pending::Read { request: r, .. }) if r == request) {
+                c.pending = None;
+            }
+        }
+    }
+
+    // --- Faults --------------------------------------------------------------
+
+    fn nemesis(&mut self) {
+        let n = self.nodes.len();
+        if self.faults.partitions {
+            if self.net.is_partitioned() {
+                if self.now >= self.partition_until {
+                    self.net.heal();
+                    ("heal", self.now).hash(&mut self.trace);
+                }
+            } else if self.rng.chance(0.01) {
+                let groups = self.partition_groups(n);
+                (&groups, self.now).hash(&mut self.trace);
+                self.net.partition(groups);
+                self.partition_until = self.now + self.rng.range(20, 200);
+                self.stats.partitions += 1;
+            }
+        }
+        if self.faults.crashes && self.rng.chance(0.008) {
+            let up = self.up_nodes();
+            // Half the time the leader: its uncommitted tail is what a
+            // crash puts at risk.
+            let leader = self.leader_of_highest_term().filter(|_| self.rng.chance(0.5));
+            if let Some(victim) =
+                leader.or_else(|| (!up.is_empty()).then(|| up[self.rng.below(up.len() as u64) as usize]))
+            {
+                self.crash(victim);
+            }
+        }
+        if self.faults.pauses && self.rng.chance(0.006) {
+            let up = self.up_nodes();
+            let leader = self.leader_of_highest_term().filter(|_| self.rng.chance(0.5));
+            if let Some(victim) =
+                leader.or_else(|| (!up.is_empty()).then(|| up[self.rng.below(up.len() as u64) as usize]))
+            {
+                let until = self.now + self.rng.range(10, 80);
+                self.node(victim).paused_until = Some(until);
+                self.stats.pauses += 1;
+                ("pause", victim, until).hash(&mut self.trace);
+            }
+        }
+        if self.faults.transfers
+            && self.rng.chance(0.01)
+            && let Some(leader) = self.leader_of_highest_term()
+        {
+            let target = 1 + self.rng.below(n as u64);
+            let raft = self.node(leader).raft.as_mut().expect("leader is up");
+            if raft.transfer_leader(target).is_ok() {
+                self.stats.transfers += 1;
+            }
+        }
+    }
+
+    /// A partition, as a group number per node: isolate one node, isolate
+    /// the leader, or split the cluster in two at random.
+    fn partition_groups(&mut self, n: usize) -> Vec<usize> {
+        let mut groups = vec![0; n];
+        match self.rng.below(3) {
+            0 => groups[self.rng.below(n as u64) as usize] = 1,
+            1 => {
+                let victim = self.leader_of_highest_term().map_or(0, |id| (id - 1) as usize);
+                groups[victim] = 1;
+            }
+            _ => {
+                for g in groups.iter_mut() {
+                    *g = self.rng.below(2) as usize;
+                }
+            }
+        }
+        groups
+    }
+
+    /// The end of the chaos: the network is whole and fault-free again and
+    /// every node is up.
+    fn heal_everything(&mut self) -> Result<(), Violation> {
+        self.net.heal();
+        self.faults =
+            Faults { drop: 0.0, duplicate: 0.0, spike: 0.0, max_delay: self.faults.max_delay.min(3), ..self.faults };
+        for id in 1..=self.nodes.len() as NodeId {
+            self.node(id).paused_until = None;
+            if self.node(id).raft.is_none() {
+                self.start(id)?;
+            }
+        }
+        ("heal everything", self.now).hash(&mut self.trace);
+        Ok(())
+    }
+
+    /// After the heal, each leader (once per term) proposes a marker; the
+    /// cluster has recovered when one is applied on its leader.
+    fn propose_markers(&mut self) {
+        for node in &mut self.nodes {
+            let Some(raft) = node.raft.as_mut() else { continue };
+            if raft.role() != Role::Leader || self.markers.iter().any(|&(n, _, t)| n == node.id && t == raft.term()) {
+                continue;
+            }
+            if let Ok(index) = raft.propose(Bytes::from_static(b"recovery marker")) {
+                self.markers.push((node.id, index, raft.term()));
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! What a seed turns into: the cluster size and the faults of one run.
+
+use std::fmt;
+
+use crate::raft::SplitMix64;
+
+/// The fault families. Seeds cycle through them so that any run of
+/// consecutive seeds covers every family with both cluster sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    Loss,
+    Delay,
+    Duplication,
+    Partition,
+    Crash,
+    /// A node stops (SIGSTOP, a long GC pause) and resumes later, unaware
+    /// that time passed.
+    Pause,
+    Snapshot,
+    Transfer,
+    All,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 9] = [
+        FaultKind::Loss,
+        FaultKind::Delay,
+        FaultKind::Duplication,
+        FaultKind::Partition,
+        FaultKind::Crash,
+        FaultKind::Pause,
+        FaultKind::Snapshot,
+        FaultKind::Transfer,
+        FaultKind::All,
+    ];
+}
+
+/// Fault settings for a run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Faults {
+    /// Chance that a message is lost.
+    pub drop: f64,
+    /// Chance that a message is delivered twice.
+    pub duplicate: f64,
+    /// Messages take 1..=max_delay ticks; different delays reorder them.
+    pub max_delay: u64,
+    /// Chance that a message is held back for a long latency spike.
+    pub spike: f64,
+    pub partitions: bool,
+    pub crashes: bool,
+    pub pauses: bool,
+    /// Nodes compact their logs often, so lagging nodes need snapshots.
+    pub snapshots: bool,
+    pub transfers: bool,
+}
+
+impl Faults {
+    pub fn of(kind: FaultKind) -> Faults {
+        let calm = Faults {
+            drop: 0.0,
+            duplicate: 0.0,
+            max_delay: 3,
+            spike: 0.0,
+            partitions: false,
+            crashes: false,
+            pauses: false,
+            snapshots: false,
+            transfers: false,
+        };
+        match kind {
+            FaultKind::Loss => Faults { drop: 0.25, ..calm },
+            FaultKind::Delay => Faults { max_delay: 12, spike: 0.02, ..calm },
+            FaultKind::Duplication => Faults { duplicate: 0.3, max_delay: 5, ..calm },
+            FaultKind::Partition => Faults { partitions: true, ..calm },
+            FaultKind::Crash => Faults { crashes: true, ..calm },
+            FaultKind::Pause => Faults { pauses: true, ..calm },
+            FaultKind::Snapshot => Faults { drop: 0.05, partitions: true, crashes: true, snapshots: true, ..calm },
+            FaultKind::Transfer => Faults { drop: 0.05, transfers: true, ..calm },
+            FaultKind::All => Faults {
+                drop: 0.1,
+                duplicate: 0.1,
+                max_delay: 8,
+                spike: 0.01,
+                partitions: true,
+                crashes: true,
+                pauses: true,
+                snapshots: true,
+                transfers: true,
+            },
+        }
+    }
+}
+
+/// One simulated run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    pub seed: u64,
+    pub nodes: usize,
+    pub kind: FaultKind,
+    pub faults: Faults,
+    /// Ticks of faults and client load before the final heal.
+    pub chaos_ticks: u64,
+    pub clients: usize,
+    /// The core's replication limits for this run.
+    pub max_entries_per_message: usize,
+    pub max_inflight_messages: usize,
+}
+
+impl Scenario {
+    /// The scenario a seed stands for: seeds cycle through the fault kinds,
+    /// and alternate cluster sizes 3 and 5 every full cycle.
+    pub fn from_seed(seed: u64) -> Scenario {
+        let kinds = FaultKind::ALL.len() as u64;
+        let kind = FaultKind::ALL[(seed % kinds) as usize];
+        let nodes = if (seed / kinds) % 2 == 0 { 3 } else { 5 };
+        // Mix the seed so the limits do not move in lockstep with the kind.
+        let mix = SplitMix64::new(seed).next_u64();
+        Scenario {
+            seed,
+            nodes,
+            kind,
+            faults: Faults::of(kind),
+            chaos_ticks: 1_000,
+            clients: 4,
+            max_entries_per_message: 1 + (mix % 8) as usize,
+            max_inflight_messages: 1 + ((mix >> 8) % 8) as usize,
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "seed {} ({} nodes, {:?} faults, {} ticks)", self.seed, self.nodes, self.kind, self.chaos_ticks)
+    }
+}

@@ -1,0 +1,44 @@
+# Shared by scripts/*.sh: installing what CapuKV needs on a fresh
+# Debian/Ubuntu machine. Idempotent: installs only what is missing.
+
+# System packages the build and the tests need. clang/libclang: RocksDB's
+# bindings.
+CAPUKV_PACKAGES=(build-essential pkg-config clang libclang-dev)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+ensure_packages() {
+    local missing=()
+    for p in "${CAPUKV_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        if [ "$(id -u)" -ne 0 ]; then
+            echo "error: missing packages ${missing[*]}; run as root or install them" >&2
+            exit 2
+        fi
+        step "installing ${missing[*]}"
+        apt-get update
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+    fi
+}
+
+ensure_rust() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        [ -f "$HOME/.cargo/env" ] && source "$HOME/.cargo/env"
+    fi
+    if ! command -v cargo >/dev/null 2>&1; then
+        echo "error: no Rust toolchain (cargo) found; install one with rustup (https://rustup.rs)" >&2
+        exit 2
+    fi
+    for component in rustfmt clippy; do
+        if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+            if command -v rustup >/dev/null 2>&1; then
+                rustup component add "$component"
+            else
+                echo "error: cargo $component is missing and rustup is not there to add it" >&2
+                exit 2
+            fi
+        fi
+    done
+}
