@@ -134,7 +134,7 @@ pub struct SimNode {
 impl SimNode {
     /// Up and not paused: it can act.
     pub fn is_running(&self, now: u64) -> bool {
-        self.raft.is_some() && !self.paused_until.is_some_and(|until| until > now)
+        self.raft.is_some() && self.paused_until.is_none_or(|until| until <= now)
     }
 }
 
