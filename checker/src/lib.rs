@@ -1,6 +1,32 @@
 //! Linearizability checking of recorded client histories.
 //!
-//! This crate knows nothing of CapuKV: it reads histories in the format of
-//! `shared/history-format.md` and searches them for a linearization. The search
-//! itself arrives with the checker issue; the crate exists now so the workspace
-//! has its final shape.
+//! This crate knows nothing of CapuKV. It reads histories in the JSON Lines
+//! format of `shared/history-format.md` (and Jepsen's `history.edn`), pairs
+//! invocations with completions into [`Operation`]s, splits them by key
+//! (linearizability is compositional) and searches each key for a
+//! linearization against a sequential model, Porcupine-style: Wing & Gong /
+//! Lowe's just-in-time search over a linked list of call and return entries,
+//! memoizing (set of linearized operations, model state).
+//!
+//! - [`history`]: events and the JSON Lines reader; [`edn`]: Jepsen's format.
+//! - [`operation`]: events paired into operations, per key.
+//! - [`model`]: the sequential specifications (stateright `SequentialSpec`s).
+//! - [`search`]: the linearizability search for one key.
+//! - [`check`]: the whole-history check: keys in parallel, a time and memory
+//!   budget, verdicts and counterexamples.
+//! - [`synth`]: random concurrent histories, for tests and benchmarks.
+
+pub mod check;
+pub mod edn;
+pub mod history;
+pub mod model;
+pub mod operation;
+pub mod search;
+pub mod synth;
+pub mod value;
+
+pub use check::{Budget, CheckReport, KeyReport, Verdict, check_history};
+pub use history::{Event, EventType, History, HistoryError, Process};
+pub use model::ModelKind;
+pub use operation::{Input, Operation, Output};
+pub use value::Value;

@@ -112,7 +112,7 @@ impl Scenario {
     pub fn from_seed(seed: u64) -> Scenario {
         let kinds = FaultKind::ALL.len() as u64;
         let kind = FaultKind::ALL[(seed % kinds) as usize];
-        let nodes = if (seed / kinds) % 2 == 0 { 3 } else { 5 };
+        let nodes = if (seed / kinds).is_multiple_of(2) { 3 } else { 5 };
         // Mix the seed so the limits do not move in lockstep with the kind.
         let mix = SplitMix64::new(seed).next_u64();
         Scenario {

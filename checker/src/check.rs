@@ -1,0 +1,269 @@
+//! Checking a whole history: pair events into operations, split them by key,
+//! search every key (in parallel, largest first) within one time and memory
+//! budget, and gather verdicts and counterexamples.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::history::{History, HistoryError};
+use crate::model::{CasRegister, Kv, ModelKind, Register};
+use crate::operation::{Input, Operation, Output, pair};
+use crate::search::{Counterexample, Limits, Outcome, search};
+use crate::value::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Every key has a linearization.
+    Valid,
+    /// Some key has none.
+    Invalid,
+    /// The budget ran out first. Never reported as valid.
+    Unknown,
+}
+
+/// How much a check may spend.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    pub timeout: Duration,
+    /// Bytes the search caches may hold together.
+    pub memory_bytes: usize,
+    /// Keys searched at once (0: one per core).
+    pub threads: usize,
+}
+
+impl Default for Budget {
+    fn default() -> Budget {
+        Budget { timeout: Duration::from_secs(60), memory_bytes: 1 << 30, threads: 0 }
+    }
+}
+
+/// The verdict for one key, and for an invalid one what shows why.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyReport {
+    pub key: Option<String>,
+    pub verdict: Verdict,
+    pub operations: usize,
+    /// Why the verdict is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Invalid keys only: all of the key's operations...
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ops: Vec<Operation>,
+    /// ...and the longest linearizable prefix with what could not follow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counterexample: Option<Counterexample>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub verdict: Verdict,
+    pub model: ModelKind,
+    pub initial: Option<Value>,
+    /// Events read and client operations checked.
+    pub events: usize,
+    pub operations: usize,
+    /// Failed operations and info reads, removed by the format's rules.
+    pub removed: usize,
+    /// Info writes no operation could have observed, set aside (they may
+    /// as well never have happened).
+    pub unobserved_info_writes: usize,
+    pub keys: usize,
+    pub invalid_keys: usize,
+    pub unknown_keys: usize,
+    pub elapsed_ms: u64,
+    /// Invalid and unknown keys first, then the rest.
+    pub results: Vec<KeyReport>,
+}
+
+/// Checks `history` against `model`, every key starting from `initial`.
+pub fn check_history(
+    history: &History,
+    model: ModelKind,
+    initial: Option<Value>,
+    budget: &Budget,
+) -> Result<CheckReport, HistoryError> {
+    let started = Instant::now();
+    let paired = pair(history)?;
+    for op in paired.by_key.values().flatten() {
+        if !model.supports(&op.input) {
+            let line = history.line_of(op.call as usize);
+            let message = format!("the {model} model has no `{}` operation", input_name(&op.input));
+            return Err(HistoryError::at(&history.source, line, message));
+        }
+    }
+    let mut keys: Vec<(Option<String>, Vec<Operation>)> = paired.by_key.into_iter().collect();
+    let mut unobserved = 0;
+    for (_, ops) in &mut keys {
+        unobserved += set_aside_unobserved_info_writes(ops);
+    }
+    // Largest first, so one long key does not start last.
+    keys.sort_by_key(|(_, ops)| std::cmp::Reverse(ops.len()));
+    let limits = Limits {
+        deadline: started + budget.timeout,
+        memory_bytes: budget.memory_bytes,
+        memory_used: AtomicUsize::new(0),
+        cancelled: AtomicBool::new(false),
+    };
+    let threads = match budget.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+    .min(keys.len().max(1));
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::with_capacity(keys.len()));
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((key, ops)) = keys.get(i) else { break };
+                    let report = check_key(key, ops, model, &initial, &limits);
+                    results.lock().expect("no thread panics holding it").push(report);
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("no thread panics holding it");
+    results.sort_by(|a, b| rank(a.verdict).cmp(&rank(b.verdict)).then_with(|| a.key.cmp(&b.key)));
+    let invalid_keys = results.iter().filter(|r| r.verdict == Verdict::Invalid).count();
+    let unknown_keys = results.iter().filter(|r| r.verdict == Verdict::Unknown).count();
+    let verdict = if invalid_keys > 0 {
+        Verdict::Invalid
+    } else if unknown_keys > 0 {
+        Verdict::Unknown
+    } else {
+        Verdict::Valid
+    };
+    Ok(CheckReport {
+        verdict,
+        model,
+        initial,
+        events: paired.events,
+        operations: paired.kept,
+        removed: paired.removed,
+        unobserved_info_writes: unobserved,
+        keys: results.len(),
+        invalid_keys,
+        unknown_keys,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        results,
+    })
+}
+
+fn rank(v: Verdict) -> u8 {
+    match v {
+        Verdict::Invalid => 0,
+        Verdict::Unknown => 1,
+        Verdict::Valid => 2,
+    }
+}
+
+fn input_name(input: &Input) -> &'static str {
+    match input {
+        Input::Read => "read",
+        Input::Write(_) => "write",
+        Input::Cas(..) => "cas",
+        Input::Delete => "delete",
+        Input::Append(_) => "append",
+    }
+}
+
+fn check_key(
+    key: &Option<String>,
+    ops: &[Operation],
+    model: ModelKind,
+    initial: &Option<Value>,
+    limits: &Limits,
+) -> KeyReport {
+    let run = |explain: bool| match model {
+        ModelKind::Register => search(ops, Register(initial.clone()), limits, explain),
+        ModelKind::CasRegister => search(ops, CasRegister(initial.clone()), limits, explain),
+        ModelKind::Kv => search(ops, Kv(initial.clone()), limits, explain),
+    };
+    match run(false) {
+        Outcome::Linearizable => KeyReport {
+            key: key.clone(),
+            verdict: Verdict::Valid,
+            operations: ops.len(),
+            reason: None,
+            ops: Vec::new(),
+            counterexample: None,
+        },
+        Outcome::Unknown(reason) => KeyReport {
+            key: key.clone(),
+            verdict: Verdict::Unknown,
+            operations: ops.len(),
+            reason: Some(reason),
+            ops: Vec::new(),
+            counterexample: None,
+        },
+        Outcome::NotLinearizable(_) => {
+            // Search again, now keeping the longest prefix for the report.
+            let (counterexample, reason) = match run(true) {
+                Outcome::NotLinearizable(c) => (Some(c), None),
+                Outcome::Unknown(r) => (None, Some(format!("invalid; the counterexample was not kept: {r}"))),
+                Outcome::Linearizable => unreachable!("the search is deterministic"),
+            };
+            KeyReport {
+                key: key.clone(),
+                verdict: Verdict::Invalid,
+                operations: ops.len(),
+                reason,
+                ops: ops.to_vec(),
+                counterexample,
+            }
+        }
+    }
+}
+
+/// Sets aside info writes that no operation could have observed: taking
+/// effect or not makes no difference to any linearization, and each one
+/// left in would double the search wherever it fails.
+///
+/// An info `write v` is set aside when no read returned `v`, no cas expected
+/// `v`, the key has no appends, and no cas that reported a mismatch was still
+/// in flight when the write was invoked (a mismatch observes "not `e`",
+/// which the write might be what made true). Returns how many were set aside.
+pub fn set_aside_unobserved_info_writes(ops: &mut Vec<Operation>) -> usize {
+    if ops.iter().any(|o| matches!(o.input, Input::Append(_))) {
+        return 0;
+    }
+    let mut observed: HashSet<&Value> = HashSet::new();
+    let mut last_mismatch_ret = 0;
+    for o in ops.iter() {
+        match (&o.input, &o.output) {
+            (_, Output::Read(Some(v))) => {
+                observed.insert(v);
+            }
+            (Input::Cas(e, _), Output::CasMismatch) => {
+                observed.insert(e);
+                last_mismatch_ret = last_mismatch_ret.max(o.ret.unwrap_or(u64::MAX));
+            }
+            (Input::Cas(e, _), _) => {
+                observed.insert(e);
+            }
+            _ => {}
+        }
+    }
+    let drop: HashSet<usize> = ops
+        .iter()
+        .filter(|o| {
+            matches!((&o.input, &o.output), (Input::Write(v), Output::Unknown)
+                if !observed.contains(v) && last_mismatch_ret < o.call)
+        })
+        .map(|o| o.id)
+        .collect();
+    if drop.is_empty() {
+        return 0;
+    }
+    ops.retain(|o| !drop.contains(&o.id));
+    for (id, o) in ops.iter_mut().enumerate() {
+        o.id = id;
+    }
+    drop.len()
+}

@@ -1,0 +1,235 @@
+//! History events, as in `shared/history-format.md`, and the JSON Lines
+//! reader. Every malformed line is an error naming the file, the line and
+//! what is wrong; nothing is guessed.
+
+use std::fmt;
+use std::io::BufRead;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// What an event says happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventType {
+    Invoke,
+    Ok,
+    Fail,
+    Info,
+}
+
+/// Who issued an event: a logical client, or the nemesis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Process {
+    Client(u64),
+    Nemesis,
+}
+
+impl Serialize for Process {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Process::Client(p) => s.serialize_u64(*p),
+            Process::Nemesis => s.serialize_str("nemesis"),
+        }
+    }
+}
+
+impl fmt::Display for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Process::Client(p) => write!(f, "{p}"),
+            Process::Nemesis => f.write_str("nemesis"),
+        }
+    }
+}
+
+/// One line of a history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub index: u64,
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    pub process: Process,
+    pub f: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub value: serde_json::Value,
+    pub time: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A whole history, in recorded order.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub events: Vec<Event>,
+    /// Where it came from, for error messages ("-" for standard input).
+    pub source: String,
+    /// The line each event was read from (1-based), parallel to `events`.
+    pub lines: Vec<usize>,
+}
+
+/// A history that cannot be read, with where and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HistoryError {
+    #[error("{source_name}:{line}: {message}")]
+    Malformed { source_name: String, line: usize, message: String },
+    #[error("{source_name}: {message}")]
+    Io { source_name: String, message: String },
+}
+
+impl HistoryError {
+    pub fn at(source_name: &str, line: usize, message: impl Into<String>) -> HistoryError {
+        HistoryError::Malformed { source_name: source_name.to_string(), line, message: message.into() }
+    }
+}
+
+/// The key-value operations the checker understands.
+pub const OPERATIONS: [&str; 5] = ["read", "write", "cas", "delete", "append"];
+
+impl History {
+    /// Reads a history file: Jepsen EDN if it ends in `.edn`, else JSON Lines.
+    pub fn read_file(path: &Path) -> Result<History, HistoryError> {
+        let name = path.display().to_string();
+        let io_err = |e: std::io::Error| HistoryError::Io { source_name: name.clone(), message: e.to_string() };
+        if path.extension().is_some_and(|e| e == "edn") {
+            let text = std::fs::read_to_string(path).map_err(io_err)?;
+            return crate::edn::read_history(&text, &name);
+        }
+        let file = std::fs::File::open(path).map_err(io_err)?;
+        History::read_jsonl(std::io::BufReader::with_capacity(1 << 20, file), &name)
+    }
+
+    /// Reads JSON Lines. Blank lines are allowed; anything else must be an
+    /// event.
+    pub fn read_jsonl(reader: impl BufRead, source: &str) -> Result<History, HistoryError> {
+        let mut history = History { source: source.to_string(), ..History::default() };
+        for (n, line) in reader.lines().enumerate() {
+            let line_no = n + 1;
+            let line = line.map_err(|e| HistoryError::at(source, line_no, format!("cannot read: {e}")))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let event = parse_event(&line).map_err(|m| HistoryError::at(source, line_no, m))?;
+            history.push(event, line_no)?;
+        }
+        Ok(history)
+    }
+
+    /// Appends an event, checking that indexes strictly increase.
+    pub fn push(&mut self, event: Event, line: usize) -> Result<(), HistoryError> {
+        if let Some(last) = self.events.last()
+            && event.index <= last.index
+        {
+            let message =
+                format!("index {} does not follow index {}: indexes must strictly increase", event.index, last.index);
+            return Err(HistoryError::at(&self.source, line, message));
+        }
+        self.events.push(event);
+        self.lines.push(line);
+        Ok(())
+    }
+
+    pub fn line_of(&self, event: usize) -> usize {
+        self.lines.get(event).copied().unwrap_or(event + 1)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvent {
+    index: Option<u64>,
+    #[serde(rename = "type")]
+    kind: Option<EventType>,
+    process: Option<serde_json::Value>,
+    f: Option<String>,
+    #[serde(default)]
+    key: Option<serde_json::Value>,
+    #[serde(default)]
+    value: serde_json::Value,
+    time: Option<u64>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+fn parse_event(line: &str) -> Result<Event, String> {
+    let raw: RawEvent = serde_json::from_str(line).map_err(|e| format!("not a history event: {e}"))?;
+    let missing = |field: &str| format!("missing field `{field}`");
+    let process = match raw.process.ok_or_else(|| missing("process"))? {
+        serde_json::Value::Number(n) => Process::Client(n.as_u64().ok_or("`process` must be a non-negative integer")?),
+        serde_json::Value::String(s) if s == "nemesis" => Process::Nemesis,
+        other => return Err(format!("`process` must be an integer or \"nemesis\", not {other}")),
+    };
+    let key = match raw.key {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        Some(other) => return Err(format!("`key` must be a string, not {other}")),
+    };
+    let error = match raw.error {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(other) => Some(other.to_string()),
+    };
+    let event = Event {
+        index: raw.index.ok_or_else(|| missing("index"))?,
+        kind: raw.kind.ok_or_else(|| missing("type"))?,
+        process,
+        f: raw.f.ok_or_else(|| missing("f"))?,
+        key,
+        value: raw.value,
+        time: raw.time.ok_or_else(|| missing("time"))?,
+        error,
+    };
+    if event.process != Process::Nemesis && !OPERATIONS.contains(&event.f.as_str()) {
+        return Err(format!("unknown operation `{}` (expected one of {})", event.f, OPERATIONS.join(", ")));
+    }
+    Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Result<History, HistoryError> {
+        History::read_jsonl(text.as_bytes(), "h.jsonl")
+    }
+
+    #[test]
+    fn reads_the_documented_example() {
+        let text = r#"{"index":0,"type":"invoke","process":3,"f":"write","key":"k7","value":5,"time":1200345}
+{"index":1,"type":"invoke","process":1,"f":"read","key":"k7","value":null,"time":1200390}
+
+{"index":2,"type":"ok","process":3,"f":"write","key":"k7","value":5,"time":1450001}
+{"index":5,"type":"info","process":2,"f":"cas","key":"k7","value":[5,9],"time":2500000,"error":"deadline exceeded"}
+{"index":6,"type":"invoke","process":"nemesis","f":"start-partition","value":{"groups":[["n1","n2"],["n3"]]},"time":3000000}"#;
+        let h = read(text).unwrap();
+        assert_eq!(h.events.len(), 5);
+        assert_eq!(h.events[3].error.as_deref(), Some("deadline exceeded"));
+        assert_eq!(h.events[4].process, Process::Nemesis);
+        assert_eq!(h.line_of(2), 4);
+    }
+
+    #[test]
+    fn a_broken_line_names_file_line_and_problem() {
+        let text = "{\"index\":0,\"type\":\"invoke\",\"process\":1,\"f\":\"read\",\"value\":null,\"time\":1}\n{\"index\":1,\"type\":\"ok\"";
+        let err = read(text).unwrap_err().to_string();
+        assert!(err.starts_with("h.jsonl:2: not a history event"), "{err}");
+
+        let err = read(r#"{"index":0,"type":"done","process":1,"f":"read","time":1}"#).unwrap_err().to_string();
+        assert!(err.starts_with("h.jsonl:1:") && err.contains("unknown variant `done`"), "{err}");
+
+        let err = read(r#"{"index":0,"type":"ok","process":1,"f":"incr","time":1}"#).unwrap_err().to_string();
+        assert!(err.contains("unknown operation `incr`"), "{err}");
+
+        let err = read(r#"{"index":0,"type":"ok","process":-1,"f":"read","time":1}"#).unwrap_err().to_string();
+        assert!(err.contains("`process` must be a non-negative integer"), "{err}");
+
+        let text = "{\"index\":3,\"type\":\"invoke\",\"process\":1,\"f\":\"read\",\"time\":1}\n{\"index\":3,\"type\":\"ok\",\"process\":1,\"f\":\"read\",\"time\":2}";
+        let err = read(text).unwrap_err().to_string();
+        assert!(err.starts_with("h.jsonl:2: index 3 does not follow index 3"), "{err}");
+
+        let err = read(r#"{"type":"ok","process":1,"f":"read","time":1}"#).unwrap_err().to_string();
+        assert!(err.contains("missing field `index`"), "{err}");
+    }
+}
