@@ -234,7 +234,7 @@ pub fn set_aside_unobserved_info_writes(ops: &mut Vec<Operation>) -> usize {
         return 0;
     }
     let mut observed: HashSet<&Value> = HashSet::new();
-    let mut last_mismatch_ret = 0;
+    let mut last_mismatch_ret: Option<u64> = None;
     for o in ops.iter() {
         match (&o.input, &o.output) {
             (_, Output::Read(Some(v))) => {
@@ -242,7 +242,7 @@ pub fn set_aside_unobserved_info_writes(ops: &mut Vec<Operation>) -> usize {
             }
             (Input::Cas(e, _), Output::CasMismatch) => {
                 observed.insert(e);
-                last_mismatch_ret = last_mismatch_ret.max(o.ret.unwrap_or(u64::MAX));
+                last_mismatch_ret = last_mismatch_ret.max(Some(o.ret.unwrap_or(u64::MAX)));
             }
             (Input::Cas(e, _), _) => {
                 observed.insert(e);
@@ -254,7 +254,7 @@ pub fn set_aside_unobserved_info_writes(ops: &mut Vec<Operation>) -> usize {
         .iter()
         .filter(|o| {
             matches!((&o.input, &o.output), (Input::Write(v), Output::Unknown)
-                if !observed.contains(v) && last_mismatch_ret < o.call)
+                if !observed.contains(v) && last_mismatch_ret.is_none_or(|r| r < o.call))
         })
         .map(|o| o.id)
         .collect();

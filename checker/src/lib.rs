@@ -22,6 +22,7 @@ pub mod history;
 pub mod model;
 pub mod operation;
 pub mod search;
+pub mod summary;
 pub mod synth;
 pub mod value;
 

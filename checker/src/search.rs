@@ -191,6 +191,9 @@ struct Frame<S> {
 /// Searches for a linearization of `ops` (one key's operations, `id` equal
 /// to position) from `init`. With `explain`, a failed search also returns
 /// the longest linearizable prefix and what could not follow it.
+///
+/// Once every completed operation is linearized, the info operations still
+/// pending are taken never to have happened, and the search is done.
 pub fn search<S: SearchState>(ops: &[Operation], init: S, limits: &Limits, explain: bool) -> Outcome {
     let mut list = EntryList::new(ops);
     let keys = zobrist_keys(ops.len());
@@ -209,13 +212,17 @@ pub fn search<S: SearchState>(ops: &[Operation], init: S, limits: &Limits, expla
     let release = |charged: usize| {
         limits.memory_used.fetch_sub(charged, Ordering::Relaxed);
     };
+    // Completed operations not yet linearized: once none is left, the info
+    // operations still pending can be taken never to have happened.
+    let mut pending_completed = ops.iter().filter(|o| o.ret.is_some()).count();
     loop {
-        if list.first() == NIL {
+        if pending_completed == 0 {
             release(charged);
             return Outcome::Linearizable;
         }
         steps += 1;
-        if steps.is_multiple_of(4096) {
+        // Check the budget at the first step and every 4096 after.
+        if steps & 4095 == 1 {
             let grown = cache.len() * entry_bytes;
             limits.memory_used.fetch_add(grown - charged, Ordering::Relaxed);
             charged = grown;
@@ -242,6 +249,7 @@ pub fn search<S: SearchState>(ops: &[Operation], init: S, limits: &Limits, expla
                     stack.push(Frame { call: entry, state: std::mem::replace(&mut state, next_state) });
                     linearized = next_linearized;
                     list.lift(entry);
+                    pending_completed -= usize::from(op.ret.is_some());
                     if explain && stack.len() > best.len() {
                         deepest_unsaved = true;
                     }
@@ -266,6 +274,7 @@ pub fn search<S: SearchState>(ops: &[Operation], init: S, limits: &Limits, expla
             };
             let op = list.entries[frame.call].op;
             linearized ^= keys[op];
+            pending_completed += usize::from(ops[op].ret.is_some());
             state = frame.state;
             list.unlift(frame.call);
             entry = list.entries[frame.call].next;

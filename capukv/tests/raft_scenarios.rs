@@ -1,0 +1,220 @@
+//! Targeted scenarios for the Raft core's rules, on a tiny in-memory network
+//! that delivers every message at once unless a node is cut off (in the
+//! style of etcd-io/raft's `network` tests).
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use capukv::raft::{Config, Message, NodeId, PersistedState, Raft, RaftError, ReadState, Role};
+
+struct Net {
+    nodes: Vec<Raft>,
+    /// Nodes whose messages, in and out, are dropped.
+    isolated: BTreeSet<NodeId>,
+    applied: Vec<Vec<Bytes>>,
+    reads: Vec<Vec<ReadState>>,
+}
+
+impl Net {
+    fn new(n: u64) -> Net {
+        let voters: Vec<NodeId> = (1..=n).collect();
+        let nodes = voters
+            .iter()
+            .map(|&id| Raft::new(Config::new(id, voters.clone()), PersistedState::default()).unwrap())
+            .collect();
+        Net {
+            nodes,
+            isolated: BTreeSet::new(),
+            applied: vec![Vec::new(); n as usize],
+            reads: vec![Vec::new(); n as usize],
+        }
+    }
+
+    fn node(&mut self, id: NodeId) -> &mut Raft {
+        &mut self.nodes[(id - 1) as usize]
+    }
+
+    /// Drains every node's output and delivers messages until none is left.
+    fn settle(&mut self) {
+        loop {
+            let mut msgs: Vec<Message> = Vec::new();
+            for (i, node) in self.nodes.iter_mut().enumerate() {
+                if node.has_ready() {
+                    let ready = node.ready();
+                    msgs.extend(ready.messages);
+                    self.applied[i]
+                        .extend(ready.committed_entries.into_iter().filter(|e| !e.data.is_empty()).map(|e| e.data));
+                    self.reads[i].extend(ready.read_states);
+                }
+            }
+            if msgs.is_empty() {
+                return;
+            }
+            for m in msgs {
+                if !self.isolated.contains(&m.from) && !self.isolated.contains(&m.to) {
+                    self.node(m.to).step(m);
+                }
+            }
+        }
+    }
+
+    /// Ticks every node `ticks` times, settling after each.
+    fn run(&mut self, ticks: u32) {
+        for _ in 0..ticks {
+            for node in &mut self.nodes {
+                node.tick();
+            }
+            self.settle();
+        }
+    }
+
+    fn leaders(&self) -> Vec<NodeId> {
+        self.nodes.iter().filter(|n| n.role() == Role::Leader).map(|n| n.id()).collect()
+    }
+
+    /// Ticks until exactly one node leads, and returns it.
+    fn elect(&mut self) -> NodeId {
+        for _ in 0..200 {
+            self.run(1);
+            let leaders: Vec<NodeId> = self.leaders().into_iter().filter(|id| !self.isolated.contains(id)).collect();
+            if leaders.len() == 1 && self.node(leaders[0]).commit_index() > 0 {
+                return leaders[0];
+            }
+        }
+        panic!("no leader elected in 200 ticks");
+    }
+}
+
+#[test]
+fn a_leader_is_elected_and_replicates_a_proposal_to_all() {
+    let mut net = Net::new(3);
+    let leader = net.elect();
+    net.node(leader).propose(Bytes::from_static(b"x")).unwrap();
+    net.settle();
+    net.run(3); // heartbeats carry the commit index to followers
+    for applied in &net.applied {
+        assert_eq!(applied, &vec![Bytes::from_static(b"x")]);
+    }
+}
+
+#[test]
+fn followers_refuse_proposals_and_name_the_leader() {
+    let mut net = Net::new(3);
+    let leader = net.elect();
+    let follower = if leader == 1 { 2 } else { 1 };
+    assert_eq!(net.node(follower).propose(Bytes::new()), Err(RaftError::NotLeader { leader: Some(leader) }));
+    assert_eq!(net.node(follower).read_index(1), Err(RaftError::NotLeader { leader: Some(leader) }));
+}
+
+#[test]
+fn prevote_keeps_a_rejoining_node_from_disrupting_the_leader() {
+    let mut net = Net::new(3);
+    let leader = net.elect();
+    let term = net.node(leader).term();
+    let loner = if leader == 3 { 2 } else { 3 };
+    net.isolated.insert(loner);
+    net.run(100); // the loner times out again and again
+    assert_eq!(net.node(loner).term(), term, "pre-votes must not raise the term");
+    net.isolated.clear();
+    net.run(30);
+    assert_eq!(net.node(leader).role(), Role::Leader);
+    assert_eq!(net.node(leader).term(), term, "the healthy leader kept its term");
+}
+
+#[test]
+fn check_quorum_makes_a_cut_off_leader_step_down() {
+    let mut net = Net::new(3);
+    let leader = net.elect();
+    net.isolated.insert(leader);
+    net.run(25);
+    assert_ne!(net.node(leader).role(), Role::Leader, "a leader that hears from no quorum steps down");
+}
+
+#[test]
+fn read_index_waits_for_a_heartbeat_quorum() {
+    let mut net = Net::new(3);
+    let leader = net.elect();
+    let commit = net.node(leader).commit_index();
+    // Cut off from both followers, the leader cannot confirm a read.
+    let others: Vec<NodeId> = (1..=3).filter(|&id| id != leader).collect();
+    net.isolated.extend(others.iter().copied());
+    net.node(leader).read_index(7).unwrap();
+    net.settle();
+    assert!(net.reads[(leader - 1) as usize].is_empty(), "no quorum, no read");
+    // With one follower back, the round completes.
+    net.isolated.remove(&others[0]);
+    net.run(3);
+    assert_eq!(net.reads[(leader - 1) as usize], vec![ReadState { request: 7, index: commit }]);
+}
+
+#[test]
+fn concurrent_reads_share_one_heartbeat_round() {
+    let mut net = Net::new(3);
+    let leader = net.elect();
+    for request in 1..=5 {
+        net.node(leader).read_index(request).unwrap();
+    }
+    let ready = net.node(leader).ready();
+    let heartbeats = ready.messages.iter().filter(|m| m.body.kind() == "heartbeat").count();
+    assert_eq!(heartbeats, 2, "one round: one heartbeat per follower for five reads");
+    for m in ready.messages {
+        net.node(m.to).step(m);
+    }
+    net.settle();
+    assert_eq!(net.reads[(leader - 1) as usize].len(), 5);
+}
+
+#[test]
+fn leadership_transfer_hands_over_to_the_target() {
+    let mut net = Net::new(3);
+    let leader = net.elect();
+    let target = if leader == 1 { 2 } else { 1 };
+    net.node(leader).transfer_leader(target).unwrap();
+    net.settle();
+    assert_eq!(net.node(target).role(), Role::Leader);
+    assert_eq!(net.node(leader).role(), Role::Follower);
+    assert!(matches!(net.node(leader).transfer_leader(99), Err(RaftError::NotLeader { .. })));
+}
+
+#[test]
+fn a_lagging_follower_catches_up_from_a_snapshot() {
+    let mut net = Net::new(3);
+    let leader = net.elect();
+    let lagger = if leader == 3 { 2 } else { 3 };
+    net.isolated.insert(lagger);
+    for i in 0..20u8 {
+        net.node(leader).propose(Bytes::from(vec![i])).unwrap();
+        net.settle();
+    }
+    let applied = net.node(leader).applied_index();
+    net.node(leader).compact(applied, Bytes::from_static(b"state")).unwrap();
+    net.isolated.clear();
+    net.run(5);
+    let ready_had_snapshot = net.node(lagger).snapshot_meta().index;
+    assert_eq!(ready_had_snapshot, applied, "the follower installed the leader's snapshot");
+    net.node(leader).propose(Bytes::from_static(b"after")).unwrap();
+    net.run(3);
+    assert_eq!(net.applied[(lagger - 1) as usize].last(), Some(&Bytes::from_static(b"after")));
+}
+
+#[test]
+fn corrupt_persisted_state_is_refused_with_a_reason() {
+    use capukv::raft::{Entry, EntryKind, HardState};
+    let entry = |index, term| Entry { index, term, kind: EntryKind::Command, data: Bytes::new() };
+    let cfg = Config::new(1, vec![1, 2, 3]);
+    let gap = PersistedState {
+        hard_state: HardState { term: 2, vote: None, commit: 0 },
+        snapshot: None,
+        entries: vec![entry(1, 1), entry(3, 1)],
+    };
+    let err = Raft::new(cfg.clone(), gap).err().unwrap();
+    assert_eq!(err.to_string(), "persisted raft state is inconsistent: log entry 3 follows entry 1: the log has a gap");
+    let future = PersistedState {
+        hard_state: HardState { term: 1, vote: None, commit: 0 },
+        snapshot: None,
+        entries: vec![entry(1, 2)],
+    };
+    assert!(Raft::new(cfg.clone(), future).err().unwrap().to_string().contains("current term is 1"));
+    let stranger = PersistedState { hard_state: HardState { term: 1, vote: Some(9), commit: 0 }, ..Default::default() };
+    assert!(Raft::new(cfg, stranger).err().unwrap().to_string().contains("voted for node 9"));
+}

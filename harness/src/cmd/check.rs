@@ -1,0 +1,65 @@
+//! `capukv-chaos check`: a history file in, a verdict out.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use checker::{Budget, History, HistoryError, ModelKind, Value, check_history};
+use clap::Args;
+use harness::exit;
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// The model to check against: register, cas-register or kv.
+    #[arg(long)]
+    model: ModelKind,
+    /// The history: JSON Lines (shared/history-format.md), or Jepsen's
+    /// history.edn (by its .edn extension).
+    history: PathBuf,
+    /// Seconds the search may take before the verdict is `unknown`.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    /// MiB the search may hold in memory before the verdict is `unknown`.
+    #[arg(long, default_value_t = 1024)]
+    memory_mib: usize,
+    /// Each key's value before the history (default: absent). Integers are
+    /// read as integers, anything else as a string.
+    #[arg(long)]
+    initial: Option<String>,
+    /// Print the full result as JSON instead of the summary.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: CheckArgs) -> i32 {
+    if !(args.timeout.is_finite() && args.timeout >= 0.0) {
+        eprintln!("error: --timeout must be a number of seconds, not {}", args.timeout);
+        return exit::USAGE;
+    }
+    let history = match History::read_file(&args.history) {
+        Ok(h) => h,
+        Err(e @ HistoryError::Io { .. }) => {
+            eprintln!("error: cannot read the history: {e}");
+            return exit::NO_INPUT;
+        }
+        Err(e) => {
+            eprintln!("error: malformed history: {e}");
+            return exit::MALFORMED_INPUT;
+        }
+    };
+    let budget =
+        Budget { timeout: Duration::from_secs_f64(args.timeout), memory_bytes: args.memory_mib << 20, threads: 0 };
+    let initial = args.initial.as_deref().map(Value::parse);
+    let report = match check_history(&history, args.model, initial, &budget) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: malformed history: {e}");
+            return exit::MALFORMED_INPUT;
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"));
+    } else {
+        print!("{}", checker::summary::render(&report, &history.source));
+    }
+    exit::of_verdict(report.verdict)
+}

@@ -1,0 +1,92 @@
+//! `capukv-chaos check` as scripts use it: exit statuses and output.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// A history file in a directory of its own, removed when dropped.
+struct TempHistory(PathBuf);
+
+impl TempHistory {
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempHistory {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.0.parent().unwrap());
+    }
+}
+
+fn write_history(name: &str, lines: &[&str]) -> TempHistory {
+    let dir = std::env::temp_dir().join(format!("capukv-check-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    TempHistory(path)
+}
+
+fn check(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_capukv-chaos")).arg("check").args(args).output().unwrap();
+    (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+const WRITE_1: [&str; 2] = [
+    r#"{"index":0,"type":"invoke","process":1,"f":"write","value":1,"time":0}"#,
+    r#"{"index":1,"type":"ok","process":1,"f":"write","value":1,"time":5}"#,
+];
+
+#[test]
+fn exit_statuses_follow_the_verdict() {
+    let read = |i: u64, v: &str| {
+        [
+            format!(r#"{{"index":{i},"type":"invoke","process":2,"f":"read","value":null,"time":10}}"#),
+            format!(r#"{{"index":{},"type":"ok","process":2,"f":"read","value":{v},"time":20}}"#, i + 1),
+        ]
+    };
+    let [a, b] = read(2, "1");
+    let valid = write_history("valid.jsonl", &[WRITE_1[0], WRITE_1[1], &a, &b]);
+    let (code, out, _) = check(&["--model", "register", valid.path()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("VALID"), "{out}");
+
+    let [a, b] = read(2, "7");
+    let invalid = write_history("invalid.jsonl", &[WRITE_1[0], WRITE_1[1], &a, &b]);
+    let (code, out, _) = check(&["--model", "register", invalid.path()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("it read 7 but the value was 1"), "{out}");
+
+    let (code, out, _) = check(&["--model", "register", "--json", invalid.path()]);
+    assert_eq!(code, 1);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["verdict"], "invalid");
+    assert_eq!(json["results"][0]["counterexample"]["unplaced"][0]["op"], 1);
+
+    let (code, _, err) = check(&["--model", "register", "--initial", "7", invalid.path()]);
+    assert_eq!(code, 1, "{err}");
+}
+
+#[test]
+fn an_exhausted_budget_exits_2() {
+    // With no time at all no history gets a verdict: unknown, never valid.
+    let path = write_history("unknown.jsonl", &WRITE_1);
+    let (code, out, _) = check(&["--model", "register", "--timeout", "0", path.path()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.starts_with("UNKNOWN"), "{out}");
+}
+
+#[test]
+fn bad_input_exits_65_or_66_and_bad_usage_64() {
+    let broken = write_history("broken.jsonl", &[WRITE_1[0], r#"{"index":1,"type":"ok""#]);
+    let (code, _, err) = check(&["--model", "register", broken.path()]);
+    assert_eq!(code, 65);
+    assert!(err.contains("broken.jsonl:2: not a history event"), "{err}");
+
+    let (code, _, err) = check(&["--model", "register", "/nonexistent/history.jsonl"]);
+    assert_eq!(code, 66);
+    assert!(err.contains("No such file"), "{err}");
+
+    let (code, _, err) = check(&["--model", "queue", broken.path()]);
+    assert_eq!(code, 64);
+    assert!(err.contains("unknown model `queue`"), "{err}");
+}
