@@ -3,6 +3,20 @@
 //! - [`raft`]: the consensus core, a pure deterministic state machine.
 //! - [`sim`]: a seeded, deterministic simulation of whole clusters of the
 //!   core under a hostile network and crashes, checking Raft's invariants.
+//! - [`storage`]: the node's RocksDB (log, hard state, snapshot, identity).
+//! - [`state_machine`]: the replicated key-value map with revisions and
+//!   exactly-once client sessions.
+//! - [`server`]: a node: the Raft loop, the transport and the gRPC services.
+//! - [`client`]: the client library; [`bench`]: the load generator.
 
+pub mod bench;
+pub mod client;
+mod convert;
+pub mod proto;
 pub mod raft;
+pub mod server;
 pub mod sim;
+pub mod state_machine;
+pub mod storage;
+
+pub use client::{Client, ClientError};

@@ -1,0 +1,360 @@
+//! The CapuKV client library, used by the CLI, the chaos harness and the
+//! benchmark.
+//!
+//! It keeps a list of endpoints (client API addresses), learns the leader
+//! from redirects (`FailedPrecondition` with `x-capukv-leader`), retries
+//! `Unavailable` and connection failures on other endpoints with backoff
+//! until the request's deadline, and numbers writes so that a retried write
+//! is applied once (each in-flight write holds a session of its own: one
+//! client id and a sequence number that only grows).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Response, Status};
+
+use crate::proto::{self, cluster_client::ClusterClient, kv_client::KvClient};
+use crate::server::api::LEADER_HEADER;
+
+pub use crate::proto::{KeyValue, ReadMode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no endpoints given (use --endpoints or CAPUKV_ENDPOINTS)")]
+    NoEndpoints,
+    #[error("invalid endpoint {endpoint:?}: {reason}")]
+    BadEndpoint { endpoint: String, reason: String },
+    /// Retried until the deadline without an answer. A write may or may not
+    /// have taken effect.
+    #[error("no answer within {timeout:?}; last error: {last}")]
+    Timeout { timeout: Duration, last: String },
+    /// The cluster refused the request for good (bad argument, ...).
+    #[error("{}: {}", .0.code(), .0.message())]
+    Rejected(Status),
+}
+
+impl ClientError {
+    /// Whether a write that failed this way may still have happened.
+    pub fn is_indefinite(&self) -> bool {
+        matches!(self, ClientError::Timeout { .. })
+    }
+}
+
+pub struct Client {
+    endpoints: Vec<String>,
+    channels: Mutex<HashMap<String, Channel>>,
+    leader: Mutex<Option<String>>,
+    next_endpoint: AtomicUsize,
+    /// Idle write sessions: (client id, next sequence number).
+    sessions: Mutex<Vec<(u64, u64)>>,
+    /// How long one request may take, retries included.
+    pub timeout: Duration,
+    pub read_mode: ReadMode,
+}
+
+/// A session held by one in-flight write.
+struct Session<'a> {
+    client: &'a Client,
+    id: u64,
+    seq: u64,
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        self.client.sessions.lock().expect("not poisoned").push((self.id, self.seq + 1));
+    }
+}
+
+impl Client {
+    /// A client for these endpoints (`host:port`, or `http://host:port`).
+    /// Connections are made lazily.
+    pub fn new(endpoints: impl IntoIterator<Item = impl Into<String>>) -> Result<Client, ClientError> {
+        let endpoints: Vec<String> = endpoints
+            .into_iter()
+            .map(Into::into)
+            .map(|e: String| e.trim().trim_start_matches("http://").to_string())
+            .filter(|e| !e.is_empty())
+            .collect();
+        if endpoints.is_empty() {
+            return Err(ClientError::NoEndpoints);
+        }
+        for e in &endpoints {
+            endpoint(e)?;
+        }
+        Ok(Client {
+            endpoints,
+            channels: Mutex::new(HashMap::new()),
+            leader: Mutex::new(None),
+            next_endpoint: AtomicUsize::new(0),
+            sessions: Mutex::new(Vec::new()),
+            timeout: Duration::from_secs(10),
+            read_mode: ReadMode::Linearizable,
+        })
+    }
+
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel, ClientError> {
+        let mut channels = self.channels.lock().expect("not poisoned");
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let channel = endpoint(addr)?.connect_lazy();
+        channels.insert(addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    fn pick_endpoint(&self) -> String {
+        if let Some(leader) = self.leader.lock().expect("not poisoned").clone() {
+            return leader;
+        }
+        let i = self.next_endpoint.fetch_add(1, Ordering::Relaxed);
+        self.endpoints[i % self.endpoints.len()].clone()
+    }
+
+    fn session(&self) -> Session<'_> {
+        let (id, seq) =
+            self.sessions.lock().expect("not poisoned").pop().unwrap_or_else(|| (rand::random::<u64>() | 1, 1));
+        Session { client: self, id, seq }
+    }
+
+    /// Runs `call` against the leader (or any endpoint), following redirects
+    /// and retrying what may succeed elsewhere or later, until the deadline.
+    async fn call<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let deadline = Instant::now() + self.timeout;
+        let mut backoff = Duration::from_millis(10);
+        let mut last = String::from("no attempt made");
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(ClientError::Timeout { timeout: self.timeout, last });
+            }
+            let addr = self.pick_endpoint();
+            let channel = self.channel(&addr)?;
+            let status = match tokio::time::timeout(remaining, call(channel)).await {
+                Ok(Ok(response)) => return Ok(response.into_inner()),
+                Ok(Err(status)) => status,
+                Err(_) => {
+                    return Err(ClientError::Timeout { timeout: self.timeout, last: format!("{addr}: no answer") });
+                }
+            };
+            last = format!("{addr}: {}: {}", status.code(), status.message());
+            match status.code() {
+                Code::FailedPrecondition => {
+                    let leader = status.metadata().get(LEADER_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+                    match leader {
+                        // Redirected: go straight to the leader.
+                        Some(leader) if leader != addr => {
+                            *self.leader.lock().expect("not poisoned") = Some(leader);
+                            continue;
+                        }
+                        _ => return Err(ClientError::Rejected(status)),
+                    }
+                }
+                Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled | Code::Aborted => {
+                    // This node cannot serve now: forget it as leader, try
+                    // another after a pause.
+                    {
+                        let mut leader = self.leader.lock().expect("not poisoned");
+                        if leader.as_deref() == Some(addr.as_str()) {
+                            *leader = None;
+                        }
+                    }
+                    tokio::time::sleep(backoff.min(remaining)).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                _ => return Err(ClientError::Rejected(status)),
+            }
+        }
+    }
+
+    fn kv(channel: Channel) -> KvClient<Channel> {
+        KvClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20)
+    }
+
+    // --- Reads ---------------------------------------------------------------
+
+    pub async fn get(&self, key: impl Into<Bytes>) -> Result<Option<KeyValue>, ClientError> {
+        self.get_with(key, self.read_mode).await
+    }
+
+    pub async fn get_with(&self, key: impl Into<Bytes>, mode: ReadMode) -> Result<Option<KeyValue>, ClientError> {
+        let request = proto::GetRequest { key: key.into(), mode: mode as i32 };
+        let response = self
+            .call(|c| {
+                let request = request.clone();
+                async move { Self::kv(c).get(request).await }
+            })
+            .await?;
+        Ok(response.kv)
+    }
+
+    /// Keys in `[start, end)` (`end` empty: to the end), at most `limit`
+    /// (0: all). Returns the pairs and whether more remain.
+    pub async fn scan(
+        &self,
+        start: impl Into<Bytes>,
+        end: impl Into<Bytes>,
+        limit: u64,
+    ) -> Result<(Vec<KeyValue>, bool), ClientError> {
+        let request = proto::ScanRequest { start: start.into(), end: end.into(), limit, mode: self.read_mode as i32 };
+        let response = self
+            .call(|c| {
+                let request = request.clone();
+                async move { Self::kv(c).scan(request).await }
+            })
+            .await?;
+        Ok((response.kvs, response.more))
+    }
+
+    // --- Writes --------------------------------------------------------------
+
+    /// Writes `value`; returns the previous pair, if any.
+    pub async fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<Option<KeyValue>, ClientError> {
+        let s = self.session();
+        let request = proto::PutRequest { key: key.into(), value: value.into(), id: Some(write_id(&s)) };
+        Ok(self
+            .call(|c| {
+                let request = request.clone();
+                async move { Self::kv(c).put(request).await }
+            })
+            .await?
+            .previous)
+    }
+
+    /// Deletes the key; returns the previous pair, if any.
+    pub async fn delete(&self, key: impl Into<Bytes>) -> Result<Option<KeyValue>, ClientError> {
+        let s = self.session();
+        let request = proto::DeleteRequest { key: key.into(), id: Some(write_id(&s)) };
+        Ok(self
+            .call(|c| {
+                let request = request.clone();
+                async move { Self::kv(c).delete(request).await }
+            })
+            .await?
+            .previous)
+    }
+
+    /// Sets `new` if the value is `expected` (`None`: the key is absent).
+    /// Returns whether it did, and the pair as compared.
+    pub async fn cas(
+        &self,
+        key: impl Into<Bytes>,
+        expected: Option<Bytes>,
+        new: impl Into<Bytes>,
+    ) -> Result<(bool, Option<KeyValue>), ClientError> {
+        let s = self.session();
+        let request = proto::CasRequest {
+            key: key.into(),
+            expected_value: expected.clone(),
+            expected_mod_revision: expected.is_none().then_some(0),
+            new_value: new.into(),
+            id: Some(write_id(&s)),
+        };
+        let r = self
+            .call(|c| {
+                let request = request.clone();
+                async move { Self::kv(c).cas(request).await }
+            })
+            .await?;
+        Ok((r.succeeded, r.current))
+    }
+
+    /// Sets `new` if the key's mod revision is `revision` (0: absent).
+    pub async fn cas_revision(
+        &self,
+        key: impl Into<Bytes>,
+        revision: u64,
+        new: impl Into<Bytes>,
+    ) -> Result<(bool, Option<KeyValue>), ClientError> {
+        let s = self.session();
+        let request = proto::CasRequest {
+            key: key.into(),
+            expected_value: None,
+            expected_mod_revision: Some(revision),
+            new_value: new.into(),
+            id: Some(write_id(&s)),
+        };
+        let r = self
+            .call(|c| {
+                let request = request.clone();
+                async move { Self::kv(c).cas(request).await }
+            })
+            .await?;
+        Ok((r.succeeded, r.current))
+    }
+
+    /// Appends to the key's value (absent: empty); returns the new pair.
+    pub async fn append(&self, key: impl Into<Bytes>, suffix: impl Into<Bytes>) -> Result<KeyValue, ClientError> {
+        let s = self.session();
+        let request = proto::AppendRequest { key: key.into(), suffix: suffix.into(), id: Some(write_id(&s)) };
+        let r = self
+            .call(|c| {
+                let request = request.clone();
+                async move { Self::kv(c).append(request).await }
+            })
+            .await?;
+        r.kv.ok_or_else(|| ClientError::Rejected(Status::internal("append returned no value")))
+    }
+
+    /// Deletes the keys in `[start, end)`; returns how many there were.
+    pub async fn delete_range(&self, start: impl Into<Bytes>, end: impl Into<Bytes>) -> Result<u64, ClientError> {
+        let s = self.session();
+        let request = proto::DeleteRangeRequest { start: start.into(), end: end.into(), id: Some(write_id(&s)) };
+        Ok(self
+            .call(|c| {
+                let request = request.clone();
+                async move { Self::kv(c).delete_range(request).await }
+            })
+            .await?
+            .deleted)
+    }
+
+    // --- Cluster -------------------------------------------------------------
+
+    /// The status of one node, asked directly (no redirect, no retry).
+    pub async fn status_of(&self, addr: &str) -> Result<proto::StatusResponse, ClientError> {
+        let channel = self.channel(addr)?;
+        let mut cluster = ClusterClient::new(channel);
+        match tokio::time::timeout(self.timeout, cluster.status(proto::StatusRequest {})).await {
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(status)) => Err(ClientError::Rejected(status)),
+            Err(_) => Err(ClientError::Timeout { timeout: self.timeout, last: format!("{addr}: no answer") }),
+        }
+    }
+
+    /// Asks the leader to hand leadership to node `target`.
+    pub async fn transfer_leader(&self, target: u64) -> Result<(), ClientError> {
+        let request = proto::TransferLeaderRequest { target };
+        self.call(|c| async move { ClusterClient::new(c).transfer_leader(request).await }).await?;
+        Ok(())
+    }
+}
+
+fn write_id(s: &Session<'_>) -> proto::WriteId {
+    proto::WriteId { client_id: s.id, seq: s.seq }
+}
+
+fn endpoint(addr: &str) -> Result<Endpoint, ClientError> {
+    let bad = |reason: String| ClientError::BadEndpoint { endpoint: addr.to_string(), reason };
+    if !addr.contains(':') {
+        return Err(bad("expected host:port".into()));
+    }
+    Ok(Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| bad(e.to_string()))?
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(2)))
+}

@@ -1,0 +1,400 @@
+//! `capukv`: run a node (`capukv server`), or talk to a cluster in the style
+//! of etcdctl. Exit status: 0 success, 1 key not found or compare failed,
+//! 2 any error (the message goes to standard error).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use capukv::bench::{self, BenchConfig, BenchOp};
+use capukv::client::{Client, KeyValue, ReadMode};
+use capukv::server::{self, ServerConfig};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "capukv", version, about = "CapuKV: a strongly consistent key-value store on Raft")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Args)]
+struct ClientArgs {
+    /// Client API addresses of the cluster's nodes, comma-separated.
+    #[arg(long, global = true, env = "CAPUKV_ENDPOINTS", value_delimiter = ',', default_value = "127.0.0.1:5701")]
+    endpoints: Vec<String>,
+    /// `linearizable` (ReadIndex on the leader) or `stale` (any node's local
+    /// state: faster, may be out of date).
+    #[arg(long, global = true, value_enum, default_value_t = Mode::Linearizable)]
+    read_mode: Mode,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Seconds a request may take, retries included.
+    #[arg(long, global = true, default_value_t = 10.0)]
+    timeout: f64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    Linearizable,
+    Stale,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node.
+    Server(ServerArgs),
+    /// Print a key's value.
+    Get { key: String },
+    /// Set a key's value.
+    Put { key: String, value: String },
+    /// Delete a key.
+    Delete { key: String },
+    /// Set NEW if the value is EXPECTED (with --absent: if the key is absent,
+    /// and only NEW is given).
+    Cas {
+        key: String,
+        /// EXPECTED NEW, or NEW alone with --absent.
+        #[arg(num_args = 1..=2, required = true)]
+        values: Vec<String>,
+        #[arg(long)]
+        absent: bool,
+    },
+    /// Append SUFFIX to a key's value.
+    Append { key: String, suffix: String },
+    /// List keys in [START, END) (END empty: to the end).
+    Scan {
+        start: String,
+        end: String,
+        #[arg(long, default_value_t = 0)]
+        limit: u64,
+    },
+    /// Show each endpoint's node status.
+    Status,
+    /// Hand leadership to node ID.
+    TransferLeader { id: u64 },
+    /// Measure throughput and latency.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// This node's id (its entry in --peers).
+    #[arg(long)]
+    id: u64,
+    /// Data directory (created if missing; a restart with the same one resumes).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Address for clients.
+    #[arg(long)]
+    api_addr: SocketAddr,
+    /// Address for Raft traffic between nodes.
+    #[arg(long)]
+    raft_addr: SocketAddr,
+    /// Every node's Raft address: ID=HOST:PORT,...
+    #[arg(long, value_delimiter = ',', required = true)]
+    peers: Vec<String>,
+    /// The cluster's name; a data directory of another cluster is refused.
+    #[arg(long, default_value = "capukv")]
+    cluster: String,
+    /// Milliseconds per Raft tick.
+    #[arg(long, default_value_t = 100)]
+    tick_ms: u64,
+    /// Ticks without a leader before an election (randomized up to twice this).
+    #[arg(long, default_value_t = 10)]
+    election_ticks: u32,
+    /// Ticks between leader heartbeats.
+    #[arg(long, default_value_t = 1)]
+    heartbeat_ticks: u32,
+    /// Compact the log every this many applied entries.
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_every: u64,
+    /// Largest value accepted, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_value_bytes: usize,
+    /// Milliseconds a node waits for a write to commit before answering
+    /// DeadlineExceeded.
+    #[arg(long, default_value_t = 5_000)]
+    request_timeout_ms: u64,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// How long to run, e.g. 10s or 500ms.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    #[arg(long, default_value_t = 256)]
+    value_size: usize,
+    #[arg(long, value_enum, default_value_t = Op::Put)]
+    op: Op,
+    /// Size of the key space.
+    #[arg(long, default_value_t = 1_000)]
+    keys: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Op {
+    Put,
+    Get,
+    Mixed,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (number, unit) = s.find(|c: char| c.is_ascii_alphabetic()).map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = number.parse().map_err(|_| format!("bad duration {s:?} (e.g. 10s, 500ms, 2m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("bad duration unit in {s:?} (ms, s or m)")),
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("the duration {s:?} must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Server(_)) { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let args = cli.client;
+    if let Command::Server(s) = cli.command {
+        serve(s).await?;
+        return Ok(0);
+    }
+    let mut client = Client::new(args.endpoints.clone())?;
+    client.timeout = Duration::from_secs_f64(args.timeout);
+    client.read_mode = match args.read_mode {
+        Mode::Linearizable => ReadMode::Linearizable,
+        Mode::Stale => ReadMode::Stale,
+    };
+    let json = args.json;
+    match cli.command {
+        Command::Server(_) => unreachable!("handled above"),
+        Command::Get { key } => match client.get(key.clone()).await? {
+            Some(kv) => print_kv(&kv, json, true),
+            None => {
+                eprintln!("key not found: {key}");
+                return Ok(1);
+            }
+        },
+        Command::Put { key, value } => {
+            let previous = client.put(key, value).await?;
+            if json {
+                println!("{}", serde_json::json!({"ok": true, "previous": previous.as_ref().map(kv_json)}));
+            } else {
+                println!("OK");
+            }
+        }
+        Command::Delete { key } => match client.delete(key.clone()).await? {
+            Some(previous) => {
+                if json {
+                    println!("{}", serde_json::json!({"deleted": true, "previous": kv_json(&previous)}));
+                } else {
+                    println!("deleted");
+                }
+            }
+            None => {
+                eprintln!("key not found: {key}");
+                return Ok(1);
+            }
+        },
+        Command::Cas { key, values, absent } => {
+            let (expected, new) = match (absent, values.as_slice()) {
+                (false, [expected, new]) => (Some(Bytes::from(expected.clone())), new.clone()),
+                (true, [new]) => (None, new.clone()),
+                (false, _) => bail!("cas takes KEY EXPECTED NEW (or KEY NEW with --absent)"),
+                (true, _) => bail!("with --absent, cas takes KEY NEW"),
+            };
+            let (succeeded, current) = client.cas(key, expected, new).await?;
+            if json {
+                println!("{}", serde_json::json!({"succeeded": succeeded, "current": current.as_ref().map(kv_json)}));
+            } else if succeeded {
+                println!("OK");
+            } else {
+                let shown =
+                    current.map_or_else(|| "absent".to_string(), |kv| String::from_utf8_lossy(&kv.value).into_owned());
+                eprintln!("compare failed: the value is {shown}");
+            }
+            if !succeeded {
+                return Ok(1);
+            }
+        }
+        Command::Append { key, suffix } => {
+            let kv = client.append(key, suffix).await?;
+            print_kv(&kv, json, true);
+        }
+        Command::Scan { start, end, limit } => {
+            let (kvs, more) = client.scan(start, end, limit).await?;
+            if json {
+                let items: Vec<_> = kvs.iter().map(kv_json).collect();
+                println!("{}", serde_json::json!({"kvs": items, "more": more}));
+            } else {
+                for kv in &kvs {
+                    println!("{}\t{}", String::from_utf8_lossy(&kv.key), String::from_utf8_lossy(&kv.value));
+                }
+            }
+        }
+        Command::Status => return status(&client, json).await,
+        Command::TransferLeader { id } => {
+            client.transfer_leader(id).await?;
+            if !json {
+                println!("leadership transfer to node {id} started");
+            }
+        }
+        Command::Bench(b) => {
+            let cfg = BenchConfig {
+                clients: b.clients,
+                duration: b.duration,
+                value_size: b.value_size,
+                op: match b.op {
+                    Op::Put => BenchOp::Put,
+                    Op::Get => BenchOp::Get,
+                    Op::Mixed => BenchOp::Mixed,
+                },
+                keys: b.keys.max(1),
+            };
+            let report = bench::run(Arc::new(client), &cfg).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "{} x{}: {} ops in {:.1}s = {:.0} ops/s; latency p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms, max {:.2} ms; {} errors; leader log syncs {} for {} entries ({:.1} writes per fsync)",
+                    report.op,
+                    report.clients,
+                    report.operations,
+                    report.seconds,
+                    report.throughput,
+                    report.p50_ms,
+                    report.p99_ms,
+                    report.p999_ms,
+                    report.max_ms,
+                    report.errors,
+                    report.leader_syncs,
+                    report.leader_entries_synced,
+                    report.writes_per_sync()
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+async fn serve(s: ServerArgs) -> anyhow::Result<()> {
+    let mut peers = HashMap::new();
+    for p in &s.peers {
+        let (id, addr) = p.split_once('=').with_context(|| format!("--peers entry {p:?} is not ID=HOST:PORT"))?;
+        let id: u64 = id.trim().parse().with_context(|| format!("--peers entry {p:?}: {id:?} is not a node id"))?;
+        if id == 0 {
+            bail!("--peers entry {p:?}: node ids start at 1");
+        }
+        if peers.insert(id, addr.trim().to_string()).is_some() {
+            bail!("--peers names node {id} twice");
+        }
+    }
+    let mut cfg = ServerConfig::new(s.id, s.dir, s.api_addr, s.raft_addr, peers);
+    cfg.cluster = s.cluster;
+    cfg.tick = Duration::from_millis(s.tick_ms.max(1));
+    cfg.election_ticks = s.election_ticks;
+    cfg.heartbeat_ticks = s.heartbeat_ticks;
+    cfg.snapshot_every = s.snapshot_every.max(1);
+    cfg.max_value_bytes = s.max_value_bytes;
+    cfg.request_timeout = Duration::from_millis(s.request_timeout_ms.max(1));
+    server::run(cfg, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+async fn status(client: &Client, json: bool) -> anyhow::Result<u8> {
+    let mut failed = false;
+    let mut rows = Vec::new();
+    for addr in client.endpoints() {
+        match client.status_of(addr).await {
+            Ok(s) => {
+                if json {
+                    rows.push(serde_json::json!({
+                        "endpoint": addr, "id": s.id, "role": s.role, "term": s.term, "leader": s.leader,
+                        "leader_api_addr": s.leader_api_addr, "commit_index": s.commit_index,
+                        "applied_index": s.applied_index, "snapshot_index": s.snapshot_index,
+                        "log_syncs": s.log_syncs, "log_entries_synced": s.log_entries_synced,
+                    }));
+                } else {
+                    println!(
+                        "{addr}\tnode {}\t{}\tterm {}\tleader {}\tcommit {}\tapplied {}",
+                        s.id, s.role, s.term, s.leader, s.commit_index, s.applied_index
+                    );
+                }
+            }
+            Err(e) => {
+                failed = true;
+                if json {
+                    rows.push(serde_json::json!({"endpoint": addr, "error": e.to_string()}));
+                } else {
+                    eprintln!("{addr}\terror: {e}");
+                }
+            }
+        }
+    }
+    if json {
+        println!("{}", serde_json::Value::Array(rows));
+    }
+    Ok(if failed { 2 } else { 0 })
+}
+
+fn kv_json(kv: &KeyValue) -> serde_json::Value {
+    serde_json::json!({
+        "key": String::from_utf8_lossy(&kv.key),
+        "value": String::from_utf8_lossy(&kv.value),
+        "create_revision": kv.create_revision,
+        "mod_revision": kv.mod_revision,
+        "version": kv.version,
+    })
+}
+
+fn print_kv(kv: &KeyValue, json: bool, value_only: bool) {
+    if json {
+        println!("{}", kv_json(kv));
+    } else if value_only {
+        println!("{}", String::from_utf8_lossy(&kv.value));
+    }
+}

@@ -1,0 +1,254 @@
+//! The client-facing gRPC services, KV and Cluster, on `--api-addr`.
+//!
+//! Writes become commands proposed to the Raft loop; linearizable reads wait
+//! for a ReadIndex confirmation and then read the local state machine;
+//! stale reads read it at once. A follower answers writes and linearizable
+//! reads with `FailedPrecondition` naming the leader's client address in the
+//! `x-capukv-leader` metadata, which the client library follows.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use crossbeam_channel::Sender;
+use tokio::sync::oneshot;
+use tonic::{Request, Response, Status};
+
+use super::raft_loop::{Event, Rejection, Reply};
+use super::transport::ApiAddrs;
+use crate::proto::{self, command, command_response};
+use crate::raft::{NodeId, Role};
+use crate::state_machine::{self, ApplyError};
+use crate::storage::Storage;
+
+pub const LEADER_HEADER: &str = "x-capukv-leader";
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+}
+
+#[derive(Clone)]
+pub struct Api {
+    pub id: NodeId,
+    pub events: Sender<Event>,
+    pub storage: Arc<Storage>,
+    pub api_addrs: ApiAddrs,
+    pub raft_addrs: Arc<Vec<(NodeId, String)>>,
+    pub limits: Limits,
+    pub request_timeout: Duration,
+}
+
+impl Api {
+    /// Sends an event to the Raft loop and waits for its answer.
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Event) -> Result<T, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.events.send(make(tx)).map_err(|_| Status::unavailable("the node is shutting down"))?;
+        match tokio::time::timeout(self.request_timeout, rx).await {
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "no answer within {:?}; a write may still take effect",
+                self.request_timeout
+            ))),
+            Ok(Err(_)) => Err(Status::unavailable("the node stopped before answering")),
+            Ok(Ok(answer)) => answer.map_err(|r| self.status_of(r)),
+        }
+    }
+
+    fn status_of(&self, rejection: Rejection) -> Status {
+        match rejection {
+            Rejection::NotLeader(Some(leader)) => {
+                let addr = self.api_addrs.read().expect("not poisoned").get(&leader).cloned();
+                match addr {
+                    Some(addr) => {
+                        let mut status = Status::failed_precondition(format!(
+                            "not the leader; the leader is node {leader} at {addr}"
+                        ));
+                        if let Ok(v) = addr.parse() {
+                            status.metadata_mut().insert(LEADER_HEADER, v);
+                        }
+                        status
+                    }
+                    None => Status::unavailable(format!(
+                        "not the leader; the leader is node {leader}, address not yet known"
+                    )),
+                }
+            }
+            Rejection::NotLeader(None) => {
+                Status::unavailable("no leader: an election is under way or there is no quorum")
+            }
+            Rejection::Unavailable(m) => Status::unavailable(m),
+            Rejection::Applied(e @ ApplyError::StaleSequence { .. }) => Status::invalid_argument(e.to_string()),
+            Rejection::Applied(e) => Status::internal(e.to_string()),
+            Rejection::Invalid(m) => Status::invalid_argument(m),
+        }
+    }
+
+    fn check_key(&self, key: &[u8]) -> Result<(), Status> {
+        if key.is_empty() {
+            return Err(Status::invalid_argument("the key is empty"));
+        }
+        if key.len() > self.limits.max_key_bytes {
+            return Err(Status::invalid_argument(format!(
+                "the key is {} bytes; the limit is {} bytes",
+                key.len(),
+                self.limits.max_key_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<(), Status> {
+        if value.len() > self.limits.max_value_bytes {
+            return Err(Status::invalid_argument(format!(
+                "the value is {} bytes; the limit is {} bytes",
+                value.len(),
+                self.limits.max_value_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    async fn write(&self, op: command::Op, id: Option<proto::WriteId>) -> Result<command_response::Result, Status> {
+        let id = id.unwrap_or_default();
+        let cmd = proto::Command { client_id: id.client_id, seq: id.seq, op: Some(op) };
+        let command = Bytes::from(prost::Message::encode_to_vec(&cmd));
+        let response = self.ask(|reply| Event::Propose { command, reply }).await?;
+        response.result.ok_or_else(|| Status::internal("the state machine gave no result"))
+    }
+
+    /// Waits until a read from the local state machine is linearizable
+    /// (ReadIndex), unless the client asked for a stale read.
+    async fn read_barrier(&self, mode: i32) -> Result<(), Status> {
+        if mode == proto::ReadMode::Stale as i32 {
+            return Ok(());
+        }
+        self.ask(|reply| Event::Read { reply }).await
+    }
+}
+
+fn storage_status(e: crate::storage::StorageError) -> Status {
+    tracing::error!(error = %e, "storage failure");
+    Status::internal(e.to_string())
+}
+
+macro_rules! expect_result {
+    ($result:expr, $variant:ident) => {
+        match $result {
+            command_response::Result::$variant(r) => Ok(Response::new(r)),
+            _ => Err(Status::internal("the state machine answered another command")),
+        }
+    };
+}
+
+#[tonic::async_trait]
+impl proto::kv_server::Kv for Api {
+    async fn get(&self, request: Request<proto::GetRequest>) -> Result<Response<proto::GetResponse>, Status> {
+        let r = request.into_inner();
+        self.check_key(&r.key)?;
+        self.read_barrier(r.mode).await?;
+        let (kv, revision) = state_machine::get(&self.storage, &r.key).map_err(storage_status)?;
+        Ok(Response::new(proto::GetResponse { kv, revision }))
+    }
+
+    async fn put(&self, request: Request<proto::PutRequest>) -> Result<Response<proto::PutResponse>, Status> {
+        let mut r = request.into_inner();
+        self.check_key(&r.key)?;
+        self.check_value(&r.value)?;
+        let id = r.id.take();
+        expect_result!(self.write(command::Op::Put(r), id).await?, Put)
+    }
+
+    async fn delete(&self, request: Request<proto::DeleteRequest>) -> Result<Response<proto::DeleteResponse>, Status> {
+        let mut r = request.into_inner();
+        self.check_key(&r.key)?;
+        let id = r.id.take();
+        expect_result!(self.write(command::Op::Delete(r), id).await?, Delete)
+    }
+
+    async fn cas(&self, request: Request<proto::CasRequest>) -> Result<Response<proto::CasResponse>, Status> {
+        let mut r = request.into_inner();
+        self.check_key(&r.key)?;
+        self.check_value(&r.new_value)?;
+        if let Some(v) = &r.expected_value {
+            self.check_value(v)?;
+        }
+        let id = r.id.take();
+        expect_result!(self.write(command::Op::Cas(r), id).await?, Cas)
+    }
+
+    async fn append(
+        &self,
+        request: Request<proto::AppendRequest>,
+    ) -> Result<Response<proto::AppendValueResponse>, Status> {
+        let mut r = request.into_inner();
+        self.check_key(&r.key)?;
+        self.check_value(&r.suffix)?;
+        let id = r.id.take();
+        expect_result!(self.write(command::Op::Append(r), id).await?, Append)
+    }
+
+    async fn scan(&self, request: Request<proto::ScanRequest>) -> Result<Response<proto::ScanResponse>, Status> {
+        let r = request.into_inner();
+        self.read_barrier(r.mode).await?;
+        let (kvs, more, revision) =
+            state_machine::scan(&self.storage, &r.start, &r.end, r.limit).map_err(storage_status)?;
+        Ok(Response::new(proto::ScanResponse { kvs, more, revision }))
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<proto::DeleteRangeRequest>,
+    ) -> Result<Response<proto::DeleteRangeResponse>, Status> {
+        let mut r = request.into_inner();
+        let id = r.id.take();
+        expect_result!(self.write(command::Op::DeleteRange(r), id).await?, DeleteRange)
+    }
+}
+
+#[tonic::async_trait]
+impl proto::cluster_server::Cluster for Api {
+    async fn status(&self, _: Request<proto::StatusRequest>) -> Result<Response<proto::StatusResponse>, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.events.send(Event::Status { reply: tx }).map_err(|_| Status::unavailable("the node is shutting down"))?;
+        let s = rx.await.map_err(|_| Status::unavailable("the node stopped before answering"))?;
+        let api = self.api_addrs.read().expect("not poisoned").clone();
+        let role = match s.role {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::PreCandidate => "pre-candidate",
+        };
+        Ok(Response::new(proto::StatusResponse {
+            id: s.id,
+            role: role.into(),
+            term: s.term,
+            leader: s.leader.unwrap_or(0),
+            leader_api_addr: s.leader.and_then(|l| api.get(&l).cloned()).unwrap_or_default(),
+            commit_index: s.commit,
+            applied_index: s.applied,
+            snapshot_index: s.snapshot_index,
+            members: self
+                .raft_addrs
+                .iter()
+                .map(|(id, raft)| proto::Member {
+                    id: *id,
+                    raft_addr: raft.clone(),
+                    api_addr: api.get(id).cloned().unwrap_or_default(),
+                })
+                .collect(),
+            log_syncs: self.storage.syncs.load(Ordering::Relaxed),
+            log_entries_synced: self.storage.entries_synced.load(Ordering::Relaxed),
+        }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<proto::TransferLeaderRequest>,
+    ) -> Result<Response<proto::TransferLeaderResponse>, Status> {
+        let target = request.into_inner().target;
+        self.ask(|reply| Event::Transfer { target, reply }).await?;
+        Ok(Response::new(proto::TransferLeaderResponse {}))
+    }
+}

@@ -1,0 +1,207 @@
+//! A CapuKV node: storage, state machine and Raft core behind two gRPC
+//! servers, one for Raft traffic (`--raft-addr`) and one for clients
+//! (`--api-addr`).
+//!
+//! - [`raft_loop`]: the thread that owns the core, storage and state machine.
+//! - [`transport`]: Raft messages between nodes.
+//! - [`api`]: the KV and Cluster services.
+
+pub mod api;
+pub mod raft_loop;
+pub mod transport;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::proto;
+use crate::raft::{Config, NodeId, Raft, RaftError};
+use crate::state_machine::StateMachine;
+use crate::storage::{Identity, Storage, StorageError};
+use raft_loop::{Event, LoopConfig, RaftLoop};
+use transport::{RaftService, Transport};
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub id: NodeId,
+    pub dir: PathBuf,
+    pub api_addr: SocketAddr,
+    pub raft_addr: SocketAddr,
+    /// Every voter's Raft address, this node's included.
+    pub peers: HashMap<NodeId, String>,
+    /// A name for the cluster; a data directory of another cluster is refused.
+    pub cluster: String,
+    pub tick: Duration,
+    pub election_ticks: u32,
+    pub heartbeat_ticks: u32,
+    pub snapshot_every: u64,
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+    pub request_timeout: Duration,
+    pub max_sessions: usize,
+}
+
+impl ServerConfig {
+    pub fn new(
+        id: NodeId,
+        dir: PathBuf,
+        api_addr: SocketAddr,
+        raft_addr: SocketAddr,
+        peers: HashMap<NodeId, String>,
+    ) -> Self {
+        ServerConfig {
+            id,
+            dir,
+            api_addr,
+            raft_addr,
+            peers,
+            cluster: "capukv".into(),
+            tick: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 1,
+            snapshot_every: 10_000,
+            max_key_bytes: 4 << 10,
+            max_value_bytes: 1 << 20,
+            request_timeout: Duration::from_secs(5),
+            max_sessions: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("the Raft state in {dir} cannot be used: {source}")]
+    Raft { dir: String, source: RaftError },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind { addr: SocketAddr, what: &'static str, source: std::io::Error },
+    #[error("the {what} server failed: {source}")]
+    Serve { what: &'static str, source: tonic::transport::Error },
+    #[error("the Raft loop stopped: {0}")]
+    Loop(String),
+}
+
+/// Runs a node until `shutdown` completes, then stops it cleanly.
+pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
+    if !cfg.peers.contains_key(&cfg.id) {
+        return Err(ServerError::Config(format!("--peers does not name this node ({})", cfg.id)));
+    }
+    let mut voters: Vec<NodeId> = cfg.peers.keys().copied().collect();
+    voters.sort_unstable();
+    std::fs::create_dir_all(&cfg.dir)
+        .map_err(|e| ServerError::Storage(StorageError::Open { dir: cfg.dir.clone(), reason: e.to_string() }))?;
+    let identity = Identity { node_id: cfg.id, cluster: cfg.cluster.clone(), voters: voters.clone() };
+    let storage = Storage::open(&cfg.dir, &identity)?;
+    let mut sm = StateMachine::open(storage.clone(), cfg.max_sessions)?;
+    let persisted = storage.load_raft_state()?;
+    // A crash between persisting a received snapshot and restoring the state
+    // machine from it leaves the state machine behind the log: restore now.
+    if let Some(snap) = &persisted.snapshot
+        && sm.applied() < snap.meta.index
+    {
+        sm.restore(snap)?;
+    }
+    let mut raft_cfg = Config::new(cfg.id, voters);
+    raft_cfg.election_ticks = cfg.election_ticks;
+    raft_cfg.heartbeat_ticks = cfg.heartbeat_ticks;
+    raft_cfg.applied = sm.applied();
+    raft_cfg.seed = rand::random();
+    let dir = cfg.dir.display().to_string();
+    let raft = Raft::new(raft_cfg, persisted).map_err(|source| ServerError::Raft { dir, source })?;
+
+    let raft_listener = TcpListener::bind(cfg.raft_addr).await.map_err(|source| ServerError::Bind {
+        addr: cfg.raft_addr,
+        what: "--raft-addr",
+        source,
+    })?;
+    let api_listener = TcpListener::bind(cfg.api_addr).await.map_err(|source| ServerError::Bind {
+        addr: cfg.api_addr,
+        what: "--api-addr",
+        source,
+    })?;
+
+    let (events_tx, events_rx) = crossbeam_channel::unbounded();
+    let api_addrs: transport::ApiAddrs = Arc::new(RwLock::new(HashMap::from([(cfg.id, cfg.api_addr.to_string())])));
+    let transport = Transport::start(
+        cfg.id,
+        cfg.api_addr.to_string(),
+        &cfg.peers,
+        tokio::runtime::Handle::current(),
+        events_tx.clone(),
+    );
+    let loop_cfg = LoopConfig { tick: cfg.tick, snapshot_every: cfg.snapshot_every };
+    let raft_loop = RaftLoop::new(raft, storage.clone(), sm, transport, events_rx, loop_cfg);
+    let (loop_done_tx, loop_done_rx) = tokio::sync::oneshot::channel();
+    let loop_thread = std::thread::Builder::new()
+        .name(format!("raft-{}", cfg.id))
+        .spawn(move || {
+            let result = raft_loop.run();
+            let _ = loop_done_tx.send(());
+            result
+        })
+        .map_err(|e| ServerError::Loop(e.to_string()))?;
+
+    let mut raft_addrs: Vec<(NodeId, String)> = cfg.peers.iter().map(|(&id, a)| (id, a.clone())).collect();
+    raft_addrs.sort();
+    let api = api::Api {
+        id: cfg.id,
+        events: events_tx.clone(),
+        storage,
+        api_addrs: api_addrs.clone(),
+        raft_addrs: Arc::new(raft_addrs),
+        limits: api::Limits { max_key_bytes: cfg.max_key_bytes, max_value_bytes: cfg.max_value_bytes },
+        request_timeout: cfg.request_timeout,
+    };
+    let raft_service = proto::raft_server::RaftServer::new(RaftService { events: events_tx.clone(), api_addrs })
+        .max_decoding_message_size(transport::MAX_MESSAGE_BYTES);
+    let message_limit = cfg.max_value_bytes + cfg.max_key_bytes + (64 << 10);
+    let kv_service = proto::kv_server::KvServer::new(api.clone()).max_decoding_message_size(message_limit);
+    let cluster_service = proto::cluster_server::ClusterServer::new(api);
+
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let stopped = |mut rx: tokio::sync::broadcast::Receiver<()>| async move {
+        let _ = rx.recv().await;
+    };
+    let raft_server = tonic::transport::Server::builder()
+        .add_service(raft_service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(raft_listener), stopped(stop_tx.subscribe()));
+    let api_server = tonic::transport::Server::builder()
+        .add_service(kv_service)
+        .add_service(cluster_service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(api_listener), stopped(stop_tx.subscribe()));
+    tracing::info!(id = cfg.id, api = %cfg.api_addr, raft = %cfg.raft_addr, dir = %cfg.dir.display(), "node started");
+
+    let raft_server = tokio::spawn(raft_server);
+    let api_server = tokio::spawn(api_server);
+    let loop_failed = tokio::select! {
+        _ = shutdown => false,
+        _ = loop_done_rx => true,
+    };
+    let _ = stop_tx.send(());
+    let _ = events_tx.send(Event::Shutdown);
+    let loop_result = tokio::task::spawn_blocking(move || loop_thread.join())
+        .await
+        .map_err(|e| ServerError::Loop(e.to_string()))?
+        .map_err(|_| ServerError::Loop("the Raft loop panicked".into()))?;
+    loop_result?;
+    if loop_failed {
+        return Err(ServerError::Loop("the Raft loop ended unexpectedly".into()));
+    }
+    for (what, server) in [("raft", raft_server), ("api", api_server)] {
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(source)) => return Err(ServerError::Serve { what, source }),
+            Err(e) => return Err(ServerError::Loop(format!("the {what} server task failed: {e}"))),
+        }
+    }
+    tracing::info!(id = cfg.id, "node stopped");
+    Ok(())
+}

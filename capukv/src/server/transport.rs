@@ -1,0 +1,246 @@
+//! Raft messages between nodes over gRPC.
+//!
+//! Outgoing: one task per peer keeps one long-lived `Send` stream open and
+//! pushes that peer's messages down it in order. When the peer is down the
+//! task reconnects with backoff and drops what it could not send: Raft
+//! tolerates lost messages, and old heartbeats are worthless anyway.
+//! Snapshots go through `InstallSnapshot` in chunks.
+//!
+//! Incoming: the `Raft` gRPC service turns streams back into core messages
+//! for the Raft loop. Each stream also says which API address its sender
+//! serves clients on, so a follower can redirect clients to the leader.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use crossbeam_channel::Sender;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::raft_loop::Event;
+use crate::convert::{message_from_proto, message_to_proto};
+use crate::proto::{self, raft_client::RaftClient};
+use crate::raft::{Message, MessageBody, NodeId, Snapshot, SnapshotMeta};
+
+const API_ADDR_HEADER: &str = "x-capukv-api-addr";
+const NODE_ID_HEADER: &str = "x-capukv-node-id";
+/// Messages queued for one peer before new ones are dropped.
+const PEER_QUEUE: usize = 8192;
+const SNAPSHOT_CHUNK: usize = 1 << 20;
+/// The largest snapshot a node accepts.
+pub const MAX_SNAPSHOT_BYTES: u64 = 4 << 30;
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Which API address each node serves clients on, as far as this node knows.
+pub type ApiAddrs = Arc<RwLock<HashMap<NodeId, String>>>;
+
+/// The outgoing side, used by the Raft loop (from its own thread).
+pub struct Transport {
+    peers: HashMap<NodeId, mpsc::Sender<proto::RaftMessage>>,
+    snapshots: HashMap<NodeId, String>,
+    runtime: tokio::runtime::Handle,
+    events: Sender<Event>,
+    id: NodeId,
+}
+
+impl Transport {
+    /// Starts a sender task for each peer (`id` to raft address).
+    pub fn start(
+        id: NodeId,
+        api_addr: String,
+        peers: &HashMap<NodeId, String>,
+        runtime: tokio::runtime::Handle,
+        events: Sender<Event>,
+    ) -> Transport {
+        let mut senders = HashMap::new();
+        for (&peer, addr) in peers.iter().filter(|(p, _)| **p != id) {
+            let (tx, rx) = mpsc::channel(PEER_QUEUE);
+            runtime.spawn(peer_sender(id, api_addr.clone(), peer, addr.clone(), rx));
+            senders.insert(peer, tx);
+        }
+        let snapshots = peers.iter().map(|(&p, a)| (p, a.clone())).collect();
+        Transport { peers: senders, snapshots, runtime, events, id }
+    }
+
+    pub fn send(&self, m: Message) {
+        if let MessageBody::Snapshot(snapshot) = m.body {
+            let addr = self.snapshots[&m.to].clone();
+            let events = self.events.clone();
+            let (from, to, term) = (self.id, m.to, m.term);
+            self.runtime.spawn(async move {
+                let delivered = match send_snapshot(&addr, from, to, term, snapshot).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(to, error = %e, "snapshot not delivered");
+                        false
+                    }
+                };
+                let _ = events.send(Event::SnapshotSent { to, delivered });
+            });
+            return;
+        }
+        let Some(queue) = self.peers.get(&m.to) else { return };
+        let Some(msg) = message_to_proto(&m) else { return };
+        // A full queue means the peer is unreachable: dropping is what the
+        // network would do.
+        let _ = queue.try_send(msg);
+    }
+}
+
+fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(2))
+        .keep_alive_while_idle(true))
+}
+
+async fn connect(addr: &str) -> Result<RaftClient<Channel>, tonic::transport::Error> {
+    let channel = endpoint(addr)?.connect().await?;
+    Ok(RaftClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+async fn peer_sender(
+    id: NodeId,
+    api_addr: String,
+    peer: NodeId,
+    addr: String,
+    mut queue: mpsc::Receiver<proto::RaftMessage>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        // Connect only when there is something to say.
+        let Some(first) = queue.recv().await else { return };
+        let mut client = match connect(&addr).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(peer, %addr, error = %e, "peer unreachable");
+                drain(&mut queue);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        let (tx, rx) = mpsc::channel(1024);
+        let _ = tx.send(first).await;
+        let mut request = Request::new(ReceiverStream::new(rx));
+        if let Ok(v) = api_addr.parse() {
+            request.metadata_mut().insert(API_ADDR_HEADER, v);
+        }
+        request.metadata_mut().insert(NODE_ID_HEADER, id.to_string().parse().expect("digits are valid metadata"));
+        let mut call = tokio::spawn(async move { client.send(request).await });
+        loop {
+            tokio::select! {
+                msg = queue.recv() => match msg {
+                    Some(m) => {
+                        if tx.send(m).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => return,
+                },
+                result = &mut call => {
+                    if let Ok(Err(status)) = result {
+                        tracing::debug!(peer, %addr, %status, "raft stream ended");
+                    }
+                    break;
+                }
+            }
+        }
+        call.abort();
+        drain(&mut queue);
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+fn drain(queue: &mut mpsc::Receiver<proto::RaftMessage>) {
+    while queue.try_recv().is_ok() {}
+}
+
+async fn send_snapshot(addr: &str, from: NodeId, to: NodeId, term: u64, snapshot: Snapshot) -> Result<(), String> {
+    let mut client = connect(addr).await.map_err(|e| e.to_string())?;
+    let total = snapshot.data.len() as u64;
+    let mut chunks = Vec::new();
+    let mut offset = 0;
+    loop {
+        let end = (offset + SNAPSHOT_CHUNK).min(snapshot.data.len());
+        chunks.push(proto::SnapshotChunk {
+            from,
+            to,
+            term,
+            index: snapshot.meta.index,
+            snapshot_term: snapshot.meta.term,
+            total_bytes: total,
+            data: snapshot.data.slice(offset..end),
+        });
+        offset = end;
+        if offset >= snapshot.data.len() {
+            break;
+        }
+    }
+    client.install_snapshot(tokio_stream::iter(chunks)).await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// The incoming side: the `Raft` gRPC service.
+pub struct RaftService {
+    pub events: Sender<Event>,
+    pub api_addrs: ApiAddrs,
+}
+
+#[tonic::async_trait]
+impl proto::raft_server::Raft for RaftService {
+    async fn send(&self, request: Request<Streaming<proto::RaftMessage>>) -> Result<Response<proto::SendAck>, Status> {
+        let meta = request.metadata();
+        let sender: Option<NodeId> = meta.get(NODE_ID_HEADER).and_then(|v| v.to_str().ok()?.parse().ok());
+        if let (Some(id), Some(api)) = (sender, meta.get(API_ADDR_HEADER).and_then(|v| v.to_str().ok())) {
+            self.api_addrs.write().expect("not poisoned").insert(id, api.to_string());
+        }
+        let mut stream = request.into_inner();
+        while let Some(msg) = stream.message().await? {
+            let m = message_from_proto(msg).map_err(Status::invalid_argument)?;
+            if self.events.send(Event::Message(m)).is_err() {
+                return Err(Status::unavailable("the node is shutting down"));
+            }
+        }
+        Ok(Response::new(proto::SendAck {}))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<proto::SnapshotChunk>>,
+    ) -> Result<Response<proto::SnapshotAck>, Status> {
+        let mut stream = request.into_inner();
+        let mut header: Option<proto::SnapshotChunk> = None;
+        let mut data = BytesMut::new();
+        while let Some(chunk) = stream.message().await? {
+            if chunk.total_bytes > MAX_SNAPSHOT_BYTES {
+                return Err(Status::invalid_argument(format!(
+                    "snapshot of {} bytes exceeds the limit of {MAX_SNAPSHOT_BYTES}",
+                    chunk.total_bytes
+                )));
+            }
+            data.extend_from_slice(&chunk.data);
+            if header.is_none() {
+                data.reserve(chunk.total_bytes as usize);
+                header = Some(proto::SnapshotChunk { data: Bytes::new(), ..chunk });
+            }
+        }
+        let h = header.ok_or_else(|| Status::invalid_argument("an empty snapshot stream"))?;
+        if data.len() as u64 != h.total_bytes {
+            return Err(Status::invalid_argument(format!("snapshot has {} of {} bytes", data.len(), h.total_bytes)));
+        }
+        let snapshot = Snapshot { meta: SnapshotMeta { index: h.index, term: h.snapshot_term }, data: data.freeze() };
+        let m = Message { from: h.from, to: h.to, term: h.term, body: MessageBody::Snapshot(snapshot) };
+        self.events.send(Event::Message(m)).map_err(|_| Status::unavailable("the node is shutting down"))?;
+        Ok(Response::new(proto::SnapshotAck {}))
+    }
+}

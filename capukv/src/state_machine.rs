@@ -1,0 +1,629 @@
+//! The replicated state machine: an ordered map of byte keys to values with
+//! etcd-style revisions (a global revision that every change advances, and
+//! per key its create and mod revisions and version), plus the client
+//! sessions that make retried writes exactly-once (Raft dissertation §6.3).
+//!
+//! It lives in the node's RocksDB (`kv`, `sm_meta` and `sessions` column
+//! families). The applied index is written in the same batch as the changes
+//! it describes, so a crash never leaves one without the other. Reads come
+//! from any thread straight from RocksDB; only the Raft loop applies.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes};
+use prost::Message as _;
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
+
+use crate::proto::{self, command, command_response};
+use crate::raft::{Entry, EntryKind, Index, Snapshot};
+use crate::storage::{CF_KV, CF_META, CF_SESSIONS, Storage, StorageError};
+
+const KEY_APPLIED: &[u8] = b"applied";
+const KEY_REVISION: &[u8] = b"revision";
+const SNAPSHOT_MAGIC: &[u8] = b"CAPUKV-SNAPSHOT-1";
+/// Larger than any key (keys are at most 4 KiB), to delete a whole range.
+const KEY_RANGE_END: [u8; 4097] = [0xff; 4097];
+
+/// What applying a command produced for its client.
+pub type CommandResult = Result<proto::CommandResponse, ApplyError>;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error("write {seq} of client {client} is older than its last write {last}: it was already answered")]
+    StaleSequence { client: u64, seq: u64, last: u64 },
+    #[error("the log entry is not a command: {0}")]
+    BadCommand(String),
+}
+
+/// A key's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Record {
+    create_revision: u64,
+    mod_revision: u64,
+    version: u64,
+    value: Bytes,
+}
+
+impl Record {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(24 + self.value.len());
+        out.put_u64_le(self.create_revision);
+        out.put_u64_le(self.mod_revision);
+        out.put_u64_le(self.version);
+        out.extend_from_slice(&self.value);
+        out
+    }
+
+    fn decode(mut raw: &[u8]) -> Option<Record> {
+        if raw.len() < 24 {
+            return None;
+        }
+        let (create_revision, mod_revision, version) = (raw.get_u64_le(), raw.get_u64_le(), raw.get_u64_le());
+        Some(Record { create_revision, mod_revision, version, value: Bytes::copy_from_slice(raw) })
+    }
+
+    fn to_kv(&self, key: &[u8]) -> proto::KeyValue {
+        proto::KeyValue {
+            key: Bytes::copy_from_slice(key),
+            value: self.value.clone(),
+            create_revision: self.create_revision,
+            mod_revision: self.mod_revision,
+            version: self.version,
+        }
+    }
+}
+
+/// A client's last write, remembered to answer its retry.
+#[derive(Debug, Clone, Copy)]
+struct Session {
+    seq: u64,
+    /// Log index of its last write: old sessions are evicted first.
+    last_index: Index,
+}
+
+pub struct StateMachine {
+    storage: Arc<Storage>,
+    applied: Index,
+    revision: u64,
+    sessions: HashMap<u64, Session>,
+    by_age: BTreeSet<(Index, u64)>,
+    max_sessions: usize,
+}
+
+/// Changes of one batch of entries, readable before they are written.
+struct Batch<'a> {
+    sm: &'a mut StateMachine,
+    batch: WriteBatch,
+    overlay: HashMap<Bytes, Option<Record>>,
+    /// Responses saved to sessions in this batch, not yet on disk.
+    responses: HashMap<u64, proto::CommandResponse>,
+}
+
+impl StateMachine {
+    pub fn open(storage: Arc<Storage>, max_sessions: usize) -> Result<StateMachine, StorageError> {
+        let word = |key: &[u8]| -> Result<u64, StorageError> {
+            match storage.get(CF_META, key)? {
+                None => Ok(0),
+                Some(raw) => raw.try_into().map(u64::from_le_bytes).map_err(|_| {
+                    storage.corrupt(format!("state machine record {:?} is truncated", String::from_utf8_lossy(key)))
+                }),
+            }
+        };
+        let (applied, revision) = (word(KEY_APPLIED)?, word(KEY_REVISION)?);
+        let mut sm = StateMachine {
+            storage,
+            applied,
+            revision,
+            sessions: HashMap::new(),
+            by_age: BTreeSet::new(),
+            max_sessions,
+        };
+        let mut sessions = Vec::new();
+        for item in sm.storage.db.iterator_cf(sm.storage.cf(CF_SESSIONS), IteratorMode::Start) {
+            let (key, value) = item.map_err(|e| sm.storage.corrupt(e.to_string()))?;
+            let client = key_u64(&key).ok_or_else(|| sm.storage.corrupt("a session key is not a client id"))?;
+            let (seq, last_index) = session_header(&value)
+                .ok_or_else(|| sm.storage.corrupt(format!("session of client {client} is truncated")))?;
+            sessions.push((client, Session { seq, last_index }));
+        }
+        for (client, session) in sessions {
+            sm.remember(client, session);
+        }
+        Ok(sm)
+    }
+
+    pub fn applied(&self) -> Index {
+        self.applied
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Applies committed entries in order, in one batch. Returns, per entry
+    /// that carried a command, its index and result.
+    pub fn apply(&mut self, entries: &[Entry]) -> Result<Vec<(Index, CommandResult)>, StorageError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut b =
+            Batch { sm: self, batch: WriteBatch::default(), overlay: HashMap::new(), responses: HashMap::new() };
+        let mut results = Vec::with_capacity(entries.len());
+        for entry in entries {
+            debug_assert_eq!(entry.index, b.sm.applied + 1, "entries are applied in order");
+            b.sm.applied = entry.index;
+            if entry.kind == EntryKind::Command {
+                let result = b.apply_command(entry)?;
+                results.push((entry.index, result));
+            }
+        }
+        let Batch { sm, mut batch, overlay, .. } = b;
+        let kv = sm.storage.cf(CF_KV);
+        for (key, record) in overlay {
+            match record {
+                Some(r) => batch.put_cf(kv, &key, r.encode()),
+                None => batch.delete_cf(kv, &key),
+            }
+        }
+        let meta = sm.storage.cf(CF_META);
+        batch.put_cf(meta, KEY_APPLIED, sm.applied.to_le_bytes());
+        batch.put_cf(meta, KEY_REVISION, sm.revision.to_le_bytes());
+        sm.storage.write(batch)?;
+        Ok(results)
+    }
+
+    fn remember(&mut self, client: u64, session: Session) {
+        if let Some(old) = self.sessions.insert(client, session) {
+            self.by_age.remove(&(old.last_index, client));
+        }
+        self.by_age.insert((session.last_index, client));
+    }
+
+    // --- Snapshots -----------------------------------------------------------
+
+    /// The whole state, for log compaction and lagging followers.
+    pub fn snapshot(&self) -> Result<Bytes, StorageError> {
+        let db = &self.storage.db;
+        let mut out = Vec::new();
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.put_u64_le(self.applied);
+        out.put_u64_le(self.revision);
+        for cf in [CF_KV, CF_SESSIONS] {
+            let mut items = Vec::new();
+            for item in db.iterator_cf(self.storage.cf(cf), IteratorMode::Start) {
+                items.push(item.map_err(|e| self.storage.corrupt(e.to_string()))?);
+            }
+            out.put_u64_le(items.len() as u64);
+            for (k, v) in items {
+                out.put_u32_le(k.len() as u32);
+                out.extend_from_slice(&k);
+                out.put_u32_le(v.len() as u32);
+                out.extend_from_slice(&v);
+            }
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// Replaces the whole state with a snapshot from the leader.
+    pub fn restore(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        let bad = |what: &str| self.storage.corrupt(format!("snapshot at index {}: {what}", snapshot.meta.index));
+        let mut raw = &snapshot.data[..];
+        if !raw.starts_with(SNAPSHOT_MAGIC) {
+            return Err(bad("not a CapuKV snapshot"));
+        }
+        raw.advance(SNAPSHOT_MAGIC.len());
+        let take_u64 = |raw: &mut &[u8]| (raw.len() >= 8).then(|| raw.get_u64_le());
+        let take_bytes = |raw: &mut &[u8]| -> Option<Vec<u8>> {
+            if raw.len() < 4 {
+                return None;
+            }
+            let n = raw.get_u32_le() as usize;
+            (raw.len() >= n).then(|| {
+                let v = raw[..n].to_vec();
+                raw.advance(n);
+                v
+            })
+        };
+        let applied = take_u64(&mut raw).ok_or_else(|| bad("truncated"))?;
+        let revision = take_u64(&mut raw).ok_or_else(|| bad("truncated"))?;
+        if applied != snapshot.meta.index {
+            return Err(bad("its data is of another index"));
+        }
+        let mut batch = WriteBatch::default();
+        let (kv, sessions, meta) = (self.storage.cf(CF_KV), self.storage.cf(CF_SESSIONS), self.storage.cf(CF_META));
+        batch.delete_range_cf(kv, &b""[..], &KEY_RANGE_END[..]);
+        batch.delete_range_cf(sessions, &b""[..], &KEY_RANGE_END[..]);
+        let mut restored_sessions = Vec::new();
+        for (is_sessions, cf) in [(false, kv), (true, sessions)] {
+            let n = take_u64(&mut raw).ok_or_else(|| bad("truncated"))?;
+            for _ in 0..n {
+                let k = take_bytes(&mut raw).ok_or_else(|| bad("truncated"))?;
+                let v = take_bytes(&mut raw).ok_or_else(|| bad("truncated"))?;
+                if is_sessions {
+                    let client = key_u64(&k).ok_or_else(|| bad("bad session key"))?;
+                    let (seq, last_index) = session_header(&v).ok_or_else(|| bad("bad session"))?;
+                    restored_sessions.push((client, Session { seq, last_index }));
+                }
+                batch.put_cf(cf, k, v);
+            }
+        }
+        batch.put_cf(meta, KEY_APPLIED, applied.to_le_bytes());
+        batch.put_cf(meta, KEY_REVISION, revision.to_le_bytes());
+        self.storage.write(batch)?;
+        self.applied = applied;
+        self.revision = revision;
+        self.sessions.clear();
+        self.by_age.clear();
+        for (client, s) in restored_sessions {
+            self.remember(client, s);
+        }
+        Ok(())
+    }
+}
+
+impl Batch<'_> {
+    fn read(&self, key: &Bytes) -> Result<Option<Record>, StorageError> {
+        if let Some(r) = self.overlay.get(key) {
+            return Ok(r.clone());
+        }
+        read_record(&self.sm.storage, key)
+    }
+
+    fn write(&mut self, key: Bytes, record: Option<Record>) {
+        self.overlay.insert(key, record);
+    }
+
+    /// The record a write of `value` to `key` leaves, advancing the revision.
+    fn written(&mut self, previous: &Option<Record>, value: Bytes) -> Record {
+        self.sm.revision += 1;
+        Record {
+            create_revision: previous.as_ref().map_or(self.sm.revision, |p| p.create_revision),
+            mod_revision: self.sm.revision,
+            version: previous.as_ref().map_or(1, |p| p.version + 1),
+            value,
+        }
+    }
+
+    fn apply_command(&mut self, entry: &Entry) -> Result<CommandResult, StorageError> {
+        let cmd = match proto::Command::decode(&entry.data[..]) {
+            Ok(cmd) => cmd,
+            Err(e) => return Ok(Err(ApplyError::BadCommand(e.to_string()))),
+        };
+        let (client, seq) = (cmd.client_id, cmd.seq);
+        if seq > 0
+            && let Some(session) = self.sm.sessions.get(&client).copied()
+        {
+            if seq == session.seq {
+                // A retry of the last write: answer as the first time.
+                return self.cached_response(client);
+            }
+            if seq < session.seq {
+                return Ok(Err(ApplyError::StaleSequence { client, seq, last: session.seq }));
+            }
+        }
+        let Some(op) = cmd.op else { return Ok(Err(ApplyError::BadCommand("no operation".into()))) };
+        let result = self.execute(op)?;
+        if seq > 0 {
+            self.save_session(client, seq, entry.index, &result);
+        }
+        Ok(Ok(result))
+    }
+
+    fn execute(&mut self, op: command::Op) -> Result<proto::CommandResponse, StorageError> {
+        use command_response::Result as R;
+        let result = match op {
+            command::Op::Put(p) => {
+                let previous = self.read(&p.key)?;
+                let record = self.written(&previous, p.value);
+                self.write(p.key.clone(), Some(record));
+                R::Put(proto::PutResponse { previous: previous.map(|r| r.to_kv(&p.key)), revision: self.sm.revision })
+            }
+            command::Op::Delete(d) => {
+                let previous = self.read(&d.key)?;
+                if previous.is_some() {
+                    self.sm.revision += 1;
+                    self.write(d.key.clone(), None);
+                }
+                R::Delete(proto::DeleteResponse {
+                    previous: previous.map(|r| r.to_kv(&d.key)),
+                    revision: self.sm.revision,
+                })
+            }
+            command::Op::Cas(c) => {
+                let current = self.read(&c.key)?;
+                let matches = match (&c.expected_mod_revision, &c.expected_value) {
+                    (Some(rev), _) => current.as_ref().map_or(0, |r| r.mod_revision) == *rev,
+                    (None, Some(v)) => current.as_ref().is_some_and(|r| r.value == *v),
+                    (None, None) => current.is_none(),
+                };
+                let shown = current.as_ref().map(|r| r.to_kv(&c.key));
+                if matches {
+                    let record = self.written(&current, c.new_value);
+                    self.write(c.key.clone(), Some(record));
+                }
+                R::Cas(proto::CasResponse { succeeded: matches, current: shown, revision: self.sm.revision })
+            }
+            command::Op::Append(a) => {
+                let previous = self.read(&a.key)?;
+                let mut value = previous.as_ref().map(|r| r.value.to_vec()).unwrap_or_default();
+                value.extend_from_slice(&a.suffix);
+                let record = self.written(&previous, Bytes::from(value));
+                let kv = record.to_kv(&a.key);
+                self.write(a.key.clone(), Some(record));
+                R::Append(proto::AppendValueResponse { kv: Some(kv), revision: self.sm.revision })
+            }
+            command::Op::DeleteRange(d) => {
+                let keys = scan_keys(&self.sm.storage, &d.start, &d.end)?;
+                // Keys written earlier in this batch count too.
+                let mut doomed: BTreeSet<Bytes> = keys.into_iter().collect();
+                for (k, r) in &self.overlay {
+                    let in_range = *k >= d.start && (d.end.is_empty() || *k < d.end);
+                    match r {
+                        Some(_) if in_range => doomed.insert(k.clone()),
+                        None => doomed.remove(k),
+                        _ => false,
+                    };
+                }
+                let deleted = doomed.len() as u64;
+                if deleted > 0 {
+                    self.sm.revision += 1;
+                }
+                for k in doomed {
+                    self.write(k, None);
+                }
+                R::DeleteRange(proto::DeleteRangeResponse { deleted, revision: self.sm.revision })
+            }
+        };
+        Ok(proto::CommandResponse { result: Some(result) })
+    }
+
+    fn save_session(&mut self, client: u64, seq: u64, index: Index, response: &proto::CommandResponse) {
+        let mut value = Vec::new();
+        value.put_u64_le(seq);
+        value.put_u64_le(index);
+        value.extend_from_slice(&response.encode_to_vec());
+        self.batch.put_cf(self.sm.storage.cf(CF_SESSIONS), client.to_be_bytes(), value);
+        self.sm.remember(client, Session { seq, last_index: index });
+        self.responses.insert(client, response.clone());
+        // Bounded: the least recently active sessions go first. Every replica
+        // evicts the same ones, since this depends on the log alone.
+        while self.sm.sessions.len() > self.sm.max_sessions {
+            let (_, oldest) = self.sm.by_age.pop_first().expect("non-empty");
+            self.sm.sessions.remove(&oldest);
+            self.responses.remove(&oldest);
+            self.batch.delete_cf(self.sm.storage.cf(CF_SESSIONS), oldest.to_be_bytes());
+        }
+    }
+
+    fn cached_response(&self, client: u64) -> Result<CommandResult, StorageError> {
+        if let Some(response) = self.responses.get(&client) {
+            return Ok(Ok(response.clone()));
+        }
+        let raw = match self.sm.storage.get(CF_SESSIONS, &client.to_be_bytes())? {
+            Some(raw) => raw,
+            None => return Ok(Err(ApplyError::BadCommand("session vanished".into()))),
+        };
+        let response = proto::CommandResponse::decode(&raw[16..])
+            .map_err(|e| self.sm.storage.corrupt(format!("session of client {client}: {e}")))?;
+        Ok(Ok(response))
+    }
+}
+
+fn key_u64(raw: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(raw.try_into().ok()?))
+}
+
+fn session_header(raw: &[u8]) -> Option<(u64, Index)> {
+    Some((u64::from_le_bytes(raw.get(0..8)?.try_into().ok()?), u64::from_le_bytes(raw.get(8..16)?.try_into().ok()?)))
+}
+
+fn read_record(storage: &Storage, key: &[u8]) -> Result<Option<Record>, StorageError> {
+    match storage.get(CF_KV, key)? {
+        None => Ok(None),
+        Some(raw) => Record::decode(&raw).map(Some).ok_or_else(|| {
+            storage.corrupt(format!("the record of key {:?} is truncated", String::from_utf8_lossy(key)))
+        }),
+    }
+}
+
+fn scan_keys(storage: &Storage, start: &[u8], end: &[u8]) -> Result<Vec<Bytes>, StorageError> {
+    let mut keys = Vec::new();
+    for item in storage.db.iterator_cf(storage.cf(CF_KV), IteratorMode::From(start, Direction::Forward)) {
+        let (k, _) = item.map_err(|e| storage.corrupt(e.to_string()))?;
+        if !end.is_empty() && &k[..] >= end {
+            break;
+        }
+        keys.push(Bytes::copy_from_slice(&k));
+    }
+    Ok(keys)
+}
+
+// --- Reads (any thread) -------------------------------------------------------
+
+/// The key's current record, and the store's revision.
+pub fn get(storage: &Storage, key: &[u8]) -> Result<(Option<proto::KeyValue>, u64), StorageError> {
+    let snapshot = storage.db.snapshot();
+    let revision = revision_at(storage, &snapshot)?;
+    let raw = snapshot.get_cf(storage.cf(CF_KV), key).map_err(|e| storage.corrupt(e.to_string()))?;
+    let kv = match raw {
+        None => None,
+        Some(raw) => Some(
+            Record::decode(&raw)
+                .ok_or_else(|| {
+                    storage.corrupt(format!("the record of key {:?} is truncated", String::from_utf8_lossy(key)))
+                })?
+                .to_kv(key),
+        ),
+    };
+    Ok((kv, revision))
+}
+
+/// Keys in `[start, end)` (`end` empty: to the end), at most `limit` (0: no
+/// limit), read from one consistent snapshot. Returns whether more remain.
+pub fn scan(
+    storage: &Storage,
+    start: &[u8],
+    end: &[u8],
+    limit: u64,
+) -> Result<(Vec<proto::KeyValue>, bool, u64), StorageError> {
+    let snapshot = storage.db.snapshot();
+    let revision = revision_at(storage, &snapshot)?;
+    let mut opts = ReadOptions::default();
+    opts.set_snapshot(&snapshot);
+    let mut kvs = Vec::new();
+    let mut more = false;
+    for item in storage.db.iterator_cf_opt(storage.cf(CF_KV), opts, IteratorMode::From(start, Direction::Forward)) {
+        let (k, v) = item.map_err(|e| storage.corrupt(e.to_string()))?;
+        if !end.is_empty() && &k[..] >= end {
+            break;
+        }
+        if limit > 0 && kvs.len() as u64 == limit {
+            more = true;
+            break;
+        }
+        let record = Record::decode(&v).ok_or_else(|| storage.corrupt("a record is truncated"))?;
+        kvs.push(record.to_kv(&k));
+    }
+    Ok((kvs, more, revision))
+}
+
+fn revision_at(storage: &Storage, snapshot: &rocksdb::Snapshot<'_>) -> Result<u64, StorageError> {
+    let raw = snapshot.get_cf(storage.cf(CF_META), KEY_REVISION).map_err(|e| storage.corrupt(e.to_string()))?;
+    Ok(raw.and_then(|r| r.try_into().ok()).map_or(0, u64::from_le_bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Identity;
+
+    /// A state machine on a fresh RocksDB in a directory removed on drop.
+    struct Fixture {
+        dir: std::path::PathBuf,
+        sm: Option<StateMachine>,
+        storage: Option<Arc<Storage>>,
+        next: Index,
+    }
+
+    impl Fixture {
+        fn new(name: &str) -> Fixture {
+            let dir = std::env::temp_dir().join(format!("capukv-sm-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let identity = Identity { node_id: 1, cluster: "t".into(), voters: vec![1] };
+            let storage = Storage::open(&dir, &identity).unwrap();
+            let sm = StateMachine::open(storage.clone(), 2).unwrap();
+            Fixture { dir, sm: Some(sm), storage: Some(storage), next: 1 }
+        }
+
+        fn sm(&mut self) -> &mut StateMachine {
+            self.sm.as_mut().unwrap()
+        }
+
+        fn apply(&mut self, client: u64, seq: u64, op: command::Op) -> CommandResult {
+            let cmd = proto::Command { client_id: client, seq, op: Some(op) };
+            let entry =
+                Entry { index: self.next, term: 1, kind: EntryKind::Command, data: Bytes::from(cmd.encode_to_vec()) };
+            self.next += 1;
+            self.sm().apply(&[entry]).unwrap().pop().unwrap().1
+        }
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            self.sm.take();
+            self.storage.take();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn append(key: &str, suffix: &str) -> command::Op {
+        command::Op::Append(proto::AppendRequest {
+            key: Bytes::from(key.to_string()),
+            suffix: Bytes::from(suffix.to_string()),
+            id: None,
+        })
+    }
+
+    fn value_of(f: &Fixture, key: &str) -> Option<Bytes> {
+        get(f.storage.as_ref().unwrap(), key.as_bytes()).unwrap().0.map(|kv| kv.value)
+    }
+
+    #[test]
+    fn a_retried_write_gets_the_first_answer_and_applies_once() {
+        let mut f = Fixture::new("retry");
+        let first = f.apply(7, 1, append("k", "a")).unwrap();
+        let retry = f.apply(7, 1, append("k", "a")).unwrap();
+        assert_eq!(first, retry);
+        assert_eq!(value_of(&f, "k"), Some(Bytes::from("a")));
+        f.apply(7, 2, append("k", "b")).unwrap();
+        assert_eq!(value_of(&f, "k"), Some(Bytes::from("ab")));
+        assert_eq!(f.apply(7, 1, append("k", "a")), Err(ApplyError::StaleSequence { client: 7, seq: 1, last: 2 }));
+        // Sessions are bounded (2 here): the oldest goes first.
+        f.apply(8, 1, append("k", "c")).unwrap();
+        f.apply(9, 1, append("k", "d")).unwrap();
+        assert_eq!(f.sm().sessions.len(), 2);
+        assert!(!f.sm().sessions.contains_key(&7));
+    }
+
+    #[test]
+    fn revisions_and_versions_follow_etcd() {
+        let mut f = Fixture::new("revisions");
+        let put = |k: &str, v: &str| {
+            command::Op::Put(proto::PutRequest {
+                key: Bytes::from(k.to_string()),
+                value: Bytes::from(v.to_string()),
+                id: None,
+            })
+        };
+        f.apply(0, 0, put("a", "1")).unwrap();
+        f.apply(0, 0, put("b", "1")).unwrap();
+        f.apply(0, 0, put("a", "2")).unwrap();
+        let (kv, revision) = get(f.storage.as_ref().unwrap(), b"a").unwrap();
+        let kv = kv.unwrap();
+        assert_eq!((kv.create_revision, kv.mod_revision, kv.version, revision), (1, 3, 2, 3));
+        let cas = |expected: &str| {
+            command::Op::Cas(proto::CasRequest {
+                key: Bytes::from("a"),
+                expected_value: Some(Bytes::from(expected.to_string())),
+                expected_mod_revision: None,
+                new_value: Bytes::from("3"),
+                id: None,
+            })
+        };
+        let failed = f.apply(0, 0, cas("1")).unwrap();
+        let Some(command_response::Result::Cas(r)) = failed.result else { panic!() };
+        assert!(!r.succeeded);
+        assert_eq!(f.sm().revision(), 3, "a failed cas changes nothing");
+        let range = command::Op::DeleteRange(proto::DeleteRangeRequest {
+            start: Bytes::from("a"),
+            end: Bytes::new(),
+            id: None,
+        });
+        let Some(command_response::Result::DeleteRange(r)) = f.apply(0, 0, range).unwrap().result else { panic!() };
+        assert_eq!(r.deleted, 2);
+        assert_eq!(value_of(&f, "a"), None);
+    }
+
+    #[test]
+    fn a_snapshot_restores_the_same_state() {
+        let mut a = Fixture::new("snap-a");
+        a.apply(5, 1, append("x", "1")).unwrap();
+        a.apply(5, 2, append("y", "2")).unwrap();
+        let data = a.sm().snapshot().unwrap();
+        let snapshot = Snapshot { meta: crate::raft::SnapshotMeta { index: 2, term: 1 }, data };
+        let mut b = Fixture::new("snap-b");
+        b.apply(9, 1, append("stale", "z")).unwrap();
+        b.sm().restore(&snapshot).unwrap();
+        assert_eq!((b.sm().applied(), b.sm().revision()), (2, 2));
+        assert_eq!(value_of(&b, "x"), Some(Bytes::from("1")));
+        assert_eq!(value_of(&b, "stale"), None, "the old state is gone");
+        b.next = 3;
+        // The session came along: a retry of write 2 of client 5 is answered, not applied.
+        b.apply(5, 2, append("y", "2")).unwrap();
+        assert_eq!(value_of(&b, "y"), Some(Bytes::from("2")));
+        let bad = Snapshot { meta: snapshot.meta, data: Bytes::from_static(b"nonsense") };
+        assert!(b.sm().restore(&bad).unwrap_err().to_string().contains("not a CapuKV snapshot"));
+    }
+}

@@ -1,0 +1,296 @@
+//! A node's data directory: one RocksDB database holding the Raft log, the
+//! hard state, the latest snapshot, the node's identity, and the state
+//! machine (see [`crate::state_machine`]), each in its own column family.
+//!
+//! Log keys are big-endian indexes, so they sort numerically. Everything the
+//! Raft core says must be durable is written in one batch with `sync`: one
+//! fsync covers every entry and hard-state change gathered since the last
+//! (group commit).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use prost::Message as _;
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+
+use crate::proto;
+use crate::raft::{Entry, EntryKind, HardState, Index, NodeId, PersistedState, Snapshot, SnapshotMeta};
+
+pub const CF_LOG: &str = "raft_log";
+pub const CF_RAFT: &str = "raft_state";
+pub const CF_KV: &str = "kv";
+pub const CF_META: &str = "sm_meta";
+pub const CF_SESSIONS: &str = "sessions";
+const CFS: [&str; 5] = [CF_LOG, CF_RAFT, CF_KV, CF_META, CF_SESSIONS];
+
+const KEY_HARD_STATE: &[u8] = b"hard_state";
+const KEY_SNAPSHOT: &[u8] = b"snapshot";
+const KEY_IDENTITY: &[u8] = b"identity";
+
+/// Why a data directory cannot be used. Each names the directory and what
+/// to do; none is ever answered by starting empty.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot open the data directory {}: {reason}", .dir.display())]
+    Open { dir: PathBuf, reason: String },
+    #[error(
+        "the data directory {} belongs to node {found}, not node {expected}: point --dir at node {expected}'s own directory",
+        .dir.display()
+    )]
+    WrongNode { dir: PathBuf, found: NodeId, expected: NodeId },
+    #[error(
+        "the data directory {} belongs to cluster {found}, not {expected}: point --dir at this cluster's directory",
+        .dir.display()
+    )]
+    WrongCluster { dir: PathBuf, found: String, expected: String },
+    #[error(
+        "the data directory {} is corrupt: {what} ({file}); move it aside and let the node rejoin empty from its peers",
+        .dir.display()
+    )]
+    Corrupt { dir: PathBuf, file: String, what: String },
+    #[error("storage I/O failed in {}: {source}", .dir.display())]
+    Io {
+        dir: PathBuf,
+        #[source]
+        source: rocksdb::Error,
+    },
+}
+
+/// Who a data directory belongs to, written when it is first used.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    pub node_id: NodeId,
+    pub cluster: String,
+    pub voters: Vec<NodeId>,
+}
+
+/// The RocksDB database of one node, shared by the Raft loop (which writes)
+/// and the API handlers (which read the state machine).
+pub struct Storage {
+    pub db: DB,
+    pub dir: PathBuf,
+    /// Syncs of the log, and entries made durable by them: their ratio is
+    /// the group-commit factor.
+    pub syncs: AtomicU64,
+    pub entries_synced: AtomicU64,
+    /// Index of the last log entry on disk: entries written at or below it
+    /// replace a conflicting suffix, which must be deleted first.
+    last_index: AtomicU64,
+}
+
+impl Storage {
+    /// Opens (or creates) the data directory of `identity.node_id`.
+    pub fn open(dir: &Path, identity: &Identity) -> Result<Arc<Storage>, StorageError> {
+        let fresh = !dir.join("CURRENT").exists();
+        if fresh && has_database_files(dir) {
+            return Err(StorageError::Corrupt {
+                dir: dir.into(),
+                file: "CURRENT".into(),
+                what: "database files are present but CURRENT is missing".into(),
+            });
+        }
+        let mut opts = Options::default();
+        opts.create_if_missing(fresh);
+        opts.create_missing_column_families(fresh);
+        opts.set_paranoid_checks(true);
+        let cfs = CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| open_error(dir, &e))?;
+        let storage = Storage {
+            db,
+            dir: dir.into(),
+            syncs: AtomicU64::new(0),
+            entries_synced: AtomicU64::new(0),
+            last_index: AtomicU64::new(0),
+        };
+        storage.check_identity(identity, fresh)?;
+        Ok(Arc::new(storage))
+    }
+
+    pub fn cf(&self, name: &str) -> &ColumnFamily {
+        self.db.cf_handle(name).expect("column families are created at open")
+    }
+
+    fn io(&self, source: rocksdb::Error) -> StorageError {
+        StorageError::Io { dir: self.dir.clone(), source }
+    }
+
+    pub fn corrupt(&self, what: impl Into<String>) -> StorageError {
+        StorageError::Corrupt { dir: self.dir.clone(), file: "RocksDB column families".into(), what: what.into() }
+    }
+
+    fn check_identity(&self, identity: &Identity, fresh: bool) -> Result<(), StorageError> {
+        let raw = self.db.get_cf(self.cf(CF_RAFT), KEY_IDENTITY).map_err(|e| self.io(e))?;
+        let Some(raw) = raw else {
+            if !fresh {
+                return Err(self.corrupt("it has a database but no identity record"));
+            }
+            let bytes = serde_json::to_vec(identity).expect("identity serializes");
+            let mut wo = WriteOptions::default();
+            wo.set_sync(true);
+            return self.db.put_cf_opt(self.cf(CF_RAFT), KEY_IDENTITY, bytes, &wo).map_err(|e| self.io(e));
+        };
+        let found: Identity =
+            serde_json::from_slice(&raw).map_err(|e| self.corrupt(format!("unreadable identity record: {e}")))?;
+        if found.node_id != identity.node_id {
+            return Err(StorageError::WrongNode {
+                dir: self.dir.clone(),
+                found: found.node_id,
+                expected: identity.node_id,
+            });
+        }
+        if found.cluster != identity.cluster || found.voters != identity.voters {
+            return Err(StorageError::WrongCluster {
+                dir: self.dir.clone(),
+                found: format!("{} {:?}", found.cluster, found.voters),
+                expected: format!("{} {:?}", identity.cluster, identity.voters),
+            });
+        }
+        Ok(())
+    }
+
+    /// What the Raft core persisted, for a restart.
+    pub fn load_raft_state(&self) -> Result<PersistedState, StorageError> {
+        let hard_state = match self.db.get_cf(self.cf(CF_RAFT), KEY_HARD_STATE).map_err(|e| self.io(e))? {
+            None => HardState::default(),
+            Some(raw) => decode_hard_state(&raw).ok_or_else(|| self.corrupt("the hard state record is truncated"))?,
+        };
+        let snapshot = match self.db.get_cf(self.cf(CF_RAFT), KEY_SNAPSHOT).map_err(|e| self.io(e))? {
+            None => None,
+            Some(raw) => Some(decode_snapshot(&raw).ok_or_else(|| self.corrupt("the snapshot record is truncated"))?),
+        };
+        let first = snapshot.as_ref().map_or(0, |s: &Snapshot| s.meta.index) + 1;
+        let mut entries = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_LOG), IteratorMode::From(&first.to_be_bytes(), Direction::Forward)) {
+            let (key, value) = item.map_err(|e| self.io(e))?;
+            let index = decode_index(&key).ok_or_else(|| self.corrupt("a log key is not an index"))?;
+            let entry = decode_entry(&value).ok_or_else(|| self.corrupt(format!("log entry {index} is unreadable")))?;
+            if entry.index != index {
+                return Err(self.corrupt(format!("log key {index} holds entry {}", entry.index)));
+            }
+            entries.push(entry);
+        }
+        let last = entries.last().map_or(first - 1, |e| e.index);
+        self.last_index.store(last, Ordering::Relaxed);
+        Ok(PersistedState { hard_state, snapshot, entries })
+    }
+
+    /// Makes what a Ready asks durable, in one synced batch: a received
+    /// snapshot (which replaces the whole log), entries (replacing any from
+    /// the first one on) and the hard state.
+    pub fn persist(
+        &self,
+        snapshot: Option<&Snapshot>,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<(), StorageError> {
+        if snapshot.is_none() && entries.is_empty() && hard_state.is_none() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        let log = self.cf(CF_LOG);
+        let mut last = self.last_index.load(Ordering::Relaxed);
+        if let Some(snap) = snapshot {
+            batch.delete_range_cf(log, 0u64.to_be_bytes(), u64::MAX.to_be_bytes());
+            batch.put_cf(self.cf(CF_RAFT), KEY_SNAPSHOT, encode_snapshot(snap));
+            last = snap.meta.index;
+        }
+        if let Some(first) = entries.first() {
+            if first.index <= last {
+                // A conflicting suffix from an earlier leader goes.
+                batch.delete_range_cf(log, first.index.to_be_bytes(), (last + 1).to_be_bytes());
+            }
+            for e in entries {
+                batch.put_cf(log, e.index.to_be_bytes(), encode_entry(e));
+            }
+            last = entries.last().expect("non-empty").index;
+        }
+        if let Some(hs) = hard_state {
+            batch.put_cf(self.cf(CF_RAFT), KEY_HARD_STATE, encode_hard_state(hs));
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo).map_err(|e| self.io(e))?;
+        self.last_index.store(last, Ordering::Relaxed);
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.entries_synced.fetch_add(entries.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Keeps a snapshot the node took itself and drops the log it covers.
+    pub fn compact(&self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_RAFT), KEY_SNAPSHOT, encode_snapshot(snapshot));
+        batch.delete_range_cf(self.cf(CF_LOG), 0u64.to_be_bytes(), (snapshot.meta.index + 1).to_be_bytes());
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo).map_err(|e| self.io(e))
+    }
+
+    pub fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        self.db.write(batch).map_err(|e| self.io(e))
+    }
+
+    pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.db.get_cf(self.cf(cf), key).map_err(|e| self.io(e))
+    }
+}
+
+/// Whether `dir` holds RocksDB files (a MANIFEST, tables or a WAL).
+fn has_database_files(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    entries.flatten().any(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        name.starts_with("MANIFEST-") || name.ends_with(".sst") || name.ends_with(".log")
+    })
+}
+
+fn open_error(dir: &Path, e: &rocksdb::Error) -> StorageError {
+    let reason = e.to_string();
+    if reason.contains("Corruption") || reason.contains("corrupt") {
+        return StorageError::Corrupt { dir: dir.into(), file: "RocksDB files".into(), what: reason };
+    }
+    StorageError::Open { dir: dir.into(), reason }
+}
+
+pub fn decode_index(key: &[u8]) -> Option<Index> {
+    Some(u64::from_be_bytes(key.try_into().ok()?))
+}
+
+pub fn encode_entry(e: &Entry) -> Vec<u8> {
+    proto::Entry { index: e.index, term: e.term, noop: e.kind == EntryKind::Noop, data: e.data.clone() }.encode_to_vec()
+}
+
+pub fn decode_entry(raw: &[u8]) -> Option<Entry> {
+    let p = proto::Entry::decode(raw).ok()?;
+    let kind = if p.noop { EntryKind::Noop } else { EntryKind::Command };
+    Some(Entry { index: p.index, term: p.term, kind, data: p.data })
+}
+
+fn encode_hard_state(hs: &HardState) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24);
+    out.extend_from_slice(&hs.term.to_le_bytes());
+    out.extend_from_slice(&hs.vote.unwrap_or(0).to_le_bytes());
+    out.extend_from_slice(&hs.commit.to_le_bytes());
+    out
+}
+
+fn decode_hard_state(raw: &[u8]) -> Option<HardState> {
+    let word = |i: usize| Some(u64::from_le_bytes(raw.get(i * 8..i * 8 + 8)?.try_into().ok()?));
+    let vote = word(1)?;
+    Some(HardState { term: word(0)?, vote: (vote != 0).then_some(vote), commit: word(2)? })
+}
+
+fn encode_snapshot(s: &Snapshot) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + s.data.len());
+    out.extend_from_slice(&s.meta.index.to_le_bytes());
+    out.extend_from_slice(&s.meta.term.to_le_bytes());
+    out.extend_from_slice(&s.data);
+    out
+}
+
+fn decode_snapshot(raw: &[u8]) -> Option<Snapshot> {
+    let word = |i: usize| Some(u64::from_le_bytes(raw.get(i * 8..i * 8 + 8)?.try_into().ok()?));
+    Some(Snapshot { meta: SnapshotMeta { index: word(0)?, term: word(1)? }, data: Bytes::copy_from_slice(&raw[16..]) })
+}

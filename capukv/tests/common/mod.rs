@@ -1,0 +1,156 @@
+//! Real `capukv server` processes on 127.0.0.1 for integration tests. A
+//! `LocalCluster` kills its processes and removes its directories when
+//! dropped, also when a test fails.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use capukv::Client;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_capukv");
+
+pub struct Node {
+    pub id: u64,
+    pub dir: PathBuf,
+    pub api: String,
+    pub raft: String,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct LocalCluster {
+    pub root: PathBuf,
+    pub nodes: Vec<Node>,
+    peers: String,
+    /// One cluster at a time: on two cores, parallel clusters under load
+    /// would time each other's elections out.
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl LocalCluster {
+    /// Starts `n` nodes and waits until one leads.
+    pub async fn start(n: u64) -> LocalCluster {
+        let serial = SERIAL.lock().await;
+        let root = std::env::temp_dir().join(format!("capukv-test-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&root).unwrap();
+        let nodes: Vec<Node> = (1..=n)
+            .map(|id| Node {
+                id,
+                dir: root.join(format!("n{id}")),
+                api: format!("127.0.0.1:{}", free_port()),
+                raft: format!("127.0.0.1:{}", free_port()),
+                log: root.join(format!("n{id}.log")),
+                child: None,
+            })
+            .collect();
+        let peers = nodes.iter().map(|n| format!("{}={}", n.id, n.raft)).collect::<Vec<_>>().join(",");
+        let mut cluster = LocalCluster { root, nodes, peers, _serial: serial };
+        for id in 1..=n {
+            cluster.start_node(id);
+        }
+        cluster.wait_for_leader(Duration::from_secs(20)).await;
+        cluster
+    }
+
+    pub fn node(&self, id: u64) -> &Node {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    pub fn server_command(&self, id: u64, dir: &Path) -> Command {
+        let node = self.node(id);
+        let mut cmd = Command::new(BIN);
+        cmd.args(["server", "--id", &id.to_string(), "--dir"])
+            .arg(dir)
+            .args(["--api-addr", &node.api, "--raft-addr", &node.raft, "--peers", &self.peers])
+            // Fast elections keep the tests short.
+            .args(["--tick-ms", "50", "--snapshot-every", "500"]);
+        cmd
+    }
+
+    pub fn start_node(&mut self, id: u64) {
+        let dir = self.node(id).dir.clone();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.node(id).log).unwrap();
+        let child =
+            self.server_command(id, &dir).stdout(Stdio::null()).stderr(log).spawn().expect("start capukv server");
+        self.nodes[(id - 1) as usize].child = Some(child);
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.nodes[(id - 1) as usize].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.api.clone()).collect()
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(self.endpoints()).unwrap()
+    }
+
+    /// The node that leads, as its running peers agree.
+    pub async fn leader(&self) -> Option<u64> {
+        let client = self.client();
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            if let Ok(s) = client.status_of(&node.api).await
+                && s.role == "leader"
+            {
+                return Some(s.id);
+            }
+        }
+        None
+    }
+
+    pub async fn wait_for_leader(&self, within: Duration) -> u64 {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(id) = self.leader().await {
+                return id;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no leader within {within:?}; logs in {}", self.root.display());
+    }
+
+    /// Runs the `capukv` CLI against this cluster: (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(BIN).arg("--endpoints").arg(self.endpoints().join(",")).args(args).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for id in 1..=self.nodes.len() as u64 {
+            self.kill(id);
+        }
+        if std::thread::panicking() {
+            for n in &self.nodes {
+                if let Ok(log) = std::fs::read_to_string(&n.log) {
+                    let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                    eprintln!("--- node {} log (last lines) ---", n.id);
+                    for line in tail.iter().rev() {
+                        eprintln!("{line}");
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
