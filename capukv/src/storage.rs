@@ -78,6 +78,8 @@ pub struct Storage {
     /// Index of the last log entry on disk: entries written at or below it
     /// replace a conflicting suffix, which must be deleted first.
     last_index: AtomicU64,
+    /// The hard state last written.
+    last_hard_state: std::sync::Mutex<HardState>,
 }
 
 impl Storage {
@@ -103,6 +105,7 @@ impl Storage {
             syncs: AtomicU64::new(0),
             entries_synced: AtomicU64::new(0),
             last_index: AtomicU64::new(0),
+            last_hard_state: std::sync::Mutex::new(HardState::default()),
         };
         storage.check_identity(identity, fresh)?;
         Ok(Arc::new(storage))
@@ -173,6 +176,7 @@ impl Storage {
         }
         let last = entries.last().map_or(first - 1, |e| e.index);
         self.last_index.store(last, Ordering::Relaxed);
+        *self.last_hard_state.lock().expect("not poisoned") = hard_state;
         Ok(PersistedState { hard_state, snapshot, entries })
     }
 
@@ -209,12 +213,26 @@ impl Storage {
         if let Some(hs) = hard_state {
             batch.put_cf(self.cf(CF_RAFT), KEY_HARD_STATE, encode_hard_state(hs));
         }
+        // Entries, a snapshot, a term or a vote must survive a crash before
+        // anything depends on them. A change of the commit index alone need
+        // not: a node that forgets it learns it again from the leader.
+        let commit_only = snapshot.is_none()
+            && entries.is_empty()
+            && hard_state.is_some_and(|hs| {
+                let last = self.last_hard_state.lock().expect("not poisoned");
+                hs.term == last.term && hs.vote == last.vote
+            });
         let mut wo = WriteOptions::default();
-        wo.set_sync(true);
+        wo.set_sync(!commit_only);
         self.db.write_opt(batch, &wo).map_err(|e| self.io(e))?;
         self.last_index.store(last, Ordering::Relaxed);
-        self.syncs.fetch_add(1, Ordering::Relaxed);
-        self.entries_synced.fetch_add(entries.len() as u64, Ordering::Relaxed);
+        if let Some(hs) = hard_state {
+            *self.last_hard_state.lock().expect("not poisoned") = *hs;
+        }
+        if !commit_only {
+            self.syncs.fetch_add(1, Ordering::Relaxed);
+            self.entries_synced.fetch_add(entries.len() as u64, Ordering::Relaxed);
+        }
         Ok(())
     }
 

@@ -89,6 +89,17 @@ pub enum ServerError {
     Loop(String),
 }
 
+/// Accepted connections with Nagle's algorithm off: small Raft messages and
+/// answers must leave at once, not wait for the peer's delayed ACK.
+fn no_delay(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
+}
+
 /// Runs a node until `shutdown` completes, then stops it cleanly.
 pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
     if !cfg.peers.contains_key(&cfg.id) {
@@ -172,11 +183,11 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
     };
     let raft_server = tonic::transport::Server::builder()
         .add_service(raft_service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(raft_listener), stopped(stop_tx.subscribe()));
+        .serve_with_incoming_shutdown(no_delay(raft_listener), stopped(stop_tx.subscribe()));
     let api_server = tonic::transport::Server::builder()
         .add_service(kv_service)
         .add_service(cluster_service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(api_listener), stopped(stop_tx.subscribe()));
+        .serve_with_incoming_shutdown(no_delay(api_listener), stopped(stop_tx.subscribe()));
     tracing::info!(id = cfg.id, api = %cfg.api_addr, raft = %cfg.raft_addr, dir = %cfg.dir.display(), "node started");
 
     let raft_server = tokio::spawn(raft_server);
