@@ -254,21 +254,9 @@ impl Client {
         expected: Option<Bytes>,
         new: impl Into<Bytes>,
     ) -> Result<(bool, Option<KeyValue>), ClientError> {
-        let s = self.session();
-        let request = proto::CasRequest {
-            key: key.into(),
-            expected_value: expected.clone(),
-            expected_mod_revision: expected.is_none().then_some(0),
-            new_value: new.into(),
-            id: Some(write_id(&s)),
-        };
-        let r = self
-            .call(|c| {
-                let request = request.clone();
-                async move { Self::kv(c).cas(request).await }
-            })
-            .await?;
-        Ok((r.succeeded, r.current))
+        // An absent key has mod revision 0.
+        let revision = expected.is_none().then_some(0);
+        self.compare_and_set(key.into(), expected, revision, new.into()).await
     }
 
     /// Sets `new` if the key's mod revision is `revision` (0: absent).
@@ -278,14 +266,19 @@ impl Client {
         revision: u64,
         new: impl Into<Bytes>,
     ) -> Result<(bool, Option<KeyValue>), ClientError> {
+        self.compare_and_set(key.into(), None, Some(revision), new.into()).await
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: Bytes,
+        expected_value: Option<Bytes>,
+        expected_mod_revision: Option<u64>,
+        new_value: Bytes,
+    ) -> Result<(bool, Option<KeyValue>), ClientError> {
         let s = self.session();
-        let request = proto::CasRequest {
-            key: key.into(),
-            expected_value: None,
-            expected_mod_revision: Some(revision),
-            new_value: new.into(),
-            id: Some(write_id(&s)),
-        };
+        let request =
+            proto::CasRequest { key, expected_value, expected_mod_revision, new_value, id: Some(write_id(&s)) };
         let r = self
             .call(|c| {
                 let request = request.clone();
