@@ -179,6 +179,16 @@ impl Client {
         }
     }
 
+    /// `call` for a KV request, sent again (cloned) on each attempt.
+    async fn call_kv<Req, T, F, Fut>(&self, request: Req, rpc: F) -> Result<T, ClientError>
+    where
+        Req: Clone,
+        F: Fn(KvClient<Channel>, Req) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        self.call(|c| rpc(Self::kv(c), request.clone())).await
+    }
+
     fn kv(channel: Channel) -> KvClient<Channel> {
         KvClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20)
     }
@@ -191,12 +201,7 @@ impl Client {
 
     pub async fn get_with(&self, key: impl Into<Bytes>, mode: ReadMode) -> Result<Option<KeyValue>, ClientError> {
         let request = proto::GetRequest { key: key.into(), mode: mode as i32 };
-        let response = self
-            .call(|c| {
-                let request = request.clone();
-                async move { Self::kv(c).get(request).await }
-            })
-            .await?;
+        let response = self.call_kv(request, |mut kv, r| async move { kv.get(r).await }).await?;
         Ok(response.kv)
     }
 
@@ -209,12 +214,7 @@ impl Client {
         limit: u64,
     ) -> Result<(Vec<KeyValue>, bool), ClientError> {
         let request = proto::ScanRequest { start: start.into(), end: end.into(), limit, mode: self.read_mode as i32 };
-        let response = self
-            .call(|c| {
-                let request = request.clone();
-                async move { Self::kv(c).scan(request).await }
-            })
-            .await?;
+        let response = self.call_kv(request, |mut kv, r| async move { kv.scan(r).await }).await?;
         Ok((response.kvs, response.more))
     }
 
@@ -224,26 +224,14 @@ impl Client {
     pub async fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<Option<KeyValue>, ClientError> {
         let s = self.session();
         let request = proto::PutRequest { key: key.into(), value: value.into(), id: Some(write_id(&s)) };
-        Ok(self
-            .call(|c| {
-                let request = request.clone();
-                async move { Self::kv(c).put(request).await }
-            })
-            .await?
-            .previous)
+        Ok(self.call_kv(request, |mut kv, r| async move { kv.put(r).await }).await?.previous)
     }
 
     /// Deletes the key; returns the previous pair, if any.
     pub async fn delete(&self, key: impl Into<Bytes>) -> Result<Option<KeyValue>, ClientError> {
         let s = self.session();
         let request = proto::DeleteRequest { key: key.into(), id: Some(write_id(&s)) };
-        Ok(self
-            .call(|c| {
-                let request = request.clone();
-                async move { Self::kv(c).delete(request).await }
-            })
-            .await?
-            .previous)
+        Ok(self.call_kv(request, |mut kv, r| async move { kv.delete(r).await }).await?.previous)
     }
 
     /// Sets `new` if the value is `expected` (`None`: the key is absent).
@@ -279,12 +267,7 @@ impl Client {
         let s = self.session();
         let request =
             proto::CasRequest { key, expected_value, expected_mod_revision, new_value, id: Some(write_id(&s)) };
-        let r = self
-            .call(|c| {
-                let request = request.clone();
-                async move { Self::kv(c).cas(request).await }
-            })
-            .await?;
+        let r = self.call_kv(request, |mut kv, r| async move { kv.cas(r).await }).await?;
         Ok((r.succeeded, r.current))
     }
 
@@ -292,12 +275,7 @@ impl Client {
     pub async fn append(&self, key: impl Into<Bytes>, suffix: impl Into<Bytes>) -> Result<KeyValue, ClientError> {
         let s = self.session();
         let request = proto::AppendRequest { key: key.into(), suffix: suffix.into(), id: Some(write_id(&s)) };
-        let r = self
-            .call(|c| {
-                let request = request.clone();
-                async move { Self::kv(c).append(request).await }
-            })
-            .await?;
+        let r = self.call_kv(request, |mut kv, r| async move { kv.append(r).await }).await?;
         r.kv.ok_or_else(|| ClientError::Rejected(Status::internal("append returned no value")))
     }
 
@@ -305,13 +283,7 @@ impl Client {
     pub async fn delete_range(&self, start: impl Into<Bytes>, end: impl Into<Bytes>) -> Result<u64, ClientError> {
         let s = self.session();
         let request = proto::DeleteRangeRequest { start: start.into(), end: end.into(), id: Some(write_id(&s)) };
-        Ok(self
-            .call(|c| {
-                let request = request.clone();
-                async move { Self::kv(c).delete_range(request).await }
-            })
-            .await?
-            .deleted)
+        Ok(self.call_kv(request, |mut kv, r| async move { kv.delete_range(r).await }).await?.deleted)
     }
 
     // --- Cluster -------------------------------------------------------------

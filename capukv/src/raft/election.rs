@@ -87,7 +87,7 @@ impl Raft {
         let peers: Vec<NodeId> = self.cfg.voters.iter().copied().filter(|&v| v != self.id).collect();
         for to in peers {
             let body = MessageBody::Vote { pre_vote, transfer, last_index, last_term };
-            self.messages.push(super::message::Message { from: self.id, to, term, body });
+            self.send_in_term(to, term, body);
         }
     }
 
@@ -113,7 +113,7 @@ impl Raft {
         }
         tracing::debug!(node = self.id, from, term, pre_vote, granted, "vote request");
         let body = MessageBody::VoteResponse { pre_vote, granted };
-        self.messages.push(super::message::Message { from: self.id, to: from, term: reply_term, body });
+        self.send_in_term(from, reply_term, body);
     }
 
     pub(super) fn handle_vote_response(&mut self, from: NodeId, pre_vote: bool, granted: bool) {

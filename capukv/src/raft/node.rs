@@ -341,7 +341,14 @@ impl Raft {
     }
 
     pub(super) fn send(&mut self, to: NodeId, body: MessageBody) {
-        self.messages.push(Message { from: self.id, to, term: self.term, body });
+        self.send_in_term(to, self.term, body);
+    }
+
+    /// Sends in another term than the node's own: a pre-vote asks in the
+    /// term it would campaign in, and a granted vote answers in the
+    /// requester's term.
+    pub(super) fn send_in_term(&mut self, to: NodeId, term: Term, body: MessageBody) {
+        self.messages.push(Message { from: self.id, to, term, body });
     }
 
     /// Whether the commit index covers an entry of this term, which a leader

@@ -89,25 +89,11 @@ impl Api {
         if key.is_empty() {
             return Err(Status::invalid_argument("the key is empty"));
         }
-        if key.len() > self.limits.max_key_bytes {
-            return Err(Status::invalid_argument(format!(
-                "the key is {} bytes; the limit is {} bytes",
-                key.len(),
-                self.limits.max_key_bytes
-            )));
-        }
-        Ok(())
+        check_size("key", key, self.limits.max_key_bytes)
     }
 
     fn check_value(&self, value: &[u8]) -> Result<(), Status> {
-        if value.len() > self.limits.max_value_bytes {
-            return Err(Status::invalid_argument(format!(
-                "the value is {} bytes; the limit is {} bytes",
-                value.len(),
-                self.limits.max_value_bytes
-            )));
-        }
-        Ok(())
+        check_size("value", value, self.limits.max_value_bytes)
     }
 
     async fn write(&self, op: command::Op, id: Option<proto::WriteId>) -> Result<command_response::Result, Status> {
@@ -126,6 +112,16 @@ impl Api {
         }
         self.ask(|reply| Event::Read { reply }).await
     }
+}
+
+fn check_size(what: &str, bytes: &[u8], limit: usize) -> Result<(), Status> {
+    if bytes.len() > limit {
+        return Err(Status::invalid_argument(format!(
+            "the {what} is {} bytes; the limit is {limit} bytes",
+            bytes.len()
+        )));
+    }
+    Ok(())
 }
 
 fn storage_status(e: crate::storage::StorageError) -> Status {

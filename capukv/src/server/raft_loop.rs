@@ -126,11 +126,9 @@ impl RaftLoop {
             match self.events.recv_timeout(wait) {
                 Ok(Event::Shutdown) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
                 Ok(event) => {
-                    if !self.handle(event) {
-                        return Ok(());
-                    }
                     // Everything already waiting joins this batch.
-                    while let Ok(event) = self.events.try_recv() {
+                    let waiting: Vec<Event> = std::iter::once(event).chain(self.events.try_iter()).collect();
+                    for event in waiting {
                         if !self.handle(event) {
                             return Ok(());
                         }
@@ -222,12 +220,11 @@ impl RaftLoop {
             self.fail_proposals_up_to(snap.meta.index);
         }
         if !committed_entries.is_empty() {
-            let terms: HashMap<Index, Term> = committed_entries.iter().map(|e| (e.index, e.term)).collect();
             let results = self.sm.apply(&committed_entries)?;
             let mut results: HashMap<Index, CommandResult> = results.into_iter().collect();
             for e in &committed_entries {
                 if let Some((term, reply)) = self.proposals.remove(&e.index) {
-                    let answer = if terms[&e.index] == term {
+                    let answer = if e.term == term {
                         match results.remove(&e.index) {
                             Some(r) => r.map_err(Rejection::from),
                             None => Err(Rejection::Unavailable("the proposal was replaced; retry".into())),
