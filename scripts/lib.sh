@@ -2,8 +2,9 @@
 # Debian/Ubuntu machine. Idempotent: installs only what is missing.
 
 # System packages the build and the tests need. clang/libclang: RocksDB's
-# bindings.
-CAPUKV_PACKAGES=(build-essential pkg-config clang libclang-dev)
+# bindings. iproute2, nftables, iptables: the netem tests and the chaos
+# harness build namespaces, bridges and firewall rules with them.
+CAPUKV_PACKAGES=(build-essential pkg-config clang libclang-dev iproute2 nftables iptables)
 
 step() { printf '\n==> %s\n' "$*"; }
 
