@@ -14,6 +14,7 @@
 //! - [`search`]: the linearizability search for one key.
 //! - [`check`]: the whole-history check: keys in parallel, a time and memory
 //!   budget, verdicts and counterexamples.
+//! - [`report`]: the HTML report of a run: plots, timeline, invalid keys.
 //! - [`synth`]: random concurrent histories, for tests and benchmarks.
 
 pub mod check;
@@ -21,6 +22,7 @@ pub mod edn;
 pub mod history;
 pub mod model;
 pub mod operation;
+pub mod report;
 pub mod search;
 pub mod summary;
 pub mod synth;
