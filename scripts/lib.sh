@@ -3,8 +3,9 @@
 
 # System packages the build and the tests need. clang/libclang: RocksDB's
 # bindings. iproute2, nftables, iptables: the netem tests and the chaos
-# harness build namespaces, bridges and firewall rules with them.
-CAPUKV_PACKAGES=(build-essential pkg-config clang libclang-dev iproute2 nftables iptables)
+# harness build namespaces, bridges and firewall rules with them. chromium:
+# the report tests load reports in a headless browser.
+CAPUKV_PACKAGES=(build-essential pkg-config clang libclang-dev iproute2 nftables iptables chromium)
 
 step() { printf '\n==> %s\n' "$*"; }
 

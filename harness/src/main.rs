@@ -14,13 +14,25 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a cluster under faults, record the history, check it.
+    Run(cmd::run::RunArgs),
+    /// Run a recorded run again (same options, seed and faults) and compare verdicts.
+    Replay(cmd::replay::ReplayArgs),
     /// Check a recorded history for linearizability.
     Check(cmd::check::CheckArgs),
+    /// Remove namespaces, links and rules a crashed run left behind.
+    Cleanup(cmd::cleanup::CleanupArgs),
+    /// Browse run directories over HTTP: an index of runs, reports, raw files.
+    Serve(cmd::serve::ServeArgs),
+    /// Run a suite file's matrix of runs within its time budget.
+    Suite(cmd::suite::SuiteArgs),
+    /// Write a static site of runs: an index and every run's report and files.
+    Publish(cmd::publish::PublishArgs),
 }
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = match Cli::try_parse() {
@@ -32,7 +44,13 @@ fn main() {
         }
     };
     let code = match cli.command {
+        Command::Run(args) => cmd::run::main(args),
+        Command::Replay(args) => cmd::replay::main(args),
         Command::Check(args) => cmd::check::run(args),
+        Command::Cleanup(args) => cmd::cleanup::main(args),
+        Command::Serve(args) => cmd::serve::main(args),
+        Command::Suite(args) => cmd::suite::main(args),
+        Command::Publish(args) => cmd::publish::main(args),
     };
     std::process::exit(code);
 }

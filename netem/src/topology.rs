@@ -48,7 +48,7 @@ fn ip(args: &[&str]) -> Result<String> {
 }
 
 /// A /24 in 10.0.0.0/8 that no address or route of this machine touches.
-fn free_subnet() -> Result<[u8; 3]> {
+pub fn free_subnet() -> Result<[u8; 3]> {
     let used = format!("{}\n{}", ip(&["-4", "addr", "show"])?, ip(&["-4", "route", "show", "table", "all"])?);
     let mut rng = rand::rng();
     for _ in 0..200 {

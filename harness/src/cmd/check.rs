@@ -28,6 +28,9 @@ pub struct CheckArgs {
     /// Print the full result as JSON instead of the summary.
     #[arg(long)]
     json: bool,
+    /// Also write an HTML report (index.html) into this directory.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
 }
 
 pub fn run(args: CheckArgs) -> i32 {
@@ -56,6 +59,27 @@ pub fn run(args: CheckArgs) -> i32 {
             return exit::MALFORMED_INPUT;
         }
     };
+    if let Some(dir) = &args.report {
+        let info = checker::report::RunInfo {
+            title: format!("Linearizability check of {}", args.history.display()),
+            fields: vec![
+                ("history".into(), args.history.display().to_string()),
+                ("model".into(), args.model.name().to_string()),
+            ],
+            replay: Some(format!("capukv-chaos check --model {} {}", args.model.name(), args.history.display())),
+            failure: None,
+            links: Vec::new(),
+        };
+        let written =
+            std::fs::create_dir_all(dir).and_then(|()| checker::report::write(dir, &history, Some(&report), &info));
+        match written {
+            Ok(path) => eprintln!("report: {}", path.display()),
+            Err(e) => {
+                eprintln!("error: cannot write the report into {}: {e}", dir.display());
+                return exit::HARNESS_FAILED;
+            }
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"));
     } else {

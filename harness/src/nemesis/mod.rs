@@ -1,0 +1,259 @@
+//! The nemesis: strikes the scheduled faults through the runtime (processes)
+//! and `netem` (the network), records each fault and heal in the history,
+//! and heals everything at the end.
+
+pub mod partition;
+pub mod schedule;
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use checker::{EventType, Process};
+use netem::{Netem, Scope};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::recorder::Recorder;
+use crate::runtime::Runtime;
+pub use schedule::{Fault, Schedule, Step};
+
+/// Applies faults to a cluster. Dropping it heals the network (netem handles heal on drop).
+pub struct Nemesis {
+    runtime: Arc<dyn Runtime>,
+    recorder: Arc<Recorder>,
+    seed: u64,
+    netems: Mutex<Vec<Option<Netem>>>,
+    /// What is in force now, for the progress display.
+    pub active: Mutex<Option<String>>,
+    /// Kinds that struck at least once.
+    pub struck: Mutex<BTreeSet<String>>,
+    /// Network backends in use, by fault kind, for run.json.
+    pub backends: Mutex<Vec<String>>,
+}
+
+/// The node that leads, by the highest term any running node reports.
+pub async fn current_leader(runtime: &dyn Runtime) -> Option<u64> {
+    let mut best: Option<(u64, u64)> = None;
+    for node in runtime.nodes() {
+        let Ok(mut client) = capukv::Client::new([node.api_addr.clone()]) else { continue };
+        client.timeout = Duration::from_millis(500);
+        if let Ok(status) = client.status_of(&node.api_addr).await
+            && status.role == "leader"
+            && best.is_none_or(|(term, _)| status.term > term)
+        {
+            best = Some((status.term, status.id));
+        }
+    }
+    best.map(|(_, id)| id)
+}
+
+impl Nemesis {
+    pub fn new(runtime: Arc<dyn Runtime>, recorder: Arc<Recorder>, seed: u64) -> Nemesis {
+        let n = runtime.nodes().len();
+        Nemesis {
+            runtime,
+            recorder,
+            seed,
+            netems: Mutex::new((0..n).map(|_| None).collect()),
+            active: Mutex::new(None),
+            struck: Mutex::new(BTreeSet::new()),
+            backends: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn addr(&self, id: u64) -> Ipv4Addr {
+        self.runtime.nodes()[(id - 1) as usize].ip
+    }
+
+    /// Runs `f` on node `id`'s netem handle, opening it on first use.
+    fn with_netem<T>(&self, id: u64, f: impl FnOnce(&mut Netem) -> netem::Result<T>) -> anyhow::Result<T> {
+        let mut netems = self.netems.lock().expect("not poisoned");
+        let slot = &mut netems[(id - 1) as usize];
+        // A restarted container has a new namespace: the old handle is useless.
+        let target = self.runtime.netns(id);
+        if slot.as_ref().is_some_and(|h| *h.target() != target) {
+            *slot = None;
+        }
+        if slot.is_none() {
+            let options =
+                netem::Options { iface: self.runtime.iface().to_string(), seed: self.seed ^ id, ..Default::default() };
+            let handle = Netem::open(&target, options)?;
+            let mut backends = self.backends.lock().expect("not poisoned");
+            if backends.is_empty() {
+                *backends = handle
+                    .capabilities()
+                    .describe()
+                    .iter()
+                    .map(|(kind, backend)| format!("{kind:?}: {backend}"))
+                    .collect();
+            }
+            *slot = Some(handle);
+        }
+        Ok(f(slot.as_mut().expect("opened"))?)
+    }
+
+    fn record(&self, kind: EventType, f: &str, value: serde_json::Value, error: Option<String>) {
+        self.recorder.record(kind, Process::Nemesis, f, None, value, error);
+    }
+
+    /// Strikes `fault`; returns what it did, with node names resolved.
+    fn strike(&self, fault: &Fault, leader: Option<u64>) -> anyhow::Result<serde_json::Value> {
+        let n = self.runtime.nodes().len() as u64;
+        match fault {
+            Fault::Partition { partition } => {
+                let grudge = partition.grudge(n, leader);
+                for (node, cut) in &grudge {
+                    if !cut.is_empty() {
+                        let peers: Vec<Ipv4Addr> = cut.iter().map(|&p| self.addr(p)).collect();
+                        self.with_netem(*node, |h| h.partition(&peers))?;
+                    }
+                }
+                let cuts: serde_json::Map<String, serde_json::Value> = grudge
+                    .iter()
+                    .map(|(node, cut)| {
+                        (format!("n{node}"), json!(cut.iter().map(|c| format!("n{c}")).collect::<Vec<_>>()))
+                    })
+                    .collect();
+                Ok(json!({"shape": partition.name(), "leader": leader.map(|l| format!("n{l}")), "cuts": cuts}))
+            }
+            Fault::Kill { nodes } => {
+                for &id in nodes {
+                    self.runtime.kill(id)?;
+                }
+                Ok(json!({"nodes": names(nodes)}))
+            }
+            Fault::Pause { nodes } => {
+                for &id in nodes {
+                    self.runtime.pause(id)?;
+                }
+                Ok(json!({"nodes": names(nodes)}))
+            }
+            Fault::Netem { nodes, fault } => {
+                let impairment = fault.impairment();
+                for &id in nodes {
+                    self.with_netem(id, |h| h.impair(&Scope::All, &impairment))?;
+                }
+                Ok(json!({"nodes": names(nodes), "impairment": fault}))
+            }
+        }
+    }
+
+    fn heal(&self, fault: &Fault) -> anyhow::Result<serde_json::Value> {
+        match fault {
+            Fault::Partition { .. } | Fault::Netem { .. } => {
+                self.heal_network()?;
+                Ok(json!("healed"))
+            }
+            Fault::Kill { nodes } => {
+                for &id in nodes {
+                    self.runtime.start(id)?;
+                }
+                Ok(json!({"nodes": names(nodes)}))
+            }
+            Fault::Pause { nodes } => {
+                for &id in nodes {
+                    self.runtime.resume(id)?;
+                }
+                Ok(json!({"nodes": names(nodes)}))
+            }
+        }
+    }
+
+    fn heal_network(&self) -> anyhow::Result<()> {
+        let mut netems = self.netems.lock().expect("not poisoned");
+        for handle in netems.iter_mut().flatten() {
+            handle.heal()?;
+        }
+        Ok(())
+    }
+
+    /// Strikes and heals the schedule's faults at their times, until `stop`.
+    /// A fault in force when `stop` comes is healed by [`Nemesis::heal_everything`].
+    pub async fn run(
+        self: Arc<Self>,
+        schedule: Schedule,
+        start: Instant,
+        mut stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        for step in schedule.steps {
+            let (strike_f, heal_f) = step.fault.event_names();
+            if !sleep_until(start + Duration::from_secs_f64(step.at), &mut stop).await {
+                return Ok(());
+            }
+            let leader = match &step.fault {
+                Fault::Partition { partition: partition::Partition::IsolateLeader } => {
+                    current_leader(&*self.runtime).await
+                }
+                _ => None,
+            };
+            self.record(EventType::Invoke, strike_f, json!(step.fault), None);
+            let me = self.clone();
+            let fault = step.fault.clone();
+            let done = tokio::task::spawn_blocking(move || me.strike(&fault, leader)).await?;
+            match done {
+                Ok(value) => {
+                    self.record(EventType::Info, strike_f, value.clone(), None);
+                    *self.active.lock().expect("not poisoned") = Some(format!("{} {}", step.fault.kind(), value));
+                    self.struck.lock().expect("not poisoned").insert(step.fault.kind().to_string());
+                }
+                Err(e) => {
+                    self.record(EventType::Info, strike_f, json!(null), Some(e.to_string()));
+                    return Err(e.context(format!("striking {}", step.fault.kind())));
+                }
+            }
+            let on_time = sleep_until(start + Duration::from_secs_f64(step.heal_at), &mut stop).await;
+            if !on_time {
+                return Ok(()); // the final heal takes it from here
+            }
+            self.record(EventType::Invoke, heal_f, json!(null), None);
+            let me = self.clone();
+            let fault = step.fault.clone();
+            let healed = tokio::task::spawn_blocking(move || me.heal(&fault)).await?;
+            *self.active.lock().expect("not poisoned") = None;
+            match healed {
+                Ok(value) => self.record(EventType::Info, heal_f, value, None),
+                Err(e) => {
+                    self.record(EventType::Info, heal_f, json!(null), Some(e.to_string()));
+                    return Err(e.context(format!("healing {}", step.fault.kind())));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Heals the network, resumes every node and starts any that is down.
+    pub fn heal_everything(&self) -> anyhow::Result<()> {
+        self.record(EventType::Invoke, "heal-all", json!(null), None);
+        let network = self.heal_network();
+        let mut restarted = Vec::new();
+        for node in self.runtime.nodes() {
+            // Resuming a process that is not stopped is harmless.
+            let _ = self.runtime.resume(node.id);
+            if !self.runtime.is_running(node.id) {
+                self.runtime.start(node.id)?;
+                restarted.push(node.id);
+            }
+        }
+        *self.active.lock().expect("not poisoned") = None;
+        self.record(EventType::Info, "heal-all", json!({"restarted": names(&restarted)}), None);
+        network
+    }
+}
+
+fn names(nodes: &[u64]) -> Vec<String> {
+    nodes.iter().map(|n| format!("n{n}")).collect()
+}
+
+/// Sleeps until `deadline`; false if `stop` came first.
+pub async fn sleep_until(deadline: Instant, stop: &mut watch::Receiver<bool>) -> bool {
+    if *stop.borrow() {
+        return false;
+    }
+    let stopped = tokio::select! {
+        _ = tokio::time::sleep_until(deadline.into()) => false,
+        _ = stop.wait_for(|s| *s) => true,
+    };
+    !stopped && !*stop.borrow()
+}

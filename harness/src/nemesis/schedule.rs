@@ -1,0 +1,195 @@
+//! The fault schedule: a pure function of the options and the seed, written
+//! to run.json so `replay` strikes the same faults at the same moments.
+
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use super::partition::Partition;
+use crate::options::{NemesisChoice, RunOptions};
+
+/// A network impairment the nemesis applies to some nodes' outgoing traffic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "impairment", rename_all = "kebab-case")]
+pub enum NetemFault {
+    Delay { delay_ms: u64, jitter_ms: u64, correlation: f64 },
+    Loss { percent: f64 },
+    Duplicate { percent: f64 },
+    Reorder { percent: f64, delay_ms: u64 },
+}
+
+impl NetemFault {
+    pub fn impairment(&self) -> netem::Impairment {
+        use std::time::Duration;
+        match *self {
+            NetemFault::Delay { delay_ms, jitter_ms, correlation } => netem::Impairment {
+                delay_correlation: correlation,
+                ..netem::Impairment::delay(Duration::from_millis(delay_ms), Duration::from_millis(jitter_ms))
+            },
+            NetemFault::Loss { percent } => netem::Impairment::loss(percent),
+            NetemFault::Duplicate { percent } => netem::Impairment::duplicate(percent),
+            NetemFault::Reorder { percent, delay_ms } => {
+                netem::Impairment::reorder(percent, Duration::from_millis(delay_ms))
+            }
+        }
+    }
+}
+
+/// One fault.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Fault {
+    Partition { partition: Partition },
+    Kill { nodes: Vec<u64> },
+    Pause { nodes: Vec<u64> },
+    Netem { nodes: Vec<u64>, fault: NetemFault },
+}
+
+impl Fault {
+    /// The nemesis kind, as `--nemesis` names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::Partition { .. } => "partition",
+            Fault::Kill { .. } => "kill",
+            Fault::Pause { .. } => "pause",
+            Fault::Netem { .. } => "netem",
+        }
+    }
+
+    /// History `f` names for striking and healing, as in Jepsen.
+    pub fn event_names(&self) -> (&'static str, &'static str) {
+        match self {
+            Fault::Partition { .. } => ("start-partition", "stop-partition"),
+            Fault::Kill { .. } => ("kill", "start"),
+            Fault::Pause { .. } => ("pause", "resume"),
+            Fault::Netem { .. } => ("start-netem", "stop-netem"),
+        }
+    }
+}
+
+/// A fault and when it strikes and heals, in seconds from the start of the workload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub at: f64,
+    pub heal_at: f64,
+    pub fault: Fault,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub steps: Vec<Step>,
+}
+
+const KINDS: [NemesisChoice; 4] =
+    [NemesisChoice::Partition, NemesisChoice::Kill, NemesisChoice::Pause, NemesisChoice::Netem];
+
+/// A minority of the nodes, at least one, at random.
+fn minority(nodes: u64, rng: &mut SmallRng) -> Vec<u64> {
+    let most = ((nodes - 1) / 2).max(1);
+    let count = rng.random_range(1..=most);
+    let mut ids: Vec<u64> = (1..=nodes).collect();
+    ids.shuffle(rng);
+    let mut chosen = ids[..count as usize].to_vec();
+    chosen.sort();
+    chosen
+}
+
+fn fault(kind: NemesisChoice, nodes: u64, netem_turn: usize, rng: &mut SmallRng) -> Fault {
+    match kind {
+        NemesisChoice::Partition => Fault::Partition { partition: Partition::random(nodes, rng) },
+        NemesisChoice::Kill => Fault::Kill { nodes: minority(nodes, rng) },
+        NemesisChoice::Pause => Fault::Pause { nodes: minority(nodes, rng) },
+        NemesisChoice::Netem => {
+            // Each impairment in turn, so a run with several netem faults sees them all.
+            let fault = match netem_turn % 4 {
+                0 => NetemFault::Delay { delay_ms: 50, jitter_ms: 25, correlation: 25.0 },
+                1 => NetemFault::Loss { percent: 20.0 },
+                2 => NetemFault::Duplicate { percent: 30.0 },
+                _ => NetemFault::Reorder { percent: 25.0, delay_ms: 20 },
+            };
+            let mut ids: Vec<u64> = (1..=nodes).collect();
+            ids.shuffle(rng);
+            let count = rng.random_range(1..=nodes as usize);
+            let mut chosen = ids[..count].to_vec();
+            chosen.sort();
+            Fault::Netem { nodes: chosen, fault }
+        }
+        NemesisChoice::None | NemesisChoice::All => unreachable!("not a single kind"),
+    }
+}
+
+/// Faults every `nemesis_interval` seconds after the quiet start, each held for
+/// half the interval; `all` takes the kinds in turn, in a seeded order per round.
+pub fn plan(options: &RunOptions, seed: u64) -> Schedule {
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7300);
+    let nodes = options.nodes as u64;
+    let mut steps = Vec::new();
+    if options.nemesis == NemesisChoice::None {
+        return Schedule { steps };
+    }
+    let mut round: Vec<NemesisChoice> = Vec::new();
+    let mut at = options.quiet_start;
+    let mut netem_turn = 0;
+    while at < options.time_limit {
+        let kind = match options.nemesis {
+            NemesisChoice::All => {
+                if round.is_empty() {
+                    round = KINDS.to_vec();
+                    round.shuffle(&mut rng);
+                }
+                round.pop().expect("refilled")
+            }
+            single => single,
+        };
+        let f = fault(kind, nodes, netem_turn, &mut rng);
+        if kind == NemesisChoice::Netem {
+            netem_turn += 1;
+        }
+        let heal_at = (at + options.nemesis_interval / 2.0).min(options.time_limit);
+        steps.push(Step { at, heal_at, fault: f });
+        at += options.nemesis_interval;
+    }
+    Schedule { steps }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Opts {
+        #[command(flatten)]
+        run: RunOptions,
+    }
+
+    fn options(args: &[&str]) -> RunOptions {
+        let mut full = vec!["test"];
+        full.extend_from_slice(args);
+        Opts::parse_from(full).run
+    }
+
+    #[test]
+    fn all_strikes_every_kind_within_a_minute_and_the_seed_decides_everything() {
+        let o = options(&["--nodes", "5", "--time-limit", "60", "--nemesis", "all"]);
+        let a = plan(&o, 42);
+        assert_eq!(a, plan(&o, 42), "same seed, same schedule");
+        assert_ne!(a, plan(&o, 43));
+        let kinds: std::collections::BTreeSet<_> = a.steps.iter().map(|s| s.fault.kind()).collect();
+        assert_eq!(kinds.len(), 4, "{kinds:?}");
+        for s in &a.steps {
+            assert!(s.at >= 3.0 && s.at < s.heal_at && s.heal_at <= 60.0);
+            if let Fault::Kill { nodes } | Fault::Pause { nodes } = &s.fault {
+                assert!(nodes.len() <= 2, "a majority must survive: {nodes:?}");
+            }
+        }
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(serde_json::from_str::<Schedule>(&json).unwrap(), a, "run.json round-trips");
+    }
+
+    #[test]
+    fn none_schedules_nothing() {
+        assert!(plan(&options(&["--nemesis", "none"]), 1).steps.is_empty());
+    }
+}

@@ -1,0 +1,162 @@
+//! Everything that defines a run. Written to run.json, so `replay` can run
+//! the same thing again.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadKind {
+    /// One key: read, write, compare-and-set.
+    Register,
+    /// Independent keys, a new one every --ops-per-key operations: read, write, cas.
+    CasRegister,
+    /// A few keys: read, write, cas, delete.
+    Kv,
+    /// Unique appends and reads: catches lost writes.
+    Append,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum NemesisChoice {
+    /// No faults: a baseline.
+    None,
+    /// Network partitions (random halves, one node, the leader, majorities ring, bridge).
+    Partition,
+    /// kill -9 and restart from the same data directory.
+    Kill,
+    /// SIGSTOP and SIGCONT.
+    Pause,
+    /// Delay with jitter, loss, duplication, reordering.
+    Netem,
+    /// All of the above, each in turn.
+    All,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadModeChoice {
+    Linearizable,
+    /// Served by any node at once: fast and unsafe; runs with it should be invalid.
+    Stale,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Binding {
+    /// Each logical client talks to one node first (process i to node i mod n), as in Jepsen.
+    Node,
+    /// Every client may use any node.
+    Any,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuntimeKind {
+    /// One network namespace per node on a bridge of the run's own.
+    Netns,
+    /// One container per node from capukv:latest on a Docker network of the run's own.
+    Docker,
+}
+
+/// Options of `capukv-chaos run` (and the record of them in run.json).
+#[derive(Args, Clone, Debug, Serialize, Deserialize)]
+pub struct RunOptions {
+    /// Nodes in the cluster.
+    #[arg(long, default_value_t = 5)]
+    pub nodes: usize,
+    /// Seconds of workload under faults (the final heal, recovery and final reads come after).
+    #[arg(long, default_value_t = 60.0)]
+    pub time_limit: f64,
+    #[arg(long, value_enum, default_value_t = WorkloadKind::CasRegister)]
+    pub workload: WorkloadKind,
+    #[arg(long, value_enum, default_value_t = NemesisChoice::All)]
+    pub nemesis: NemesisChoice,
+    /// Seconds from one fault to the next: each fault holds for half of it, then heals.
+    #[arg(long, default_value_t = 10.0)]
+    pub nemesis_interval: f64,
+    /// Seconds of quiet before the first fault.
+    #[arg(long, default_value_t = 3.0)]
+    pub quiet_start: f64,
+    /// Seconds to wait after the final heal before the final reads.
+    #[arg(long, default_value_t = 5.0)]
+    pub recovery_time: f64,
+    /// Logical clients running at once.
+    #[arg(long, default_value_t = 10)]
+    pub concurrency: usize,
+    /// Operations per second, all clients together (0: as fast as they go).
+    #[arg(long, default_value_t = 300.0)]
+    pub rate: f64,
+    /// Seconds an operation may take before it is recorded as info.
+    #[arg(long, default_value_t = 1.0)]
+    pub op_timeout: f64,
+    /// cas-register and append: operations on a key before moving to a new one.
+    #[arg(long, default_value_t = 200)]
+    pub ops_per_key: u64,
+    #[arg(long, value_enum, default_value_t = ReadModeChoice::Linearizable)]
+    pub read_mode: ReadModeChoice,
+    #[arg(long, value_enum, default_value_t = Binding::Node)]
+    pub client_binding: Binding,
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Netns)]
+    pub runtime: RuntimeKind,
+    /// Seeds the fault schedule and every client's choices (random when not given; always recorded).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The run directory (default: REPORTS/<time>-<workload>-<nemesis>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where run directories and the `latest` link go.
+    #[arg(long, default_value = "reports")]
+    pub reports: PathBuf,
+    /// The `capukv` binary (default: next to capukv-chaos, then PATH).
+    #[arg(long)]
+    pub capukv_bin: Option<PathBuf>,
+    /// The servers' Raft tick in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub tick_ms: u64,
+    /// Seconds the linearizability search may take before the verdict is unknown.
+    #[arg(long, default_value_t = 120.0)]
+    pub checker_timeout: f64,
+    /// Keep the nodes' data directories (removed by default; logs are always kept).
+    #[arg(long)]
+    pub keep_data: bool,
+}
+
+impl RunOptions {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=9).contains(&self.nodes) {
+            return Err(format!("--nodes {}: 1 to 9 are supported", self.nodes));
+        }
+        let positive = [
+            ("--time-limit", self.time_limit),
+            ("--nemesis-interval", self.nemesis_interval),
+            ("--op-timeout", self.op_timeout),
+            ("--checker-timeout", self.checker_timeout),
+        ];
+        for (name, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{name} must be a positive number of seconds, not {v}"));
+            }
+        }
+        for (name, v) in
+            [("--quiet-start", self.quiet_start), ("--recovery-time", self.recovery_time), ("--rate", self.rate)]
+        {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{name} must be zero or more, not {v}"));
+            }
+        }
+        if self.concurrency == 0 || self.concurrency > 1000 {
+            return Err(format!("--concurrency {}: 1 to 1000", self.concurrency));
+        }
+        if self.ops_per_key == 0 {
+            return Err("--ops-per-key must be at least 1".into());
+        }
+        if self.tick_ms == 0 {
+            return Err("--tick-ms must be at least 1".into());
+        }
+        Ok(())
+    }
+}

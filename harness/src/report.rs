@@ -1,0 +1,77 @@
+//! The run's `index.html`: the checker's report with what the harness knows
+//! of the run (options, seed, faults, replay command).
+
+use std::path::Path;
+
+use checker::report::{self, RunInfo};
+use checker::{CheckReport, History};
+
+use crate::rundir::RunRecord;
+
+fn name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+}
+
+/// The summary fields of a run, for the report and the `serve` index.
+pub fn fields(record: &RunRecord, results: &serde_json::Value) -> Vec<(String, String)> {
+    let o = &record.options;
+    let mut fields = vec![
+        ("workload".to_string(), name(&o.workload)),
+        ("nemesis".to_string(), format!("{} every {} s", name(&o.nemesis), o.nemesis_interval)),
+        ("nodes".to_string(), format!("{} ({} runtime)", o.nodes, name(&o.runtime))),
+        ("seed".to_string(), record.seed.to_string()),
+        (
+            "clients".to_string(),
+            format!(
+                "{} at {} ops/s, {} s timeout, bound to {}, {} reads",
+                o.concurrency,
+                o.rate,
+                o.op_timeout,
+                name(&o.client_binding),
+                name(&o.read_mode)
+            ),
+        ),
+        ("time limit".to_string(), format!("{} s", o.time_limit)),
+        ("started".to_string(), record.started_at.clone()),
+    ];
+    if let Some(d) = results["duration_s"].as_f64() {
+        fields.push(("duration".to_string(), format!("{d:.1} s")));
+    }
+    if let Some(struck) = results["nemesis"]["struck"].as_array() {
+        let kinds: Vec<&str> = struck.iter().filter_map(|v| v.as_str()).collect();
+        fields.push(("faults that struck".to_string(), kinds.join(", ")));
+    }
+    if let Some(lost) = results["lost_appends"].as_object().filter(|l| !l.is_empty()) {
+        fields.push(("lost acknowledged appends".to_string(), serde_json::Value::Object(lost.clone()).to_string()));
+    }
+    let version = match &record.git_commit {
+        Some(c) => format!("capukv {} ({c})", record.version),
+        None => format!("capukv {}", record.version),
+    };
+    fields.push(("version".to_string(), version));
+    fields
+}
+
+/// Writes `dir/index.html`. A report that cannot be written is logged, not fatal:
+/// the history and results are what matter.
+pub fn write(dir: &Path, record: &RunRecord, results: &serde_json::Value, check: Option<&CheckReport>) {
+    let history = match History::read_file(&dir.join(crate::rundir::HISTORY)) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(error = %e, "no report: the history cannot be read");
+            return;
+        }
+    };
+    let workload = name(&record.options.workload);
+    let nemesis = name(&record.options.nemesis);
+    let info = RunInfo {
+        title: format!("CapuKV chaos run: {workload} under {nemesis}, {} nodes", record.options.nodes),
+        fields: fields(record, results),
+        replay: Some(record.replay.clone()),
+        failure: results["harness_failure"].as_str().map(String::from),
+        links: crate::site::run_files(dir),
+    };
+    if let Err(e) = report::write(dir, &history, check, &info) {
+        tracing::warn!(error = %e, "cannot write the report");
+    }
+}

@@ -1,0 +1,421 @@
+//! One chaos run, start to verdict: cluster up, clients and nemesis at work,
+//! final heal, recovery, final reads, teardown, check, results.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, bail};
+use capukv::Client;
+use capukv::client::ReadMode;
+use checker::{Budget, EventType, History, Process, Verdict, check_history};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::exit;
+use crate::nemesis::{self, Nemesis, Schedule};
+use crate::options::{Binding, ReadModeChoice, RunOptions, RuntimeKind};
+use crate::progress::Progress;
+use crate::recorder::Recorder;
+use crate::rundir::{self, RunRecord};
+use crate::runtime::docker::DockerRuntime;
+use crate::runtime::netns::{NetnsRuntime, ServerSettings, find_binary};
+use crate::runtime::{NodeInfo, Runtime};
+use crate::workload::{self, Completion, Op, Workload, append::lost_appends};
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub dir: PathBuf,
+    pub verdict: Option<Verdict>,
+    pub exit_code: i32,
+    pub results: serde_json::Value,
+}
+
+/// What the caller wants besides the options.
+pub struct RunSettings {
+    /// A recorded schedule to strike instead of planning one (replay).
+    pub schedule: Option<Schedule>,
+    /// Show the progress display.
+    pub progress: bool,
+    /// Appended to the run directory's name.
+    pub dir_suffix: String,
+    /// The command line to record.
+    pub command: Vec<String>,
+}
+
+struct Shared {
+    options: RunOptions,
+    seed: u64,
+    nodes: Vec<NodeInfo>,
+    workload: Box<dyn Workload>,
+    recorder: Arc<Recorder>,
+}
+
+fn client_for(shared: &Shared, slot: usize, mode: ReadMode) -> anyhow::Result<(Client, Option<Client>)> {
+    let n = shared.nodes.len();
+    let home = slot % n;
+    let endpoints: Vec<String> = match shared.options.client_binding {
+        Binding::Node => vec![shared.nodes[home].api_addr.clone()],
+        Binding::Any => (0..n).map(|i| shared.nodes[(home + i) % n].api_addr.clone()).collect(),
+    };
+    let timeout = Duration::from_secs_f64(shared.options.op_timeout);
+    let mut client = Client::new(endpoints)?;
+    client.timeout = timeout;
+    client.read_mode = ReadMode::Linearizable;
+    // Stale reads go to the client's own node: that is what they are for.
+    let reader = if mode == ReadMode::Stale {
+        let mut reader = Client::new([shared.nodes[home].api_addr.clone()])?;
+        reader.timeout = timeout;
+        reader.read_mode = ReadMode::Stale;
+        Some(reader)
+    } else {
+        None
+    };
+    Ok((client, reader))
+}
+
+fn record_invoke(recorder: &Recorder, process: u64, op: &Op) {
+    recorder.record(EventType::Invoke, Process::Client(process), op.f.name(), Some(&op.key), op.value.clone(), None);
+}
+
+fn record_completion(recorder: &Recorder, process: u64, op: &Op, done: &Completion) {
+    recorder.record(
+        done.kind,
+        Process::Client(process),
+        op.f.name(),
+        Some(&op.key),
+        done.value.clone(),
+        done.error.clone(),
+    );
+}
+
+/// One logical client slot: runs operations until the deadline or `stop`,
+/// taking a new process number after every info, as Jepsen does.
+async fn worker(
+    shared: Arc<Shared>,
+    slot: usize,
+    deadline: Instant,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let options = &shared.options;
+    let mode = if options.read_mode == ReadModeChoice::Stale { ReadMode::Stale } else { ReadMode::Linearizable };
+    let mut rng =
+        SmallRng::seed_from_u64(shared.seed.wrapping_add(0x9e37_79b9_7f4a_7c15u64.wrapping_mul(slot as u64 + 1)));
+    let (mut client, mut reader) = client_for(&shared, slot, mode)?;
+    let mut process = slot as u64;
+    let interval = if options.rate > 0.0 { options.concurrency as f64 / options.rate } else { 0.0 };
+    // Spread the clients' first operations over one interval.
+    let mut next = Instant::now() + Duration::from_secs_f64(interval * rng.random::<f64>());
+    loop {
+        if !nemesis::sleep_until(next, &mut stop).await || Instant::now() >= deadline {
+            return Ok(());
+        }
+        let op = shared.workload.next_op(&mut rng);
+        record_invoke(&shared.recorder, process, &op);
+        let done =
+            workload::execute(&client, reader.as_ref().unwrap_or(&client), &op, shared.workload.string_values()).await;
+        record_completion(&shared.recorder, process, &op, &done);
+        if done.kind == EventType::Info {
+            process += options.concurrency as u64;
+            (client, reader) = client_for(&shared, slot, mode)?;
+        }
+        let pause = interval * rng.random_range(0.5..1.5);
+        next = (next + Duration::from_secs_f64(pause)).max(Instant::now());
+    }
+}
+
+/// Reads every key until one read succeeds (or `within` passes), each attempt
+/// recorded under a fresh process.
+async fn final_reads(shared: &Shared, within: Duration) -> BTreeMap<String, Option<String>> {
+    let endpoints: Vec<String> = shared.nodes.iter().map(|n| n.api_addr.clone()).collect();
+    let mut reads = BTreeMap::new();
+    let deadline = Instant::now() + within;
+    let mut process = 1_000_000u64;
+    for key in shared.workload.keys() {
+        while Instant::now() < deadline {
+            let Ok(mut client) = Client::new(endpoints.clone()) else { break };
+            client.timeout = Duration::from_secs(3);
+            let op = Op { f: workload::F::Read, key: key.clone(), value: json!(null) };
+            record_invoke(&shared.recorder, process, &op);
+            let done = workload::execute(&client, &client, &op, shared.workload.string_values()).await;
+            record_completion(&shared.recorder, process, &op, &done);
+            process += 1;
+            if done.kind == EventType::Ok {
+                let text = match &done.value {
+                    serde_json::Value::Null => None,
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    other => Some(other.to_string()),
+                };
+                reads.insert(key.clone(), text);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    reads
+}
+
+async fn wait_for_leader(runtime: &dyn Runtime, within: Duration) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(leader) = nemesis::current_leader(runtime).await {
+            return Ok(leader);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("no leader elected within {within:?}; see the nodes' logs")
+}
+
+fn require_root() -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "chaos runs create network namespaces or enter containers' to inject faults: run capukv-chaos as root (sudo)"
+        );
+    }
+    Ok(())
+}
+
+/// Carries out a run. Errors are harness failures (exit 3); the directory is
+/// in the error's context when it was made.
+pub async fn run(mut options: RunOptions, settings: RunSettings) -> anyhow::Result<RunOutcome> {
+    options.validate().map_err(anyhow::Error::msg)?;
+    let seed = options.seed.unwrap_or_else(rand::random);
+    options.seed = Some(seed);
+    require_root()?;
+    let binary = match options.runtime {
+        RuntimeKind::Netns => find_binary(options.capukv_bin.as_deref()).map_err(anyhow::Error::msg)?,
+        // The image holds the server.
+        RuntimeKind::Docker => std::path::PathBuf::new(),
+    };
+    if options.runtime == RuntimeKind::Docker && !crate::runtime::docker::available() {
+        bail!("--runtime docker: no Docker engine answers (is dockerd running?)");
+    }
+    let dir = rundir::choose(&options, &settings.dir_suffix);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    rundir::link_latest(&options.reports, &dir);
+    let schedule = settings.schedule.clone().unwrap_or_else(|| nemesis::schedule::plan(&options, seed));
+    let mut record = RunRecord {
+        replay: format!("capukv-chaos replay {}", dir.display()),
+        options: options.clone(),
+        seed,
+        schedule: schedule.clone(),
+        command: settings.command.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        git_commit: Some(env!("CAPUKV_GIT_COMMIT").to_string()).filter(|c| !c.is_empty()),
+        started_at: rundir::timestamp(SystemTime::now()),
+        runtime: json!(null),
+        network_backends: Vec::new(),
+    };
+    record.write(&dir)?;
+    let progress = Arc::new(Progress::new(settings.progress));
+
+    // Ctrl-C and SIGTERM stop the run; what was recorded stays, the rest is removed.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let (stop_tx, interrupted) = (stop_tx.clone(), interrupted.clone());
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let terminated = async {
+                match term.as_mut() {
+                    Some(t) => t.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminated => {}
+            }
+            interrupted.store(true, Ordering::SeqCst);
+            let _ = stop_tx.send(true);
+        });
+    }
+
+    progress.phase("starting");
+    let settings_for_servers = ServerSettings { binary, tick_ms: options.tick_ms, snapshot_every: 1000 };
+    let runtime: Arc<dyn Runtime> = match options.runtime {
+        RuntimeKind::Netns => {
+            let (nodes, dir2, keep) = (options.nodes, dir.clone(), options.keep_data);
+            Arc::new(
+                tokio::task::spawn_blocking(move || NetnsRuntime::create(nodes, &dir2, settings_for_servers, keep))
+                    .await??,
+            )
+        }
+        RuntimeKind::Docker => {
+            let (nodes, dir2, tick) = (options.nodes, dir.clone(), options.tick_ms);
+            Arc::new(tokio::task::spawn_blocking(move || DockerRuntime::create(nodes, &dir2, tick)).await??)
+        }
+    };
+    record.runtime = runtime.describe();
+    record.write(&dir)?;
+    let outcome = drive(
+        &options,
+        seed,
+        schedule,
+        runtime.clone(),
+        &dir,
+        progress.clone(),
+        stop_tx,
+        stop_rx,
+        &interrupted,
+        &mut record,
+    )
+    .await;
+    progress.phase("teardown");
+    let rt = runtime.clone();
+    let teardown = tokio::task::spawn_blocking(move || rt.teardown()).await?;
+    progress.finish();
+    match outcome {
+        Ok(results) => {
+            teardown.context("tearing the cluster down")?;
+            Ok(RunOutcome { dir, ..results })
+        }
+        Err(e) => {
+            let results = json!({
+                "seed": seed,
+                "verdict": null,
+                "harness_failure": format!("{e:#}"),
+                "exit_code": exit::HARNESS_FAILED,
+            });
+            let _ = std::fs::write(dir.join(rundir::RESULTS_JSON), serde_json::to_string_pretty(&results)? + "\n");
+            Err(e.context(format!("run directory {}", dir.display())))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    options: &RunOptions,
+    seed: u64,
+    schedule: Schedule,
+    runtime: Arc<dyn Runtime>,
+    dir: &std::path::Path,
+    progress: Arc<Progress>,
+    stop_tx: watch::Sender<bool>,
+    stop_rx: watch::Receiver<bool>,
+    interrupted: &AtomicBool,
+    record: &mut RunRecord,
+) -> anyhow::Result<RunOutcome> {
+    let started = Instant::now();
+    for node in runtime.nodes() {
+        runtime.start(node.id)?;
+    }
+    let leader = wait_for_leader(&*runtime, Duration::from_secs(30)).await?;
+    tracing::info!(leader, "cluster up");
+
+    let start = Instant::now();
+    let recorder = Arc::new(Recorder::create(&dir.join(rundir::HISTORY), start)?);
+    let shared = Arc::new(Shared {
+        options: options.clone(),
+        seed,
+        nodes: runtime.nodes().to_vec(),
+        workload: workload::build(options),
+        recorder: recorder.clone(),
+    });
+    let nemesis = Arc::new(Nemesis::new(runtime.clone(), recorder.clone(), seed));
+    let deadline = start + Duration::from_secs_f64(options.time_limit);
+
+    progress.phase("workload");
+    let mut workers = tokio::task::JoinSet::new();
+    for slot in 0..options.concurrency {
+        workers.spawn(worker(shared.clone(), slot, deadline, stop_rx.clone()));
+    }
+    let (nemesis_stop_tx, nemesis_stop_rx) = watch::channel(false);
+    let nemesis_task = tokio::spawn(nemesis.clone().run(schedule, start, nemesis_stop_rx));
+    let display = {
+        let (progress, recorder, nemesis, limit) =
+            (progress.clone(), recorder.clone(), nemesis.clone(), options.time_limit);
+        tokio::spawn(async move {
+            loop {
+                let active = nemesis.active.lock().expect("not poisoned").clone();
+                progress.update(start.elapsed(), limit, &recorder.counts, active.as_deref());
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+    let mut worker_error = None;
+    while let Some(done) = workers.join_next().await {
+        if let Err(e) = done.map_err(anyhow::Error::from).and_then(|r| r) {
+            worker_error.get_or_insert(e);
+            let _ = stop_tx.send(true);
+        }
+    }
+    let _ = nemesis_stop_tx.send(true);
+    let nemesis_result = nemesis_task.await?;
+    progress.phase("healing");
+    let n2 = nemesis.clone();
+    let healed = tokio::task::spawn_blocking(move || n2.heal_everything()).await?;
+    record.network_backends = nemesis.backends.lock().expect("not poisoned").clone();
+    record.write(dir)?;
+
+    let interrupted = interrupted.load(Ordering::SeqCst);
+    let mut final_values = BTreeMap::new();
+    if !interrupted && worker_error.is_none() && nemesis_result.is_ok() && healed.is_ok() {
+        progress.phase("recovering");
+        let mut stop = stop_rx.clone();
+        nemesis::sleep_until(Instant::now() + Duration::from_secs_f64(options.recovery_time), &mut stop).await;
+        progress.phase("final reads");
+        final_values = final_reads(&shared, Duration::from_secs(30)).await;
+    }
+    display.abort();
+    recorder.finish().context("writing the history")?;
+    let counts = recorder.counts.snapshot();
+    let struck: Vec<String> = nemesis.struck.lock().expect("not poisoned").iter().cloned().collect();
+    let mut results = json!({
+        "seed": seed,
+        "replay": record.replay,
+        "duration_s": started.elapsed().as_secs_f64(),
+        "operations": {"invoked": counts.0, "ok": counts.1, "fail": counts.2, "info": counts.3},
+        "nemesis": {"struck": struck, "scheduled": record.schedule.steps.len(), "backends": record.network_backends},
+        "final_reads": final_values,
+    });
+    // Anything that stopped the run early makes it a harness failure, with the partial history kept.
+    let failure = if interrupted {
+        Some("interrupted (Ctrl-C or SIGTERM)".to_string())
+    } else {
+        worker_error
+            .map(|e| format!("a client failed: {e:#}"))
+            .or_else(|| nemesis_result.err().map(|e| format!("the nemesis failed: {e:#}")))
+            .or_else(|| healed.err().map(|e| format!("the final heal failed: {e:#}")))
+    };
+    if let Some(reason) = failure {
+        results["verdict"] = json!(null);
+        results["harness_failure"] = json!(reason);
+        results["exit_code"] = json!(exit::HARNESS_FAILED);
+        std::fs::write(dir.join(rundir::RESULTS_JSON), serde_json::to_string_pretty(&results)? + "\n")?;
+        crate::report::write(dir, record, &results, None);
+        return Ok(RunOutcome { dir: dir.to_path_buf(), verdict: None, exit_code: exit::HARNESS_FAILED, results });
+    }
+
+    progress.phase("checking");
+    let history = History::read_file(&dir.join(rundir::HISTORY)).context("reading back the history")?;
+    let budget = Budget { timeout: Duration::from_secs_f64(options.checker_timeout), ..Budget::default() };
+    let model = shared.workload.model();
+    let report =
+        tokio::task::spawn_blocking(move || check_history(&history, model, None, &budget).map(|r| (r, history)))
+            .await?
+            .context("checking the history")?;
+    let (report, history) = report;
+    let mut verdict = report.verdict;
+    if options.workload == crate::options::WorkloadKind::Append {
+        let lost = lost_appends(&history.events, &final_values);
+        if !lost.is_empty() {
+            verdict = Verdict::Invalid;
+        }
+        results["lost_appends"] = json!(lost);
+        results["final_reads_missing"] =
+            json!(shared.workload.keys().into_iter().filter(|k| !final_values.contains_key(k)).collect::<Vec<_>>());
+    }
+    results["verdict"] = json!(verdict);
+    results["exit_code"] = json!(exit::of_verdict(verdict));
+    results["check"] = serde_json::to_value(&report)?;
+    std::fs::write(dir.join(rundir::RESULTS_JSON), serde_json::to_string_pretty(&results)? + "\n")?;
+    progress.phase("report");
+    crate::report::write(dir, record, &results, Some(&report));
+    Ok(RunOutcome { dir: dir.to_path_buf(), verdict: Some(verdict), exit_code: exit::of_verdict(verdict), results })
+}

@@ -1,0 +1,65 @@
+//! Where the nodes run. A [`Runtime`] starts, kills, pauses and restarts
+//! nodes and names their network namespaces; nemeses and workloads use only
+//! this trait, so a new runtime (Docker) is one new module.
+
+pub mod docker;
+pub mod netns;
+
+use std::path::PathBuf;
+
+use netem::NetNs;
+use serde::Serialize;
+
+/// One node as the rest of the harness sees it.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeInfo {
+    /// Raft id, 1-based.
+    pub id: u64,
+    /// `n1`, `n2`, ...
+    pub name: String,
+    pub ip: std::net::Ipv4Addr,
+    /// Client API address, reachable from the harness.
+    pub api_addr: String,
+    pub raft_addr: String,
+    /// The node's log file.
+    pub log: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("network setup failed: {0}")]
+    Net(#[from] netem::NetemError),
+    #[error("node n{id}: {what}: {source}")]
+    Node { id: u64, what: &'static str, source: std::io::Error },
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T> = std::result::Result<T, RuntimeError>;
+
+/// A cluster's nodes and the means to hurt them. Implementations clean up
+/// everything they created in `teardown` and on drop.
+pub trait Runtime: Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn nodes(&self) -> &[NodeInfo];
+    /// Starts node `id` (again, after a kill, from the same data directory).
+    fn start(&self, id: u64) -> Result<()>;
+    /// kill -9.
+    fn kill(&self, id: u64) -> Result<()>;
+    /// SIGSTOP.
+    fn pause(&self, id: u64) -> Result<()>;
+    /// SIGCONT.
+    fn resume(&self, id: u64) -> Result<()>;
+    /// Whether node `id`'s process is running (paused counts as running).
+    fn is_running(&self, id: u64) -> bool;
+    /// The namespace whose network the node uses.
+    fn netns(&self, id: u64) -> NetNs;
+    /// The interface inside that namespace carrying cluster traffic.
+    fn iface(&self) -> &str {
+        "eth0"
+    }
+    /// Stops every node and removes everything the runtime created. Idempotent.
+    fn teardown(&self) -> Result<()>;
+    /// For run.json.
+    fn describe(&self) -> serde_json::Value;
+}

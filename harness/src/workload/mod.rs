@@ -1,0 +1,172 @@
+//! Workloads: what the logical clients ask of the store. A workload chooses
+//! operations and names the model the checker judges them by; [`execute`]
+//! carries one operation to CapuKV and classifies the outcome.
+
+pub mod append;
+mod kv;
+mod register;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use capukv::{Client, ClientError};
+use checker::{EventType, ModelKind};
+use rand::rngs::SmallRng;
+use serde_json::{Value, json};
+use tonic::Code;
+
+use crate::options::{RunOptions, WorkloadKind};
+
+pub use append::Append;
+pub use kv::Kv;
+pub use register::Register;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum F {
+    Read,
+    Write,
+    Cas,
+    Delete,
+    Append,
+}
+
+impl F {
+    pub fn name(self) -> &'static str {
+        match self {
+            F::Read => "read",
+            F::Write => "write",
+            F::Cas => "cas",
+            F::Delete => "delete",
+            F::Append => "append",
+        }
+    }
+}
+
+/// An operation as invoked: `value` is what the history's invoke line holds.
+#[derive(Clone, Debug)]
+pub struct Op {
+    pub f: F,
+    pub key: String,
+    pub value: Value,
+}
+
+/// How an operation completed.
+#[derive(Clone, Debug)]
+pub struct Completion {
+    pub kind: EventType,
+    pub value: Value,
+    pub error: Option<String>,
+}
+
+pub trait Workload: Send + Sync {
+    /// The model the history is checked against.
+    fn model(&self) -> ModelKind;
+    fn next_op(&self, rng: &mut SmallRng) -> Op;
+    /// Every key operations may have touched, for the final reads.
+    fn keys(&self) -> Vec<String>;
+    /// Whether values are strings (append) rather than integers.
+    fn string_values(&self) -> bool {
+        false
+    }
+}
+
+pub fn build(options: &RunOptions) -> Box<dyn Workload> {
+    match options.workload {
+        WorkloadKind::Register => Box::new(Register::single()),
+        WorkloadKind::CasRegister => Box::new(Register::independent(options.ops_per_key)),
+        WorkloadKind::Kv => Box::new(Kv::new(5)),
+        WorkloadKind::Append => Box::new(Append::new(options.ops_per_key)),
+    }
+}
+
+/// Keys that move on after a number of operations, like Jepsen's independent generator.
+pub struct RotatingKeys {
+    ops: AtomicU64,
+    per_key: u64,
+}
+
+impl RotatingKeys {
+    pub fn new(per_key: u64) -> RotatingKeys {
+        RotatingKeys { ops: AtomicU64::new(0), per_key: per_key.max(1) }
+    }
+
+    pub fn next(&self) -> String {
+        format!("k{}", self.ops.fetch_add(1, Ordering::Relaxed) / self.per_key)
+    }
+
+    pub fn all(&self) -> Vec<String> {
+        let last = self.ops.load(Ordering::Relaxed).saturating_sub(1) / self.per_key;
+        (0..=last).map(|k| format!("k{k}")).collect()
+    }
+}
+
+fn decode(bytes: &[u8], strings: bool) -> Value {
+    let text = String::from_utf8_lossy(bytes);
+    if !strings && let Ok(n) = text.parse::<i64>() {
+        return json!(n);
+    }
+    json!(text)
+}
+
+fn encode(value: &Value) -> Bytes {
+    match value {
+        Value::String(s) => Bytes::from(s.clone()),
+        other => Bytes::from(other.to_string()),
+    }
+}
+
+/// Whether an error proves the operation did not happen. Only refusals made
+/// before anything was proposed do; a timeout or a lost connection may hide
+/// a write that took effect.
+fn certainly_not_applied(error: &ClientError) -> bool {
+    match error {
+        ClientError::Rejected(status) => {
+            matches!(status.code(), Code::InvalidArgument | Code::OutOfRange | Code::ResourceExhausted)
+        }
+        ClientError::NoEndpoints | ClientError::BadEndpoint { .. } => true,
+        ClientError::Timeout { .. } => false,
+    }
+}
+
+fn failed(op: &Op, error: ClientError) -> Completion {
+    // A read changes nothing: whatever went wrong, it certainly had no effect.
+    let kind = if op.f == F::Read || certainly_not_applied(&error) { EventType::Fail } else { EventType::Info };
+    Completion { kind, value: op.value.clone(), error: Some(error.to_string()) }
+}
+
+fn ok(value: Value) -> Completion {
+    Completion { kind: EventType::Ok, value, error: None }
+}
+
+/// Carries `op` out. `reader` serves reads (a node-local client for stale reads).
+pub async fn execute(client: &Client, reader: &Client, op: &Op, strings: bool) -> Completion {
+    let key = Bytes::from(op.key.clone());
+    match op.f {
+        F::Read => match reader.get(key).await {
+            Ok(kv) => ok(kv.map_or(Value::Null, |kv| decode(&kv.value, strings))),
+            Err(e) => failed(op, e),
+        },
+        F::Write => match client.put(key, encode(&op.value)).await {
+            Ok(_) => ok(op.value.clone()),
+            Err(e) => failed(op, e),
+        },
+        F::Delete => match client.delete(key).await {
+            Ok(_) => ok(Value::Null),
+            Err(e) => failed(op, e),
+        },
+        F::Append => match client.append(key, encode(&op.value)).await {
+            Ok(_) => ok(op.value.clone()),
+            Err(e) => failed(op, e),
+        },
+        F::Cas => {
+            let (expected, new) = (&op.value[0], &op.value[1]);
+            match client.cas(key, Some(encode(expected)), encode(new)).await {
+                Ok((true, _)) => ok(op.value.clone()),
+                Ok((false, _)) => {
+                    Completion { kind: EventType::Fail, value: op.value.clone(), error: Some("mismatch".into()) }
+                }
+                Err(e) => failed(op, e),
+            }
+        }
+    }
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Builds the image capukv:latest FROM scratch, with no registry: the release
+# `capukv` binary built here and exactly the shared libraries it needs (as
+# ldd lists them, with the dynamic loader). Usage: bash scripts/image.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+ensure_packages
+ensure_rust
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/capukv/target}"
+if ! docker info >/dev/null 2>&1; then
+    echo "error: no Docker engine answers; install docker.io and start dockerd" >&2
+    exit 2
+fi
+
+step "cargo build --release -p capukv"
+cargo build --release --locked -p capukv
+BIN="$CARGO_TARGET_DIR/release/capukv"
+
+CONTEXT="$(mktemp -d)"
+trap 'rm -rf "$CONTEXT"' EXIT
+mkdir -p "$CONTEXT/rootfs/data"
+cp "$BIN" "$CONTEXT/rootfs/capukv"
+# Every library the binary loads, at the path the loader looks for it.
+for lib in $(ldd "$BIN" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
+    mkdir -p "$CONTEXT/rootfs$(dirname "$lib")"
+    cp -L "$lib" "$CONTEXT/rootfs$lib"
+done
+cat > "$CONTEXT/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+COPY rootfs/ /
+VOLUME ["/data"]
+EXPOSE 7001 7002
+ENTRYPOINT ["/capukv"]
+DOCKERFILE
+
+step "docker build -t capukv:latest"
+docker build --tag capukv:latest "$CONTEXT"
+docker image inspect capukv:latest --format 'capukv:latest: {{.Size}} bytes'
