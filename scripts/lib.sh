@@ -44,3 +44,26 @@ ensure_rust() {
         fi
     done
 }
+
+# A Docker engine and docker-compose, for the image and the Docker tests:
+# Debian's docker.io and docker-compose when missing; dockerd started here
+# when nothing answers (CI machines start with no daemon running).
+ensure_docker() {
+    if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker-compose >/dev/null 2>&1; then
+        step "installing docker.io docker-compose"
+        apt-get update
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker.io docker-compose
+    fi
+    if ! docker info >/dev/null 2>&1; then
+        step "starting dockerd"
+        nohup dockerd >/var/log/capukv-dockerd.log 2>&1 &
+        for _ in $(seq 1 60); do
+            docker info >/dev/null 2>&1 && break
+            sleep 1
+        done
+        if ! docker info >/dev/null 2>&1; then
+            echo "error: dockerd did not start; see /var/log/capukv-dockerd.log" >&2
+            exit 2
+        fi
+    fi
+}

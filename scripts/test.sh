@@ -15,6 +15,15 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo test --no-run"
+cargo test --workspace --locked --no-run
+
+# The Docker tests need the image; build it from the test build's binary
+# (scripts/image.sh alone builds the release one).
+ensure_docker
+step "image capukv:latest"
+bash scripts/image.sh --binary "$CARGO_TARGET_DIR/debug/capukv"
+
 step "cargo test"
 cargo test --workspace --locked
 

@@ -237,6 +237,7 @@ pub async fn run(mut options: RunOptions, settings: RunSettings) -> anyhow::Resu
     }
 
     progress.phase("starting");
+    let creating = Instant::now();
     let settings_for_servers = ServerSettings { binary, tick_ms: options.tick_ms, snapshot_every: 1000 };
     let runtime: Arc<dyn Runtime> = match options.runtime {
         RuntimeKind::Netns => {
@@ -252,6 +253,7 @@ pub async fn run(mut options: RunOptions, settings: RunSettings) -> anyhow::Resu
         }
     };
     record.runtime = runtime.describe();
+    record.runtime["create_s"] = json!(creating.elapsed().as_secs_f64());
     record.write(&dir)?;
     let outcome = drive(
         &options,
@@ -306,6 +308,7 @@ async fn drive(
         runtime.start(node.id)?;
     }
     let leader = wait_for_leader(&*runtime, Duration::from_secs(30)).await?;
+    let leader_s = started.elapsed().as_secs_f64();
     tracing::info!(leader, "cluster up");
 
     let start = Instant::now();
@@ -373,6 +376,12 @@ async fn drive(
         "operations": {"invoked": counts.0, "ok": counts.1, "fail": counts.2, "info": counts.3},
         "nemesis": {"struck": struck, "scheduled": record.schedule.steps.len(), "backends": record.network_backends},
         "final_reads": final_values,
+        // Creating the namespaces or containers, then starting the servers until one leads.
+        "cluster_start": {
+            "create_s": record.runtime["create_s"],
+            "leader_s": leader_s,
+            "total_s": record.runtime["create_s"].as_f64().unwrap_or(0.0) + leader_s,
+        },
     });
     // Anything that stopped the run early makes it a harness failure, with the partial history kept.
     let failure = if interrupted {
