@@ -3,7 +3,7 @@
 //! linearizable prefix in the order found with the model's state after each
 //! step, and the operations that could not be placed, highlighted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use super::page::escape;
@@ -99,14 +99,7 @@ fn lanes(all: &[Operation], step_of: &HashMap<usize, usize>, unplaced: &HashMap<
     shown.sort_by_key(|o| (!unplaced.contains_key(&o.id), o.invoke_time));
     shown.truncate(OPS_DRAWN);
     let to = shown.iter().map(|o| o.complete_time.unwrap_or(to_known)).max().unwrap_or(to_known).max(from + 1);
-    let processes: BTreeMap<u64, usize> = shown
-        .iter()
-        .map(|o| o.process)
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| (p, i))
-        .collect();
+    let processes = super::spans::lanes(shown.iter().map(|o| o.process));
     let (width, lane, left) = (1100.0, 26.0, 40.0);
     let height = processes.len() as f64 * lane + 30.0;
     let x = |t: u64| left + (t.saturating_sub(from)) as f64 / (to - from) as f64 * (width - left - 20.0);

@@ -114,6 +114,34 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+/// A chart of latency (log scale) over time, with its mesh and the faults drawn.
+fn latency_chart<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    caption: String,
+    end: f64,
+    (min, max): (f64, f64),
+    spans: &Spans,
+) -> Result<Chart<'a, 'b, LogCoord<f64>>, String> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(32)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0f64..end, (min..max).log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("time (s)")
+        .y_desc("latency (ms)")
+        .x_label_formatter(&label)
+        .y_label_formatter(&label)
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(err)?;
+    draw_faults(&mut chart, &spans.faults, secs(spans.end) / 500.0, min, max);
+    Ok(chart)
+}
+
 /// Latency of every operation (log scale), coloured by type and outcome.
 pub fn latency(spans: &Spans) -> String {
     let end = secs(spans.end).max(0.001);
@@ -139,23 +167,7 @@ pub fn latency(spans: &Spans) -> String {
         } else {
             "Latency by operation and outcome".to_string()
         };
-        let mut chart = ChartBuilder::on(root)
-            .caption(caption, ("sans-serif", 16))
-            .margin(12)
-            .x_label_area_size(32)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..end, (min..max).log_scale())
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("time (s)")
-            .y_desc("latency (ms)")
-            .x_label_formatter(&label)
-            .y_label_formatter(&label)
-            .light_line_style(WHITE)
-            .draw()
-            .map_err(err)?;
-        draw_faults(&mut chart, &spans.faults, secs(spans.end) / 500.0, min, max);
+        let mut chart = latency_chart(root, caption, end, (min, max), spans)?;
         for ((f, outcome), points) in &series {
             let colour = f_colour(f);
             let step = if *outcome == Outcome::Ok { stride } else { other_stride };
@@ -276,23 +288,8 @@ pub fn quantiles(spans: &Spans) -> String {
     let max = series.iter().flatten().map(|p| p.1).fold(1.0f64, f64::max) * 1.5;
     let min = series.iter().flatten().map(|p| p.1).fold(max, f64::min).max(0.01) / 1.5;
     svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(format!("Latency quantiles per {} ms", width / 1_000_000), ("sans-serif", 16))
-            .margin(12)
-            .x_label_area_size(32)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..end, (min..max).log_scale())
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("time (s)")
-            .y_desc("latency (ms)")
-            .x_label_formatter(&label)
-            .y_label_formatter(&label)
-            .light_line_style(WHITE)
-            .draw()
-            .map_err(err)?;
-        draw_faults(&mut chart, &spans.faults, secs(spans.end) / 500.0, min, max);
+        let caption = format!("Latency quantiles per {} ms", width / 1_000_000);
+        let mut chart = latency_chart(root, caption, end, (min, max), spans)?;
         for ((name, _, colour), points) in lines.iter().zip(&series) {
             let colour = *colour;
             chart

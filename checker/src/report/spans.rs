@@ -82,6 +82,12 @@ pub struct Spans {
     pub end: u64,
 }
 
+/// Lane numbers for processes, in process order.
+pub fn lanes(processes: impl IntoIterator<Item = u64>) -> std::collections::BTreeMap<u64, usize> {
+    let sorted: std::collections::BTreeSet<u64> = processes.into_iter().collect();
+    sorted.into_iter().enumerate().map(|(lane, p)| (p, lane)).collect()
+}
+
 /// The fault kind a nemesis event starts, or ends (`false`).
 fn fault_event(f: &str) -> Option<(&'static str, bool)> {
     Some(match f {

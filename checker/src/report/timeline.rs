@@ -4,23 +4,13 @@
 //! zooms time, dragging pans, the slider scrolls lanes, hovering shows the
 //! whole operation.
 
-use std::collections::BTreeMap;
-
 use serde_json::json;
 
 use super::spans::{Outcome, Spans};
 
 /// The timeline's data, as JSON for the script.
 pub fn data(spans: &Spans) -> String {
-    let lanes: BTreeMap<u64, usize> = spans
-        .ops
-        .iter()
-        .map(|o| o.process)
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| (p, i))
-        .collect();
+    let lanes = super::spans::lanes(spans.ops.iter().map(|o| o.process));
     let ms = |ns: u64| (ns as f64 / 1e4).round() / 100.0;
     let ops: Vec<serde_json::Value> = spans
         .ops
