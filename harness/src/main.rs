@@ -20,7 +20,7 @@ enum Command {
     Replay(cmd::replay::ReplayArgs),
     /// Check a recorded history for linearizability.
     Check(cmd::check::CheckArgs),
-    /// Remove namespaces, links and rules a crashed run left behind.
+    /// Remove what a crashed run left behind: namespaces, links, rules, containers, networks, volumes.
     Cleanup(cmd::cleanup::CleanupArgs),
     /// Browse run directories over HTTP: an index of runs, reports, raw files.
     Serve(cmd::serve::ServeArgs),
