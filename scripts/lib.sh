@@ -49,10 +49,13 @@ ensure_rust() {
 # Debian's docker.io and docker-compose when missing; dockerd started here
 # when nothing answers (CI machines start with no daemon running).
 ensure_docker() {
-    if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker-compose >/dev/null 2>&1; then
-        step "installing docker.io docker-compose"
+    local missing=()
+    command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+    command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        step "installing ${missing[*]}"
         apt-get update
-        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker.io docker-compose
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
     fi
     if ! docker info >/dev/null 2>&1; then
         step "starting dockerd"
