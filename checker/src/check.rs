@@ -221,18 +221,25 @@ fn check_key(
     }
 }
 
-/// Sets aside info writes that no operation could have observed: taking
-/// effect or not makes no difference to any linearization, and each one
-/// left in would double the search wherever it fails.
+/// Sets aside info writes and appends that no operation could have
+/// observed: taking effect or not makes no difference to any linearization,
+/// and each one left in would double the search wherever it fails.
 ///
-/// An info `write v` is set aside when no read returned `v`, no cas expected
-/// `v`, the key has no appends, and no cas that reported a mismatch was still
-/// in flight when the write was invoked (a mismatch observes "not `e`",
-/// which the write might be what made true). Returns how many were set aside.
+/// An info `write v` is set aside when no read returned `v` and no cas
+/// expected `v`; on a key with appends, when no read or expected value even
+/// contains `v`'s text (an append after it keeps it as a prefix). An info
+/// `append a` is set aside when no read or expected value contains `a`
+/// (once applied, `a` stays a contiguous part of the value until a write or
+/// delete replaces it, and then nobody saw it). Either way, also only when no
+/// cas that reported a mismatch was still in flight when it was invoked (a
+/// mismatch observes "not `e`", which it might be what made true). Returns
+/// how many were set aside.
 pub fn set_aside_unobserved_info_writes(ops: &mut Vec<Operation>) -> usize {
-    if ops.iter().any(|o| matches!(o.input, Input::Append(_))) {
-        return 0;
-    }
+    let has_appends = ops.iter().any(|o| matches!(o.input, Input::Append(_)));
+    let text = |v: &Value| match v {
+        Value::Str(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+    };
     let mut observed: HashSet<&Value> = HashSet::new();
     let mut last_mismatch_ret: Option<u64> = None;
     for o in ops.iter() {
@@ -250,11 +257,16 @@ pub fn set_aside_unobserved_info_writes(ops: &mut Vec<Operation>) -> usize {
             _ => {}
         }
     }
+    let texts: Vec<String> = if has_appends { observed.iter().map(|v| text(v)).collect() } else { Vec::new() };
+    let seen_in_text = |needle: &str| texts.iter().any(|t| t.contains(needle));
     let drop: HashSet<usize> = ops
         .iter()
-        .filter(|o| {
-            matches!((&o.input, &o.output), (Input::Write(v), Output::Unknown)
-                if !observed.contains(v) && last_mismatch_ret.is_none_or(|r| r < o.call))
+        .filter(|o| o.output == Output::Unknown && last_mismatch_ret.is_none_or(|r| r < o.call))
+        .filter(|o| match &o.input {
+            Input::Write(v) if has_appends => !seen_in_text(&text(v)),
+            Input::Write(v) => !observed.contains(v),
+            Input::Append(a) => !a.is_empty() && !seen_in_text(a),
+            _ => false,
         })
         .map(|o| o.id)
         .collect();
