@@ -6,11 +6,8 @@ use std::path::Path;
 use checker::report::{self, RunInfo};
 use checker::{CheckReport, History};
 
+use crate::options::name;
 use crate::rundir::RunRecord;
-
-fn name<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
-}
 
 /// The summary fields of a run, for the report and the `serve` index.
 pub fn fields(record: &RunRecord, results: &serde_json::Value) -> Vec<(String, String)> {

@@ -34,10 +34,12 @@ pub fn choose(options: &RunOptions, suffix: &str) -> PathBuf {
     if let Some(out) = &options.out {
         return out.clone();
     }
-    let workload = serde_json::to_value(options.workload).ok().and_then(|v| v.as_str().map(String::from));
-    let nemesis = serde_json::to_value(options.nemesis).ok().and_then(|v| v.as_str().map(String::from));
-    let mut name =
-        format!("{}-{}-{}", timestamp(SystemTime::now()), workload.unwrap_or_default(), nemesis.unwrap_or_default());
+    let mut name = format!(
+        "{}-{}-{}",
+        timestamp(SystemTime::now()),
+        crate::options::name(&options.workload),
+        crate::options::name(&options.nemesis)
+    );
     name.push_str(suffix);
     let mut dir = options.reports.join(&name);
     // Two runs in the same second get distinct directories.

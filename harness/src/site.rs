@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use checker::report::page::{STYLE, escape};
 
+use crate::options::name;
 use crate::rundir::{RESULTS_JSON, RUN_JSON, RunRecord};
 
 /// One run directory, as the index lists it.
@@ -24,10 +25,6 @@ pub struct RunEntry {
     pub operations: u64,
     pub duration_s: f64,
     pub has_report: bool,
-}
-
-fn name<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
 }
 
 /// The run directories directly under `dir` (those holding run.json), newest first.

@@ -26,7 +26,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::options::{NemesisChoice, ReadModeChoice, RunOptions, RuntimeKind, WorkloadKind};
+use crate::options::{NemesisChoice, ReadModeChoice, RunOptions, RuntimeKind, WorkloadKind, name};
 
 /// Seconds a run takes beyond its time limit: cluster start, recovery,
 /// final reads, teardown, check. Used to keep within the budget.
@@ -135,13 +135,12 @@ pub struct Planned {
 
 impl Planned {
     pub fn label(&self) -> String {
-        let name = |v: serde_json::Value| v.as_str().unwrap_or_default().to_string();
         format!(
             "{} {} {} {} n={} seed={}",
-            name(serde_json::json!(self.workload)),
-            name(serde_json::json!(self.nemesis)),
-            name(serde_json::json!(self.read_mode)),
-            name(serde_json::json!(self.runtime)),
+            name(&self.workload),
+            name(&self.nemesis),
+            name(&self.read_mode),
+            name(&self.runtime),
             self.nodes,
             self.seed
         )
