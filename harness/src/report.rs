@@ -49,16 +49,22 @@ pub fn fields(record: &RunRecord, results: &serde_json::Value) -> Vec<(String, S
     fields
 }
 
-/// Writes `dir/index.html`. A report that cannot be written is logged, not fatal:
-/// the history and results are what matter.
-pub fn write(dir: &Path, record: &RunRecord, results: &serde_json::Value, check: Option<&CheckReport>) {
-    let history = match History::read_file(&dir.join(crate::rundir::HISTORY)) {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::warn!(error = %e, "no report: the history cannot be read");
-            return;
-        }
-    };
+/// Writes `dir/index.html` of a checked run (the history as read for the check).
+pub fn write(dir: &Path, record: &RunRecord, results: &serde_json::Value, history: &History, check: &CheckReport) {
+    render(dir, record, results, history, Some(check));
+}
+
+/// Writes `dir/index.html` of a run that ended without a verdict, from the
+/// partial history on disk. A report that cannot be written is logged, not
+/// fatal: the history and results are what matter.
+pub fn write_unchecked(dir: &Path, record: &RunRecord, results: &serde_json::Value) {
+    match History::read_file(&dir.join(crate::rundir::HISTORY)) {
+        Ok(history) => render(dir, record, results, &history, None),
+        Err(e) => tracing::warn!(error = %e, "no report: the history cannot be read"),
+    }
+}
+
+fn render(dir: &Path, record: &RunRecord, results: &serde_json::Value, history: &History, check: Option<&CheckReport>) {
     let workload = name(&record.options.workload);
     let nemesis = name(&record.options.nemesis);
     let info = RunInfo {
@@ -68,7 +74,7 @@ pub fn write(dir: &Path, record: &RunRecord, results: &serde_json::Value, check:
         failure: results["harness_failure"].as_str().map(String::from),
         links: crate::site::run_files(dir),
     };
-    if let Err(e) = report::write(dir, &history, check, &info) {
+    if let Err(e) = report::write(dir, history, check, &info) {
         tracing::warn!(error = %e, "cannot write the report");
     }
 }

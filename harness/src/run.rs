@@ -397,7 +397,7 @@ async fn drive(
         results["harness_failure"] = json!(reason);
         results["exit_code"] = json!(exit::HARNESS_FAILED);
         std::fs::write(dir.join(rundir::RESULTS_JSON), serde_json::to_string_pretty(&results)? + "\n")?;
-        crate::report::write(dir, record, &results, None);
+        crate::report::write_unchecked(dir, record, &results);
         return Ok(RunOutcome { dir: dir.to_path_buf(), verdict: None, exit_code: exit::HARNESS_FAILED, results });
     }
 
@@ -425,6 +425,6 @@ async fn drive(
     results["check"] = serde_json::to_value(&report)?;
     std::fs::write(dir.join(rundir::RESULTS_JSON), serde_json::to_string_pretty(&results)? + "\n")?;
     progress.phase("report");
-    crate::report::write(dir, record, &results, Some(&report));
+    crate::report::write(dir, record, &results, &history, &report);
     Ok(RunOutcome { dir: dir.to_path_buf(), verdict: Some(verdict), exit_code: exit::of_verdict(verdict), results })
 }
