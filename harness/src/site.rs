@@ -25,6 +25,8 @@ pub struct RunEntry {
     pub operations: u64,
     pub duration_s: f64,
     pub has_report: bool,
+    /// The CapuKV version and commit the run tested.
+    pub version: String,
 }
 
 /// The run directories directly under `dir` (those holding run.json), newest first.
@@ -54,6 +56,7 @@ pub fn scan(dir: &Path) -> std::io::Result<Vec<RunEntry>> {
             operations: ops["invoked"].as_u64().unwrap_or(0),
             duration_s: results["duration_s"].as_f64().unwrap_or(0.0),
             has_report: path.join(checker::report::FILE).is_file(),
+            version: format!("{} ({})", record.version, record.git_commit.as_deref().unwrap_or("commit unknown")),
         });
     }
     entries.sort_by(|a, b| (&b.started_at, &b.name).cmp(&(&a.started_at, &a.name)));
@@ -157,13 +160,7 @@ pub fn publish(dir: &Path, out: &Path) -> std::io::Result<Published> {
     for run in &runs {
         published.files += copy_run(&dir.join(&run.name), &out.join(&run.name))?;
         published.runs += 1;
-        if let Ok(record) = RunRecord::read(&dir.join(&run.name)) {
-            versions.insert(format!(
-                "{} ({})",
-                record.version,
-                record.git_commit.as_deref().unwrap_or("commit unknown")
-            ));
-        }
+        versions.insert(run.version.as_str());
         *kinds.entry(format!("{} under {}", run.workload, run.nemesis)).or_default() += 1;
     }
     let valid = runs.iter().filter(|r| r.verdict == "valid").count();
