@@ -57,12 +57,9 @@ pub fn execute(options: RunOptions, settings: RunSettings, json: bool) -> i32 {
         eprintln!("error: {e}");
         return exit::USAGE;
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match super::async_runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::HARNESS_FAILED;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(run(options, settings)) {
         Ok(outcome) => {

@@ -162,12 +162,9 @@ pub fn main(args: ServeArgs) -> i32 {
         eprintln!("error: {} is not a directory of runs", args.dir.display());
         return exit::NO_INPUT;
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match super::async_runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::HARNESS_FAILED;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         let listener = match TcpListener::bind(args.addr).await {

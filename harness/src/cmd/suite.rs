@@ -54,12 +54,9 @@ pub fn main(args: SuiteArgs) -> i32 {
     let planned = suite.plan();
     let budget = suite.budget_minutes * 60.0;
     let started = Instant::now();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match super::async_runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::HARNESS_FAILED;
-        }
+        Err(code) => return code,
     };
     let stamp = harness::rundir::timestamp(std::time::SystemTime::now());
     let summary_dir = args.reports.join("suites").join(format!("{stamp}-{}", suite.name));
