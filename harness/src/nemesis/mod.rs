@@ -169,6 +169,29 @@ impl Nemesis {
         Ok(())
     }
 
+    /// Records the invocation `f`, carries out `op` off the async threads and
+    /// records how it went; an error carries `what` it was doing.
+    async fn act(
+        self: &Arc<Self>,
+        f: &str,
+        invoked: serde_json::Value,
+        what: String,
+        op: impl FnOnce(&Nemesis) -> anyhow::Result<serde_json::Value> + Send + 'static,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.record(EventType::Invoke, f, invoked, None);
+        let me = self.clone();
+        match tokio::task::spawn_blocking(move || op(&me)).await? {
+            Ok(value) => {
+                self.record(EventType::Info, f, value.clone(), None);
+                Ok(value)
+            }
+            Err(e) => {
+                self.record(EventType::Info, f, json!(null), Some(e.to_string()));
+                Err(e.context(what))
+            }
+        }
+    }
+
     /// Strikes and heals the schedule's faults at their times, until `stop`.
     /// A fault in force when `stop` comes is healed by [`Nemesis::heal_everything`].
     pub async fn run(
@@ -188,37 +211,23 @@ impl Nemesis {
                 }
                 _ => None,
             };
-            self.record(EventType::Invoke, strike_f, json!(step.fault), None);
-            let me = self.clone();
             let fault = step.fault.clone();
-            let done = tokio::task::spawn_blocking(move || me.strike(&fault, leader)).await?;
-            match done {
-                Ok(value) => {
-                    self.record(EventType::Info, strike_f, value.clone(), None);
-                    *self.active.lock().expect("not poisoned") = Some(format!("{} {}", step.fault.kind(), value));
-                    self.struck.lock().expect("not poisoned").insert(step.fault.kind().to_string());
-                }
-                Err(e) => {
-                    self.record(EventType::Info, strike_f, json!(null), Some(e.to_string()));
-                    return Err(e.context(format!("striking {}", step.fault.kind())));
-                }
-            }
+            let value = self
+                .act(strike_f, json!(step.fault), format!("striking {}", step.fault.kind()), move |n| {
+                    n.strike(&fault, leader)
+                })
+                .await?;
+            *self.active.lock().expect("not poisoned") = Some(format!("{} {}", step.fault.kind(), value));
+            self.struck.lock().expect("not poisoned").insert(step.fault.kind().to_string());
             let on_time = sleep_until(start + Duration::from_secs_f64(step.heal_at), &mut stop).await;
             if !on_time {
                 return Ok(()); // the final heal takes it from here
             }
-            self.record(EventType::Invoke, heal_f, json!(null), None);
-            let me = self.clone();
             let fault = step.fault.clone();
-            let healed = tokio::task::spawn_blocking(move || me.heal(&fault)).await?;
+            let healed =
+                self.act(heal_f, json!(null), format!("healing {}", step.fault.kind()), move |n| n.heal(&fault)).await;
             *self.active.lock().expect("not poisoned") = None;
-            match healed {
-                Ok(value) => self.record(EventType::Info, heal_f, value, None),
-                Err(e) => {
-                    self.record(EventType::Info, heal_f, json!(null), Some(e.to_string()));
-                    return Err(e.context(format!("healing {}", step.fault.kind())));
-                }
-            }
+            healed?;
         }
         Ok(())
     }
