@@ -114,6 +114,40 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+/// A labelled line, with a line for its legend.
+fn draw_line<Y>(
+    chart: &mut Chart<'_, '_, Y>,
+    points: impl IntoIterator<Item = (f64, Y::ValueType)>,
+    colour: RGBColor,
+    name: &str,
+) -> Result<(), String>
+where
+    Y: Ranged,
+    Y::ValueType: Clone + 'static,
+{
+    chart
+        .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+        .map_err(err)?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2)));
+    Ok(())
+}
+
+/// The legend box, as every plot draws it.
+fn draw_legend<'a, 'b: 'a, Y>(chart: &mut Chart<'a, 'b, Y>, position: SeriesLabelPosition) -> Result<(), String>
+where
+    Y: Ranged,
+    Y::ValueType: Clone + 'static,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(err)
+}
+
 /// A chart of latency (log scale) over time, with its mesh and the faults drawn.
 fn latency_chart<'a, 'b>(
     root: &'a DrawingArea<SVGBackend<'b>, Shift>,
@@ -196,14 +230,7 @@ pub fn latency(spans: &Spans) -> String {
                     }
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)
     })
 }
 
@@ -239,22 +266,11 @@ pub fn throughput(spans: &Spans) -> String {
         draw_faults(&mut chart, &spans.faults, secs(spans.end) / 500.0, 0.0, max);
         for (outcome, counts_of) in &counts {
             let colour = outcome_colour(*outcome);
-            chart
-                .draw_series(LineSeries::new(
-                    counts_of.iter().enumerate().map(|(b, &c)| ((b as f64 + 0.5) * secs(width), c as f64 * per_second)),
-                    colour.stroke_width(2),
-                ))
-                .map_err(err)?
-                .label(outcome.name())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2)));
+            let points =
+                counts_of.iter().enumerate().map(|(b, &c)| ((b as f64 + 0.5) * secs(width), c as f64 * per_second));
+            draw_line(&mut chart, points, colour, outcome.name())?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        draw_legend(&mut chart, SeriesLabelPosition::MiddleRight)
     })
 }
 
@@ -291,20 +307,9 @@ pub fn quantiles(spans: &Spans) -> String {
         let caption = format!("Latency quantiles per {} ms", width / 1_000_000);
         let mut chart = latency_chart(root, caption, end, (min, max), spans)?;
         for ((name, _, colour), points) in lines.iter().zip(&series) {
-            let colour = *colour;
-            chart
-                .draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(2)))
-                .map_err(err)?
-                .label(*name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2)));
+            draw_line(&mut chart, points.iter().copied(), *colour, name)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        draw_legend(&mut chart, SeriesLabelPosition::MiddleRight)
     })
 }
 
