@@ -13,8 +13,7 @@ use std::sync::Mutex;
 
 use netem::NetNs;
 
-use super::netns::{API_PORT, RAFT_PORT};
-use super::{NodeInfo, Result, Runtime, RuntimeError};
+use super::{NodeInfo, Result, Runtime, RuntimeError, peers_flag};
 
 pub const IMAGE: &str = "capukv:latest";
 pub const LABEL: &str = "capukv.run";
@@ -82,23 +81,9 @@ impl DockerRuntime {
             torn_down: Mutex::new(false),
         };
         for i in 1..=count as u64 {
-            let dir = run_dir.join("nodes").join(format!("n{i}"));
-            std::fs::create_dir_all(&dir).map_err(|source| RuntimeError::Node {
-                id: i,
-                what: "create its directory",
-                source,
-            })?;
-            let addr = ip(i as u8 + 1);
-            runtime.nodes.push(NodeInfo {
-                id: i,
-                name: format!("n{i}"),
-                ip: addr,
-                api_addr: format!("{addr}:{API_PORT}"),
-                raft_addr: format!("{addr}:{RAFT_PORT}"),
-                log: dir.join("server.log"),
-            });
+            runtime.nodes.push(NodeInfo::prepare(i, ip(i as u8 + 1), run_dir)?);
         }
-        runtime.peers = runtime.nodes.iter().map(|n| format!("{}={}", n.id, n.raft_addr)).collect::<Vec<_>>().join(",");
+        runtime.peers = peers_flag(&runtime.nodes);
         // On failure part-way, dropping `runtime` removes what was made.
         for i in 1..=count as u64 {
             runtime.create_container(i)?;

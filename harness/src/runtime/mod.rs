@@ -25,6 +25,35 @@ pub struct NodeInfo {
     pub log: PathBuf,
 }
 
+/// The ports every node listens on, at its own address.
+pub const API_PORT: u16 = 7001;
+pub const RAFT_PORT: u16 = 7002;
+
+impl NodeInfo {
+    /// Node `id` at `ip`, with its directory `RUN_DIR/nodes/nID` (made here) for its log.
+    pub fn prepare(id: u64, ip: std::net::Ipv4Addr, run_dir: &std::path::Path) -> Result<NodeInfo> {
+        let dir = run_dir.join("nodes").join(format!("n{id}"));
+        std::fs::create_dir_all(&dir).map_err(|source| RuntimeError::Node {
+            id,
+            what: "create its directory",
+            source,
+        })?;
+        Ok(NodeInfo {
+            id,
+            name: format!("n{id}"),
+            ip,
+            api_addr: format!("{ip}:{API_PORT}"),
+            raft_addr: format!("{ip}:{RAFT_PORT}"),
+            log: dir.join("server.log"),
+        })
+    }
+}
+
+/// The servers' `--peers` value: `1=ADDR,2=ADDR,...`.
+pub fn peers_flag(nodes: &[NodeInfo]) -> String {
+    nodes.iter().map(|n| format!("{}={}", n.id, n.raft_addr)).collect::<Vec<_>>().join(",")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("network setup failed: {0}")]

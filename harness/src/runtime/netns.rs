@@ -12,10 +12,7 @@ use netem::{NetNs, NsWorker, Topology};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::{NodeInfo, Result, Runtime, RuntimeError};
-
-pub const API_PORT: u16 = 7001;
-pub const RAFT_PORT: u16 = 7002;
+use super::{NodeInfo, Result, Runtime, RuntimeError, peers_flag};
 
 /// Settings passed to every server.
 #[derive(Clone, Debug)]
@@ -49,24 +46,12 @@ impl NetnsRuntime {
         let mut data_dirs = Vec::new();
         let mut workers = Vec::new();
         for host in &topology.hosts {
-            let dir = run_dir.join("nodes").join(format!("n{}", host.index));
-            std::fs::create_dir_all(&dir).map_err(|source| RuntimeError::Node {
-                id: host.index as u64,
-                what: "create its directory",
-                source,
-            })?;
-            nodes.push(NodeInfo {
-                id: host.index as u64,
-                name: format!("n{}", host.index),
-                ip: host.addr,
-                api_addr: format!("{}:{API_PORT}", host.addr),
-                raft_addr: format!("{}:{RAFT_PORT}", host.addr),
-                log: dir.join("server.log"),
-            });
-            data_dirs.push(dir.join("data"));
+            let node = NodeInfo::prepare(host.index as u64, host.addr, run_dir)?;
+            data_dirs.push(node.log.with_file_name("data"));
+            nodes.push(node);
             workers.push(NsWorker::enter(&host.ns())?);
         }
-        let peers = nodes.iter().map(|n| format!("{}={}", n.id, n.raft_addr)).collect::<Vec<_>>().join(",");
+        let peers = peers_flag(&nodes);
         let slots = nodes.iter().map(|_| Slot { child: None, paused: false }).collect();
         Ok(NetnsRuntime {
             topology: Mutex::new(Some(topology)),
