@@ -25,7 +25,7 @@ use crate::rundir::{self, RunRecord};
 use crate::runtime::docker::DockerRuntime;
 use crate::runtime::netns::{NetnsRuntime, ServerSettings, find_binary};
 use crate::runtime::{NodeInfo, Runtime};
-use crate::workload::{self, Completion, Op, Workload, append::lost_appends};
+use crate::workload::{self, Completion, Op, Workload};
 
 /// How a run ended.
 #[derive(Debug)]
@@ -411,8 +411,7 @@ async fn drive(
             .context("checking the history")?;
     let (report, history) = report;
     let mut verdict = report.verdict;
-    if options.workload == crate::options::WorkloadKind::Append {
-        let lost = lost_appends(&history.events, &final_values);
+    if let Some(lost) = shared.workload.lost_writes(&history.events, &final_values) {
         if !lost.is_empty() {
             verdict = Verdict::Invalid;
         }

@@ -44,6 +44,14 @@ impl Workload for Append {
     fn string_values(&self) -> bool {
         true
     }
+
+    fn lost_writes(
+        &self,
+        events: &[Event],
+        final_reads: &BTreeMap<String, Option<String>>,
+    ) -> Option<BTreeMap<String, Vec<String>>> {
+        Some(lost_appends(events, final_reads))
+    }
 }
 
 /// Acknowledged appends missing from the final read of their key. The final

@@ -68,6 +68,15 @@ pub trait Workload: Send + Sync {
     fn string_values(&self) -> bool {
         false
     }
+    /// Acknowledged writes missing from the final reads, by key, for a
+    /// workload that can tell (`None`: this one cannot).
+    fn lost_writes(
+        &self,
+        _events: &[checker::Event],
+        _final_reads: &std::collections::BTreeMap<String, Option<String>>,
+    ) -> Option<std::collections::BTreeMap<String, Vec<String>>> {
+        None
+    }
 }
 
 pub fn build(options: &RunOptions) -> Box<dyn Workload> {
