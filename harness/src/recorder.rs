@@ -84,8 +84,12 @@ impl Recorder {
             error,
         };
         sink.next_index += 1;
-        let line = serde_json::to_string(&event).expect("events serialize");
-        let written = writeln!(sink.out, "{line}").and_then(|()| sink.out.flush());
+        // Straight into the buffer, no line string per event; flushed at once
+        // so a crash keeps it.
+        let written = serde_json::to_writer(&mut sink.out, &event)
+            .map_err(std::io::Error::from)
+            .and_then(|()| sink.out.write_all(b"\n"))
+            .and_then(|()| sink.out.flush());
         if let Err(e) = written {
             tracing::error!(error = %e, "cannot write the history");
             sink.error.get_or_insert(e);
