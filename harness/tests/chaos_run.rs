@@ -2,12 +2,14 @@
 //! namespaces, faults, a recorded history, a verdict, and nothing left
 //! behind. Needs root (CI runs as root).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-const CHAOS: &str = env!("CARGO_BIN_EXE_capukv-chaos");
+mod common;
+
+use common::{CHAOS, capukv_bin, read_json};
 
 /// Two clusters at once on two cores would time each other's elections out.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -17,19 +19,6 @@ fn require_root() {
         nix::unistd::geteuid().is_root(),
         "chaos runs create network namespaces and need root (CI runs as root): run `sudo -E cargo test -p harness`"
     );
-}
-
-/// The `capukv` binary beside `capukv-chaos`, built if this test run did not build it.
-fn capukv_bin() -> PathBuf {
-    let dir = Path::new(CHAOS).parent().unwrap();
-    let bin = dir.join("capukv");
-    if !bin.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo).args(["build", "-p", "capukv", "--bin", "capukv"]).status().unwrap();
-        assert!(status.success(), "building capukv failed");
-    }
-    assert!(bin.is_file(), "no capukv binary at {}", bin.display());
-    bin
 }
 
 /// Namespaces, links and FORWARD rules named with `prefix` that still exist.
@@ -59,11 +48,6 @@ fn processes_mentioning(path: &Path) -> Vec<String> {
         .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
         .filter(|c| c.contains(&needle))
         .collect()
-}
-
-fn read_json(path: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
 }
 
 fn topology_prefix(dir: &Path) -> String {

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const CHAOS: &str = env!("CARGO_BIN_EXE_capukv-chaos");
+mod common;
+
+use common::{CHAOS, capukv_bin, read_json};
 
 /// One cluster at a time: two on two cores would time each other's elections out.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -22,12 +24,6 @@ fn require_docker() {
     );
     let image = Command::new("docker").args(["image", "inspect", "capukv:latest"]).output().unwrap();
     assert!(image.status.success(), "no image capukv:latest: build it with `bash scripts/image.sh`");
-}
-
-fn capukv_bin() -> PathBuf {
-    let bin = Path::new(CHAOS).parent().unwrap().join("capukv");
-    assert!(bin.is_file(), "no capukv binary at {}: cargo build -p capukv", bin.display());
-    bin
 }
 
 fn docker_lines(args: &[&str]) -> Vec<String> {
@@ -119,14 +115,13 @@ fn a_docker_chaos_run_ends_valid_and_leaves_no_container_network_or_volume() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
-    let results: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    let results = read_json(&dir.join("results.json"));
     assert_eq!(results["verdict"], "valid");
     assert!(results["operations"]["ok"].as_u64().unwrap() > 300);
     let struck: Vec<&str> =
         results["nemesis"]["struck"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
     assert_eq!(struck, ["kill", "netem", "partition", "pause"]);
-    let run: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    let run = read_json(&dir.join("run.json"));
     let label = run["runtime"]["label"].as_str().unwrap().to_string();
     assert!(std::fs::metadata(dir.join("nodes/n1/server.log")).unwrap().len() > 0, "container logs are kept");
     let filter = format!("label={label}");
