@@ -132,6 +132,18 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
+    /// The options `capukv-chaos run ARGS` would have (the defaults with no
+    /// arguments). Panics on arguments clap refuses: for code and tests.
+    pub fn from_args(args: &[&str]) -> RunOptions {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Run {
+            #[command(flatten)]
+            options: RunOptions,
+        }
+        Run::parse_from(std::iter::once("run").chain(args.iter().copied())).options
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=9).contains(&self.nodes) {
             return Err(format!("--nodes {}: 1 to 9 are supported", self.nodes));

@@ -26,13 +26,7 @@ pub struct SuiteArgs {
 }
 
 fn base_options(suite: &Suite, args: &SuiteArgs) -> RunOptions {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Defaults {
-        #[command(flatten)]
-        run: RunOptions,
-    }
-    let mut base = Defaults::parse_from(["capukv-chaos"]).run;
+    let mut base = RunOptions::from_args(&[]);
     base.time_limit = suite.time_limit;
     if let Some(interval) = suite.nemesis_interval {
         base.nemesis_interval = interval;

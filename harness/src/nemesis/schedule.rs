@@ -156,18 +156,9 @@ pub fn plan(options: &RunOptions, seed: u64) -> Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Opts {
-        #[command(flatten)]
-        run: RunOptions,
-    }
 
     fn options(args: &[&str]) -> RunOptions {
-        let mut full = vec!["test"];
-        full.extend_from_slice(args);
-        Opts::parse_from(full).run
+        RunOptions::from_args(args)
     }
 
     #[test]
