@@ -31,7 +31,7 @@ use crate::workload::{self, Completion, Op, Workload};
 #[derive(Debug)]
 pub struct RunOutcome {
     pub dir: PathBuf,
-    pub verdict: Option<Verdict>,
+    /// Follows the verdict (0/1/2), or 3 without one; the verdict is in `results`.
     pub exit_code: i32,
     pub results: serde_json::Value,
 }
@@ -398,7 +398,7 @@ async fn drive(
         results["exit_code"] = json!(exit::HARNESS_FAILED);
         std::fs::write(dir.join(rundir::RESULTS_JSON), serde_json::to_string_pretty(&results)? + "\n")?;
         crate::report::write_unchecked(dir, record, &results);
-        return Ok(RunOutcome { dir: dir.to_path_buf(), verdict: None, exit_code: exit::HARNESS_FAILED, results });
+        return Ok(RunOutcome { dir: dir.to_path_buf(), exit_code: exit::HARNESS_FAILED, results });
     }
 
     progress.phase("checking");
@@ -425,5 +425,5 @@ async fn drive(
     std::fs::write(dir.join(rundir::RESULTS_JSON), serde_json::to_string_pretty(&results)? + "\n")?;
     progress.phase("report");
     crate::report::write(dir, record, &results, &history, &report);
-    Ok(RunOutcome { dir: dir.to_path_buf(), verdict: Some(verdict), exit_code: exit::of_verdict(verdict), results })
+    Ok(RunOutcome { dir: dir.to_path_buf(), exit_code: exit::of_verdict(verdict), results })
 }

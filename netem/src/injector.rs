@@ -3,10 +3,10 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use crate::capabilities::{Backend, Capabilities};
+use crate::capabilities::Capabilities;
 use crate::command;
 use crate::error::{NetemError, Result};
-use crate::fault::{FaultKind, Impairment, Scope};
+use crate::fault::{Impairment, Scope};
 use crate::namespace::{NetNs, NsWorker};
 use crate::netlink::NlSocket;
 use crate::nfqueue::NfQueue;
@@ -359,11 +359,6 @@ impl Netem {
         })??;
         self.applied.iptables_rules.push(rule);
         Ok(())
-    }
-
-    /// Which backend serves `kind` here.
-    pub fn backend(&self, kind: FaultKind, scope: &Scope) -> Backend {
-        self.capabilities.backend(kind, scope)
     }
 }
 

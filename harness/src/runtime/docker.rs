@@ -137,10 +137,6 @@ impl DockerRuntime {
 }
 
 impl Runtime for DockerRuntime {
-    fn kind(&self) -> &'static str {
-        "docker"
-    }
-
     fn nodes(&self) -> &[NodeInfo] {
         &self.nodes
     }

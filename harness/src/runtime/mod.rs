@@ -69,7 +69,6 @@ pub type Result<T> = std::result::Result<T, RuntimeError>;
 /// A cluster's nodes and the means to hurt them. Implementations clean up
 /// everything they created in `teardown` and on drop.
 pub trait Runtime: Send + Sync {
-    fn kind(&self) -> &'static str;
     fn nodes(&self) -> &[NodeInfo];
     /// Starts node `id` (again, after a kill, from the same data directory).
     fn start(&self, id: u64) -> Result<()>;

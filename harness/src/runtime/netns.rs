@@ -88,10 +88,6 @@ impl NetnsRuntime {
 }
 
 impl Runtime for NetnsRuntime {
-    fn kind(&self) -> &'static str {
-        "netns"
-    }
-
     fn nodes(&self) -> &[NodeInfo] {
         &self.nodes
     }
