@@ -333,7 +333,11 @@ impl Netem {
     fn start_shaper(&mut self, scope: &Scope, profile: ShapeProfile) -> Result<()> {
         let queue_num = self.applied.next_queue;
         self.applied.next_queue += 1;
-        let queue = self.worker.run(move || NfQueue::bind(queue_num, 16_384))?.map_err(netlink("bind NFQUEUE"))?;
+        let copy_payload = profile.corrupt > 0.0;
+        let queue = self
+            .worker
+            .run(move || NfQueue::bind(queue_num, 16_384, copy_payload))?
+            .map_err(netlink("bind NFQUEUE"))?;
         let seed = self.options.seed ^ u64::from(queue_num);
         self.applied.shapers.push(Shaper::start(queue, profile, seed)?);
         if self.applied.iptables_rules.is_empty() {

@@ -16,6 +16,7 @@ const NFQA_CFG_MASK: u16 = 4;
 const NFQA_CFG_FLAGS: u16 = 5;
 const NFQNL_CFG_CMD_BIND: u8 = 1;
 const NFQNL_CFG_CMD_UNBIND: u8 = 2;
+const NFQNL_COPY_META: u8 = 1;
 const NFQNL_COPY_PACKET: u8 = 2;
 const NFQA_CFG_F_FAIL_OPEN: u32 = 1;
 const NFQA_PACKET_HDR: u16 = 1;
@@ -29,7 +30,7 @@ pub const NF_ACCEPT: u32 = 1;
 #[derive(Debug)]
 pub struct QueuedPacket {
     pub id: u32,
-    /// The IP packet, headers included.
+    /// The IP packet, headers included (empty when the queue copies metadata only).
     pub payload: Vec<u8>,
 }
 
@@ -51,9 +52,11 @@ fn message(msg: u16, queue: u16, flags: u16) -> MsgBuilder {
 }
 
 impl NfQueue {
-    /// Binds `queue` in the calling thread's namespace, copying whole packets and
-    /// letting packets through (fail open) when the queue is full.
-    pub fn bind(queue: u16, max_len: u32) -> io::Result<NfQueue> {
+    /// Binds `queue` in the calling thread's namespace, letting packets through
+    /// (fail open) when the queue is full. Packets reach userspace whole only
+    /// when `copy_payload` (to change them); otherwise as metadata, which is all
+    /// a delay needs and spares a copy of every packet each way.
+    pub fn bind(queue: u16, max_len: u32, copy_payload: bool) -> io::Result<NfQueue> {
         let mut socket = NlSocket::open(NETLINK_NETFILTER)?;
         socket.set_recv_buffer(8 << 20)?;
         let mut cmd = message(NFQNL_MSG_CONFIG, queue, NLM_F_REQUEST | NLM_F_ACK);
@@ -62,7 +65,7 @@ impl NfQueue {
         socket.request(&mut cmd)?;
         let mut params = message(NFQNL_MSG_CONFIG, queue, NLM_F_REQUEST | NLM_F_ACK);
         let mut p = 0xffffu32.to_be_bytes().to_vec();
-        p.push(NFQNL_COPY_PACKET);
+        p.push(if copy_payload { NFQNL_COPY_PACKET } else { NFQNL_COPY_META });
         params.attr(NFQA_CFG_PARAMS, &p);
         params.attr(NFQA_CFG_QUEUE_MAXLEN, &max_len.to_be_bytes());
         params.attr(NFQA_CFG_MASK, &NFQA_CFG_F_FAIL_OPEN.to_be_bytes());
