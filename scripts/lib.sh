@@ -4,8 +4,9 @@
 # System packages the build and the tests need. clang/libclang: RocksDB's
 # bindings. iproute2, nftables, iptables: the netem tests and the chaos
 # harness build namespaces, bridges and firewall rules with them. chromium:
-# the report tests load reports in a headless browser.
-CAPUKV_PACKAGES=(build-essential pkg-config clang libclang-dev iproute2 nftables iptables chromium)
+# the report tests load reports in a headless browser. etcd-server: the
+# benchmark's etcd target is tested against a real etcd.
+CAPUKV_PACKAGES=(build-essential pkg-config clang libclang-dev iproute2 nftables iptables chromium etcd-server)
 
 step() { printf '\n==> %s\n' "$*"; }
 

@@ -81,8 +81,13 @@ enum Command {
     Status,
     /// Hand leadership to node ID.
     TransferLeader { id: u64 },
-    /// Measure throughput and latency.
+    /// Measure throughput and latency (of CapuKV, or of etcd for comparison).
     Bench(BenchArgs),
+    /// Measure the latency of append + fdatasync on the disk holding a directory.
+    BenchFsync(BenchFsyncArgs),
+    /// Print the CapuKV/etcd comparison table of `bench --json` results
+    /// (JSON lines in FILE, or standard input for -).
+    BenchTable { file: PathBuf },
 }
 
 #[derive(Args)]
@@ -140,6 +145,29 @@ struct BenchArgs {
     /// Size of the key space.
     #[arg(long, default_value_t = 1_000)]
     keys: u64,
+    /// The system to load: `capukv`, or `etcd` (v3 API; `--endpoints` then
+    /// lists etcd's client URLs, and the load goes to its leader).
+    #[arg(long, value_enum, default_value_t = BenchTarget::Capukv)]
+    target: BenchTarget,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BenchTarget {
+    Capukv,
+    Etcd,
+}
+
+#[derive(Args)]
+struct BenchFsyncArgs {
+    /// A directory on the disk to measure (a scratch file is made and removed).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Number of append+fdatasync rounds (stops early after 30 s).
+    #[arg(long, default_value_t = 500)]
+    count: usize,
+    /// Bytes appended before each fdatasync.
+    #[arg(long, default_value_t = 2048)]
+    size: usize,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -202,6 +230,32 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     let json = args.json;
     match cli.command {
         Command::Server(_) => unreachable!("handled above"),
+        Command::BenchTable { file } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+            } else {
+                std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?
+            };
+            print!("{}", bench::comparison_table(&text).with_context(|| format!("in {}", file.display()))?);
+        }
+        Command::BenchFsync(f) => {
+            let report = bench::measure_fsync(&f.dir, f.count, f.size, Duration::from_secs(30))
+                .with_context(|| format!("measuring fdatasync in {}", f.dir.display()))?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "fdatasync after {}-byte appends in {}: {} rounds, mean {:.3} ms, p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+                    report.bytes_per_write,
+                    report.dir,
+                    report.writes,
+                    report.mean_ms,
+                    report.p50_ms,
+                    report.p99_ms,
+                    report.max_ms
+                );
+            }
+        }
         Command::Get { key } => match client.get(key.clone()).await? {
             Some(kv) => print_kv(&kv, json, true),
             None => {
@@ -274,6 +328,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
         }
         Command::Bench(b) => {
+            let endpoints = args.endpoints.clone();
+            let target = match b.target {
+                BenchTarget::Capukv => bench::Target::CapuKv(Arc::new(client)),
+                BenchTarget::Etcd => bench::Target::etcd(&endpoints).await?,
+            };
             let cfg = BenchConfig {
                 clients: b.clients,
                 duration: b.duration,
@@ -285,12 +344,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 },
                 keys: b.keys.max(1),
             };
-            let report = bench::run(Arc::new(client), &cfg).await?;
+            let report = bench::run(target, &endpoints, &cfg).await?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
                 println!(
-                    "{} x{}: {} ops in {:.1}s = {:.0} ops/s; latency p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms, max {:.2} ms; {} errors; leader log syncs {} for {} entries ({:.1} writes per fsync)",
+                    "{} {} x{}: {} ops in {:.1}s = {:.0} ops/s; latency p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms, max {:.2} ms; {} errors; fsyncs per write: leader {:.3}, all nodes {:.3}; leader log syncs {} for {} entries ({:.1} writes per fsync)",
+                    report.target,
                     report.op,
                     report.clients,
                     report.operations,
@@ -301,6 +361,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     report.p999_ms,
                     report.max_ms,
                     report.errors,
+                    report.leader_syncs_per_write(),
+                    report.cluster_syncs_per_write(),
                     report.leader_syncs,
                     report.leader_entries_synced,
                     report.writes_per_sync()
