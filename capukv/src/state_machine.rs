@@ -137,6 +137,12 @@ impl StateMachine {
         self.applied
     }
 
+    /// Makes everything applied so far durable (state machine writes skip
+    /// the WAL; see [`Storage::write_state_machine`]).
+    pub fn flush(&self) -> Result<(), StorageError> {
+        self.storage.flush_state_machine()
+    }
+
     pub fn revision(&self) -> u64 {
         self.revision
     }
@@ -169,7 +175,7 @@ impl StateMachine {
         let meta = sm.storage.cf(CF_META);
         batch.put_cf(meta, KEY_APPLIED, sm.applied.to_le_bytes());
         batch.put_cf(meta, KEY_REVISION, sm.revision.to_le_bytes());
-        sm.storage.write(batch)?;
+        sm.storage.write_state_machine(batch)?;
         Ok(results)
     }
 
@@ -250,7 +256,7 @@ impl StateMachine {
         }
         batch.put_cf(meta, KEY_APPLIED, applied.to_le_bytes());
         batch.put_cf(meta, KEY_REVISION, revision.to_le_bytes());
-        self.storage.write(batch)?;
+        self.storage.write_state_machine(batch)?;
         self.applied = applied;
         self.revision = revision;
         self.sessions.clear();

@@ -22,7 +22,10 @@
 //!    a vote or an acknowledgement promises that its state survives a crash.
 //!    An entry at index `i` replaces every persisted entry from `i` on.
 //! 2. **Then send** the messages, in any order, over any transport that may
-//!    lose, duplicate or reorder them.
+//!    lose, duplicate or reorder them. When [`Ready::send_first`] is set (a
+//!    leader whose term and vote are durable), the messages may go out
+//!    before step 1, so the leader's fsync overlaps its followers'; the
+//!    batch must still be durable before the caller steps the next input.
 //! 3. **Apply in order**: restore the snapshot (if any), then apply the
 //!    committed entries by increasing index, each exactly once.
 //! 4. **Reads**: answer a [`ReadState`] once the state machine's applied index

@@ -242,10 +242,13 @@ impl Raft {
         self.flush();
         let hard = self.hard_state();
         let soft = self.soft_state();
+        let snapshot = self.snapshot_to_install.take();
+        let durable_term_and_vote = (hard.term, hard.vote) == (self.last_hard_state.term, self.last_hard_state.vote);
         let ready = Ready {
+            send_first: self.role == Role::Leader && durable_term_and_vote && snapshot.is_none(),
             soft_state: (soft != self.last_soft_state).then_some(soft),
             hard_state: (hard != self.last_hard_state).then_some(hard),
-            snapshot: self.snapshot_to_install.take(),
+            snapshot,
             entries: self.log.take_unstable(),
             messages: std::mem::take(&mut self.messages),
             committed_entries: self.log.take_committed(),

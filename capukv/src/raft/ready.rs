@@ -35,7 +35,8 @@ pub struct ReadState {
 /// 1. persist `snapshot` (if any), then `entries` (an entry at index `i`
 ///    replaces every persisted entry at `i` and after), then `hard_state`
 ///    (if any), and make them durable;
-/// 2. only then send `messages` (they may promise what step 1 persisted);
+/// 2. only then send `messages` (they may promise what step 1 persisted),
+///    unless `send_first` allows sending them before or during step 1;
 /// 3. restore the state machine from `snapshot` (if any), then apply
 ///    `committed_entries` in order;
 /// 4. answer each of `read_states` once the state machine has applied its
@@ -49,6 +50,14 @@ pub struct Ready {
     pub snapshot: Option<Snapshot>,
     pub entries: Vec<Entry>,
     pub messages: Vec<Message>,
+    /// The messages promise nothing this batch persists: the node leads and
+    /// its term and vote are already durable. The caller may then send them
+    /// before (or while) persisting, so that followers write their copies
+    /// while the leader writes its own (Raft thesis §10.2.1). The core
+    /// counts the leader's own entries toward commit before they are
+    /// durable, which is safe only because the caller persists this batch
+    /// before it steps any reply to these messages and before it applies.
+    pub send_first: bool,
     pub committed_entries: Vec<Entry>,
     pub read_states: Vec<ReadState>,
     pub dropped_reads: Vec<u64>,

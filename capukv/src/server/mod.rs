@@ -2,11 +2,13 @@
 //! servers, one for Raft traffic (`--raft-addr`) and one for clients
 //! (`--api-addr`).
 //!
-//! - [`raft_loop`]: the thread that owns the core, storage and state machine.
+//! - [`raft_loop`]: the thread that owns the core and the log's storage.
+//! - [`apply`]: the thread that owns the state machine.
 //! - [`transport`]: Raft messages between nodes.
 //! - [`api`]: the KV and Cluster services.
 
 pub mod api;
+pub mod apply;
 pub mod raft_loop;
 pub mod transport;
 
@@ -149,7 +151,8 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
         events_tx.clone(),
     );
     let loop_cfg = LoopConfig { tick: cfg.tick, snapshot_every: cfg.snapshot_every };
-    let raft_loop = RaftLoop::new(raft, storage.clone(), sm, transport, events_rx, loop_cfg);
+    let raft_loop = RaftLoop::new(raft, storage.clone(), sm, transport, (events_tx.clone(), events_rx), loop_cfg)
+        .map_err(|e| ServerError::Loop(e.to_string()))?;
     let (loop_done_tx, loop_done_rx) = tokio::sync::oneshot::channel();
     let loop_thread = std::thread::Builder::new()
         .name(format!("raft-{}", cfg.id))

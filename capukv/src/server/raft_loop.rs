@@ -1,23 +1,28 @@
-//! The Raft loop: one thread that owns the core, the storage and the state
-//! machine. Everything else talks to it through [`Event`]s.
+//! The Raft loop: one thread that owns the core and the Raft log's storage.
+//! Everything else talks to it through [`Event`]s.
 //!
 //! Each turn it takes every event waiting (so that concurrent proposals and
 //! reads share one batch: one fsync, one heartbeat round), ticks the core
 //! when a tick is due, then handles the core's `Ready` in the order the
-//! core's contract demands: persist (one synced batch), send, apply, answer.
+//! core's contract demands: persist (one synced batch) and send, then hand
+//! what is committed to the apply thread ([`super::apply`]), which applies
+//! it and answers while this loop goes on with the next batch.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use tokio::sync::oneshot;
 
+use super::apply::{Applier, ApplyTask};
 use super::transport::Transport;
 use crate::proto;
 use crate::raft::{Index, Message, NodeId, Raft, RaftError, Ready, Role, Snapshot, Term};
-use crate::state_machine::{ApplyError, CommandResult, StateMachine};
+use crate::state_machine::{ApplyError, StateMachine};
 use crate::storage::{Storage, StorageError};
 
 /// Why the loop could not do what was asked.
@@ -59,6 +64,14 @@ pub enum Event {
         target: NodeId,
         reply: Reply<()>,
     },
+    /// From the apply thread: the state machine's snapshot at `index`, to
+    /// compact the log to.
+    Compact {
+        index: Index,
+        data: Bytes,
+    },
+    /// The apply thread failed; the loop stops with its error.
+    ApplierStopped,
     Shutdown,
 }
 
@@ -83,43 +96,77 @@ pub struct LoopConfig {
 pub struct RaftLoop {
     raft: Raft,
     storage: Arc<Storage>,
-    sm: StateMachine,
     transport: Transport,
     events: Receiver<Event>,
     cfg: LoopConfig,
-    proposals: HashMap<Index, (Term, Reply<proto::CommandResponse>)>,
+    /// To the apply thread, and its handle (joined when the loop ends).
+    apply: Option<Sender<ApplyTask>>,
+    applier: Option<JoinHandle<Result<(), StorageError>>>,
+    /// The state machine's applied index, kept by the apply thread.
+    applied: Arc<AtomicU64>,
+    /// Proposals made this turn, registered with the apply thread before
+    /// the turn's batch is handed over.
+    proposed: Vec<(Index, Term, Reply<proto::CommandResponse>)>,
     next_read: u64,
     reads_requested: HashMap<u64, Reply<()>>,
-    /// Confirmed reads waiting for the state machine to reach their index.
-    reads_confirmed: Vec<(Index, Reply<()>)>,
+}
+
+/// What a turn's events asked of the loop.
+enum Turn {
+    Continue,
+    Stop,
+    ApplierFailed,
 }
 
 impl RaftLoop {
+    /// Starts the apply thread (named `apply-ID`) with the state machine.
     pub fn new(
         raft: Raft,
         storage: Arc<Storage>,
         sm: StateMachine,
         transport: Transport,
-        events: Receiver<Event>,
+        events: (Sender<Event>, Receiver<Event>),
         cfg: LoopConfig,
-    ) -> RaftLoop {
-        RaftLoop {
+    ) -> std::io::Result<RaftLoop> {
+        let (apply_tx, apply_rx) = crossbeam_channel::unbounded();
+        let applied = Arc::new(AtomicU64::new(0));
+        let applier =
+            Applier::new(sm, apply_rx, events.0, applied.clone(), cfg.snapshot_every, raft.snapshot_meta().index);
+        let applier = std::thread::Builder::new().name(format!("apply-{}", raft.id())).spawn(move || applier.run())?;
+        Ok(RaftLoop {
             raft,
             storage,
-            sm,
             transport,
-            events,
+            events: events.1,
             cfg,
-            proposals: HashMap::new(),
+            apply: Some(apply_tx),
+            applier: Some(applier),
+            applied,
+            proposed: Vec::new(),
             next_read: 0,
             reads_requested: HashMap::new(),
-            reads_confirmed: Vec::new(),
+        })
+    }
+
+    /// Runs until shut down. A storage failure (here or in the apply thread)
+    /// ends the loop with the error: a node that cannot persist must not go
+    /// on voting or acknowledging.
+    pub fn run(mut self) -> Result<(), StorageError> {
+        let result = self.serve();
+        // Dropping the sender ends the apply thread once it has drained.
+        self.apply = None;
+        let applier = self.applier.take().map(|h| h.join());
+        match (result, applier) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(Ok(Err(e)))) => Err(e),
+            (Ok(()), Some(Err(_))) => {
+                Err(StorageError::Open { dir: self.storage.dir.clone(), reason: "the apply thread panicked".into() })
+            }
+            (Ok(()), _) => Ok(()),
         }
     }
 
-    /// Runs until shut down. A storage failure ends the loop with the error:
-    /// a node that cannot persist must not go on voting or acknowledging.
-    pub fn run(mut self) -> Result<(), StorageError> {
+    fn serve(&mut self) -> Result<(), StorageError> {
         let mut next_tick = Instant::now() + self.cfg.tick;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
@@ -129,8 +176,11 @@ impl RaftLoop {
                     // Everything already waiting joins this batch.
                     let waiting: Vec<Event> = std::iter::once(event).chain(self.events.try_iter()).collect();
                     for event in waiting {
-                        if !self.handle(event) {
-                            return Ok(());
+                        match self.handle(event)? {
+                            Turn::Continue => {}
+                            Turn::Stop => return Ok(()),
+                            // Its error is what `run` returns.
+                            Turn::ApplierFailed => return Ok(()),
                         }
                     }
                 }
@@ -144,6 +194,11 @@ impl RaftLoop {
                     next_tick = Instant::now() + self.cfg.tick;
                 }
             }
+            // Registered before any batch that could commit them.
+            if !self.proposed.is_empty() {
+                let proposed = std::mem::take(&mut self.proposed);
+                self.to_applier(ApplyTask::Proposals(proposed));
+            }
             if self.raft.has_ready() {
                 let ready = self.raft.ready();
                 self.handle_ready(ready)?;
@@ -151,12 +206,11 @@ impl RaftLoop {
         }
     }
 
-    /// Returns false on shutdown.
-    fn handle(&mut self, event: Event) -> bool {
+    fn handle(&mut self, event: Event) -> Result<Turn, StorageError> {
         match event {
             Event::Propose { command, reply } => match self.raft.propose(command) {
                 Ok(index) => {
-                    self.proposals.insert(index, (self.raft.term(), reply));
+                    self.proposed.push((index, self.raft.term(), reply));
                 }
                 Err(e) => {
                     let _ = reply.send(Err(rejection(e)));
@@ -182,16 +236,26 @@ impl RaftLoop {
                     term: self.raft.term(),
                     leader: self.raft.leader(),
                     commit: self.raft.commit_index(),
-                    applied: self.sm.applied(),
+                    applied: self.applied.load(Ordering::Acquire),
                     snapshot_index: self.raft.snapshot_meta().index,
                 });
             }
             Event::Transfer { target, reply } => {
                 let _ = reply.send(self.raft.transfer_leader(target).map_err(rejection));
             }
-            Event::Shutdown => return false,
+            Event::Compact { index, data } => self.compact(index, data)?,
+            Event::ApplierStopped => return Ok(Turn::ApplierFailed),
+            Event::Shutdown => return Ok(Turn::Stop),
         }
-        true
+        Ok(Turn::Continue)
+    }
+
+    fn to_applier(&self, task: ApplyTask) {
+        // The apply thread only goes away after a failure, which the loop
+        // learns of through `Event::ApplierStopped`.
+        if let Some(tx) = &self.apply {
+            let _ = tx.send(task);
+        }
     }
 
     fn handle_ready(&mut self, ready: Ready) -> Result<(), StorageError> {
@@ -201,6 +265,7 @@ impl RaftLoop {
             snapshot,
             entries,
             messages,
+            send_first,
             committed_entries,
             read_states,
             dropped_reads,
@@ -208,39 +273,41 @@ impl RaftLoop {
         if let Some(ss) = soft_state {
             tracing::info!(node = self.raft.id(), role = ?ss.role, term = ss.term, leader = ?ss.leader, "raft role");
         }
-        // 1. Persist, in one synced batch (group commit).
-        self.storage.persist(snapshot.as_ref(), &entries, hard_state.as_ref())?;
-        // 2. Send.
-        for m in messages {
-            self.transport.send(m);
+        // 1. Persist, in one synced batch (group commit), and 2. send. A
+        // leader sends first, so that its followers write while it does;
+        // this thread steps no reply until the batch is durable.
+        if send_first {
+            for m in messages {
+                self.transport.send(m);
+            }
+            self.storage.persist(snapshot.as_ref(), &entries, hard_state.as_ref())?;
+        } else {
+            self.storage.persist(snapshot.as_ref(), &entries, hard_state.as_ref())?;
+            for m in messages {
+                self.transport.send(m);
+            }
         }
-        // 3. Apply.
-        if let Some(snap) = &snapshot {
-            self.sm.restore(snap)?;
-            self.fail_proposals_up_to(snap.meta.index);
+        // 3. Apply and 4. answer reads, on the apply thread, in this order.
+        if let Some(snap) = snapshot {
+            self.to_applier(ApplyTask::Restore(snap));
         }
         if !committed_entries.is_empty() {
-            let results = self.sm.apply(&committed_entries)?;
-            let mut results: HashMap<Index, CommandResult> = results.into_iter().collect();
-            for e in &committed_entries {
-                if let Some((term, reply)) = self.proposals.remove(&e.index) {
-                    let answer = if e.term == term {
-                        match results.remove(&e.index) {
-                            Some(r) => r.map_err(Rejection::from),
-                            None => Err(Rejection::Unavailable("the proposal was replaced; retry".into())),
-                        }
-                    } else {
-                        Err(Rejection::Unavailable("leadership changed before the write committed; retry".into()))
-                    };
-                    let _ = reply.send(answer);
-                }
+            self.to_applier(ApplyTask::Entries(committed_entries));
+        }
+        // A read whose index the state machine has reached is answered here;
+        // the rest wait on the apply thread, behind the entries they need.
+        let applied = self.applied.load(Ordering::Acquire);
+        let mut confirmed: Vec<(Index, Reply<()>)> = Vec::new();
+        for rs in read_states {
+            let Some(reply) = self.reads_requested.remove(&rs.request) else { continue };
+            if rs.index <= applied {
+                let _ = reply.send(Ok(()));
+            } else {
+                confirmed.push((rs.index, reply));
             }
         }
-        // 4. Reads.
-        for rs in read_states {
-            if let Some(reply) = self.reads_requested.remove(&rs.request) {
-                self.reads_confirmed.push((rs.index, reply));
-            }
+        if !confirmed.is_empty() {
+            self.to_applier(ApplyTask::Reads(confirmed));
         }
         for request in dropped_reads {
             if let Some(reply) = self.reads_requested.remove(&request) {
@@ -248,40 +315,22 @@ impl RaftLoop {
                     .send(Err(Rejection::Unavailable("leadership lost before the read was confirmed; retry".into())));
             }
         }
-        let applied = self.sm.applied();
-        let (ready, waiting): (Vec<_>, Vec<_>) =
-            self.reads_confirmed.drain(..).partition(|(index, _)| *index <= applied);
-        self.reads_confirmed = waiting;
-        for (_, reply) in ready {
-            let _ = reply.send(Ok(()));
-        }
-        self.maybe_compact()
+        Ok(())
     }
 
-    /// A snapshot from the leader replaced the log up to `index`: proposals
-    /// there will never be applied here.
-    fn fail_proposals_up_to(&mut self, index: Index) {
-        let doomed: Vec<Index> = self.proposals.keys().copied().filter(|&i| i <= index).collect();
-        for i in doomed {
-            if let Some((_, reply)) = self.proposals.remove(&i) {
-                let _ = reply.send(Err(Rejection::Unavailable("the outcome of the write is unknown; retry".into())));
+    /// Compacts the log to the apply thread's snapshot, unless the log moved
+    /// past it meanwhile (a snapshot from the leader was installed).
+    fn compact(&mut self, index: Index, data: Bytes) -> Result<(), StorageError> {
+        match self.raft.compact(index, data.clone()) {
+            Ok(meta) => {
+                self.storage.compact(&Snapshot { meta, data })?;
+                tracing::info!(node = self.raft.id(), index = meta.index, "compacted the log");
             }
+            Err(e) => tracing::debug!(node = self.raft.id(), error = %e, "compaction skipped"),
         }
-    }
-
-    fn maybe_compact(&mut self) -> Result<(), StorageError> {
-        let applied = self.sm.applied();
-        if applied < self.raft.snapshot_meta().index + self.cfg.snapshot_every || applied > self.raft.applied_index() {
-            return Ok(());
-        }
-        let data = self.sm.snapshot()?;
-        let meta = self.raft.compact(applied, data.clone()).expect("compacting at the applied index");
-        self.storage.compact(&Snapshot { meta, data })?;
-        tracing::info!(node = self.raft.id(), index = meta.index, "compacted the log");
         Ok(())
     }
 }
-
 fn rejection(e: RaftError) -> Rejection {
     match e {
         RaftError::NotLeader { leader } => Rejection::NotLeader(leader),

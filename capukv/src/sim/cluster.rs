@@ -279,10 +279,24 @@ impl Cluster {
             snapshot,
             entries,
             messages,
+            send_first,
             committed_entries,
             read_states,
             dropped_reads,
         } = ready;
+
+        // A leader may send before persisting; a crash in between loses its
+        // unsynced entries after its followers have seen them.
+        let mut messages = Some(messages);
+        if send_first {
+            for msg in messages.take().into_iter().flatten() {
+                self.net.send(msg, self.now, &self.faults, &mut self.rng);
+            }
+            if self.faults.crashes && self.rng.chance(0.02) {
+                self.crash(id);
+                return Ok(());
+            }
+        }
 
         // 1. Persist.
         if let Some(snap) = &snapshot {
@@ -319,8 +333,8 @@ impl Cluster {
             self.inv.leader_elected(id, ss.term, &self.nodes[idx].disk)?;
         }
 
-        // 2. Send.
-        for msg in messages {
+        // 2. Send (unless sent first).
+        for msg in messages.into_iter().flatten() {
             self.net.send(msg, self.now, &self.faults, &mut self.rng);
         }
 

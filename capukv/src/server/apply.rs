@@ -1,0 +1,204 @@
+//! The apply thread: owns the state machine, applies committed entries,
+//! answers the proposals and confirmed reads waiting on them, and takes the
+//! snapshots that let the Raft loop compact its log.
+//!
+//! It runs beside the Raft loop, as etcd's apply loop does beside its Raft
+//! node: while this thread writes batch N into the state machine, the loop
+//! already persists and replicates batch N+1. Order is kept by one FIFO
+//! channel: a proposal is registered before its entry can commit, a
+//! snapshot to restore comes between the entries it replaces and the ones
+//! after it, and a read is released only once everything committed before
+//! its confirmation is applied.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+
+use super::raft_loop::{Event, Rejection, Reply};
+use crate::proto;
+use crate::raft::{Entry, Index, Snapshot, Term};
+use crate::state_machine::StateMachine;
+use crate::storage::StorageError;
+
+/// Work for the apply thread, handled in the order sent.
+pub enum ApplyTask {
+    /// Replies owed to proposals, keyed by the index and term they got.
+    Proposals(Vec<(Index, Term, Reply<proto::CommandResponse>)>),
+    /// A snapshot received from the leader, already persisted by the loop.
+    Restore(Snapshot),
+    /// Committed entries, in index order.
+    Entries(Vec<Entry>),
+    /// Confirmed ReadIndex reads: answered once the state machine reaches
+    /// their index.
+    Reads(Vec<(Index, Reply<()>)>),
+}
+
+pub struct Applier {
+    sm: StateMachine,
+    tasks: Receiver<ApplyTask>,
+    /// Back to the Raft loop: snapshots to compact the log with, and this
+    /// thread's end.
+    events: Sender<Event>,
+    applied: Arc<AtomicU64>,
+    snapshot_every: u64,
+    /// Index of the last snapshot taken or restored.
+    snapshot_index: Index,
+    proposals: HashMap<Index, (Term, Reply<proto::CommandResponse>)>,
+    /// Reads waiting for the state machine to reach their index.
+    reads: Vec<(Index, Reply<()>)>,
+}
+
+impl Applier {
+    /// `snapshot_index` is where the log is compacted to now; `applied` is
+    /// shared with whoever reports the node's status.
+    pub fn new(
+        sm: StateMachine,
+        tasks: Receiver<ApplyTask>,
+        events: Sender<Event>,
+        applied: Arc<AtomicU64>,
+        snapshot_every: u64,
+        snapshot_index: Index,
+    ) -> Applier {
+        applied.store(sm.applied(), Ordering::Release);
+        Applier {
+            sm,
+            tasks,
+            events,
+            applied,
+            snapshot_every,
+            snapshot_index,
+            proposals: HashMap::new(),
+            reads: Vec::new(),
+        }
+    }
+
+    /// Runs until the Raft loop drops its sender. A storage failure ends
+    /// the thread with the error, after telling the loop to stop: a node
+    /// that cannot apply must not go on acknowledging.
+    pub fn run(mut self) -> Result<(), StorageError> {
+        let result = self.serve();
+        if result.is_err() {
+            let _ = self.events.send(Event::ApplierStopped);
+        }
+        self.fail_everything("the node is stopping; the outcome of the write is unknown");
+        result
+    }
+
+    fn serve(&mut self) -> Result<(), StorageError> {
+        while let Ok(first) = self.tasks.recv() {
+            // Everything already waiting is handled together, so that
+            // consecutive entry batches share one state machine write.
+            let mut entries: Vec<Entry> = Vec::new();
+            let waiting: Vec<ApplyTask> = std::iter::once(first).chain(self.tasks.try_iter()).collect();
+            for task in waiting {
+                match task {
+                    ApplyTask::Entries(mut batch) => entries.append(&mut batch),
+                    other => {
+                        self.apply(&mut entries)?;
+                        self.handle(other)?;
+                    }
+                }
+            }
+            self.apply(&mut entries)?;
+            self.release_reads();
+            self.maybe_snapshot()?;
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, task: ApplyTask) -> Result<(), StorageError> {
+        match task {
+            ApplyTask::Proposals(list) => {
+                for (index, term, reply) in list {
+                    self.proposals.insert(index, (term, reply));
+                }
+            }
+            ApplyTask::Restore(snapshot) => {
+                self.sm.restore(&snapshot)?;
+                self.snapshot_index = snapshot.meta.index;
+                self.applied.store(self.sm.applied(), Ordering::Release);
+                self.fail_proposals_up_to(snapshot.meta.index);
+            }
+            ApplyTask::Reads(reads) => self.reads.extend(reads),
+            ApplyTask::Entries(_) => unreachable!("entries are gathered by the caller"),
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, entries: &mut Vec<Entry>) -> Result<(), StorageError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let results = self.sm.apply(entries)?;
+        self.applied.store(self.sm.applied(), Ordering::Release);
+        let mut results = results.into_iter().peekable();
+        for e in entries.drain(..) {
+            let result = match results.peek() {
+                Some((index, _)) if *index == e.index => results.next().map(|(_, r)| r),
+                _ => None,
+            };
+            let Some((term, reply)) = self.proposals.remove(&e.index) else { continue };
+            let answer = if e.term == term {
+                match result {
+                    Some(r) => r.map_err(Rejection::from),
+                    None => Err(Rejection::Unavailable("the proposal was replaced; retry".into())),
+                }
+            } else {
+                Err(Rejection::Unavailable("leadership changed before the write committed; retry".into()))
+            };
+            let _ = reply.send(answer);
+        }
+        Ok(())
+    }
+
+    fn release_reads(&mut self) {
+        let applied = self.sm.applied();
+        if self.reads.iter().all(|(index, _)| *index > applied) {
+            return;
+        }
+        let (ready, waiting): (Vec<_>, Vec<_>) = self.reads.drain(..).partition(|(index, _)| *index <= applied);
+        self.reads = waiting;
+        for (_, reply) in ready {
+            let _ = reply.send(Ok(()));
+        }
+    }
+
+    /// Every `snapshot_every` applied entries, snapshots the state machine
+    /// and hands the snapshot to the loop, which compacts the log to it.
+    fn maybe_snapshot(&mut self) -> Result<(), StorageError> {
+        let applied = self.sm.applied();
+        if applied < self.snapshot_index + self.snapshot_every {
+            return Ok(());
+        }
+        let data: Bytes = self.sm.snapshot()?;
+        // The log may lose entries up to `applied` only once the state
+        // machine's writes up to there survive a crash without them.
+        self.sm.flush()?;
+        self.snapshot_index = applied;
+        let _ = self.events.send(Event::Compact { index: applied, data });
+        Ok(())
+    }
+
+    /// A snapshot replaced the log up to `index`: proposals there will never
+    /// be applied here.
+    fn fail_proposals_up_to(&mut self, index: Index) {
+        let doomed: Vec<Index> = self.proposals.keys().copied().filter(|&i| i <= index).collect();
+        for i in doomed {
+            if let Some((_, reply)) = self.proposals.remove(&i) {
+                let _ = reply.send(Err(Rejection::Unavailable("the outcome of the write is unknown; retry".into())));
+            }
+        }
+    }
+
+    fn fail_everything(&mut self, why: &str) {
+        for (_, (_, reply)) in self.proposals.drain() {
+            let _ = reply.send(Err(Rejection::Unavailable(why.into())));
+        }
+        for (_, reply) in self.reads.drain(..) {
+            let _ = reply.send(Err(Rejection::Unavailable("the node is stopping; retry".into())));
+        }
+    }
+}
