@@ -137,10 +137,8 @@ impl StateMachine {
         self.applied
     }
 
-    /// Makes everything applied so far durable (state machine writes skip
-    /// the WAL; see [`Storage::write_state_machine`]).
-    pub fn flush(&self) -> Result<(), StorageError> {
-        self.storage.flush_state_machine()
+    pub fn storage(&self) -> &Arc<Storage> {
+        &self.storage
     }
 
     pub fn revision(&self) -> u64 {
@@ -190,25 +188,7 @@ impl StateMachine {
 
     /// The whole state, for log compaction and lagging followers.
     pub fn snapshot(&self) -> Result<Bytes, StorageError> {
-        let db = &self.storage.db;
-        let mut out = Vec::new();
-        out.extend_from_slice(SNAPSHOT_MAGIC);
-        out.put_u64_le(self.applied);
-        out.put_u64_le(self.revision);
-        for cf in [CF_KV, CF_SESSIONS] {
-            let mut items = Vec::new();
-            for item in db.iterator_cf(self.storage.cf(cf), IteratorMode::Start) {
-                items.push(item.map_err(|e| self.storage.corrupt(e.to_string()))?);
-            }
-            out.put_u64_le(items.len() as u64);
-            for (k, v) in items {
-                out.put_u32_le(k.len() as u32);
-                out.extend_from_slice(&k);
-                out.put_u32_le(v.len() as u32);
-                out.extend_from_slice(&v);
-            }
-        }
-        Ok(Bytes::from(out))
+        Ok(snapshot(&self.storage)?.1)
     }
 
     /// Replaces the whole state with a snapshot from the leader.
@@ -495,8 +475,39 @@ pub fn scan(
 }
 
 fn revision_at(storage: &Storage, snapshot: &rocksdb::Snapshot<'_>) -> Result<u64, StorageError> {
-    let raw = snapshot.get_cf(storage.cf(CF_META), KEY_REVISION).map_err(|e| storage.corrupt(e.to_string()))?;
+    word_at(storage, snapshot, KEY_REVISION)
+}
+
+fn word_at(storage: &Storage, snapshot: &rocksdb::Snapshot<'_>, key: &[u8]) -> Result<u64, StorageError> {
+    let raw = snapshot.get_cf(storage.cf(CF_META), key).map_err(|e| storage.corrupt(e.to_string()))?;
     Ok(raw.and_then(|r| r.try_into().ok()).map_or(0, u64::from_le_bytes))
+}
+
+/// The whole state as of now, with the index it was applied to: read from
+/// one RocksDB point-in-time view, in which the applied index is the one
+/// written in the same batch as the data. So any thread may take it while
+/// the apply thread goes on.
+pub fn snapshot(storage: &Storage) -> Result<(Index, Bytes), StorageError> {
+    let view = storage.db.snapshot();
+    let applied = word_at(storage, &view, KEY_APPLIED)?;
+    let mut out = Vec::new();
+    out.extend_from_slice(SNAPSHOT_MAGIC);
+    out.put_u64_le(applied);
+    out.put_u64_le(revision_at(storage, &view)?);
+    for cf in [CF_KV, CF_SESSIONS] {
+        let mut items = Vec::new();
+        for item in view.iterator_cf(storage.cf(cf), IteratorMode::Start) {
+            items.push(item.map_err(|e| storage.corrupt(e.to_string()))?);
+        }
+        out.put_u64_le(items.len() as u64);
+        for (k, v) in items {
+            out.put_u32_le(k.len() as u32);
+            out.extend_from_slice(&k);
+            out.put_u32_le(v.len() as u32);
+            out.extend_from_slice(&v);
+        }
+    }
+    Ok((applied, Bytes::from(out)))
 }
 
 #[cfg(test)]

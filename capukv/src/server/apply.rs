@@ -1,6 +1,6 @@
 //! The apply thread: owns the state machine, applies committed entries,
-//! answers the proposals and confirmed reads waiting on them, and takes the
-//! snapshots that let the Raft loop compact its log.
+//! answers the proposals and confirmed reads waiting on them, and starts the
+//! snapshots (on a helper thread) that let the Raft loop compact its log.
 //!
 //! It runs beside the Raft loop, as etcd's apply loop does beside its Raft
 //! node: while this thread writes batch N into the state machine, the loop
@@ -12,15 +12,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::raft_loop::{Event, Rejection, Reply};
 use crate::proto;
 use crate::raft::{Entry, Index, Snapshot, Term};
-use crate::state_machine::StateMachine;
+use crate::state_machine::{self, StateMachine};
 use crate::storage::StorageError;
 
 /// Work for the apply thread, handled in the order sent.
@@ -49,6 +48,8 @@ pub struct Applier {
     proposals: HashMap<Index, (Term, Reply<proto::CommandResponse>)>,
     /// Reads waiting for the state machine to reach their index.
     reads: Vec<(Index, Reply<()>)>,
+    /// A snapshot thread is running.
+    snapshotting: Arc<AtomicBool>,
 }
 
 impl Applier {
@@ -72,6 +73,7 @@ impl Applier {
             snapshot_index,
             proposals: HashMap::new(),
             reads: Vec::new(),
+            snapshotting: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -104,7 +106,7 @@ impl Applier {
             }
             self.apply(&mut entries)?;
             self.release_reads();
-            self.maybe_snapshot()?;
+            self.maybe_snapshot();
         }
         Ok(())
     }
@@ -166,20 +168,35 @@ impl Applier {
         }
     }
 
-    /// Every `snapshot_every` applied entries, snapshots the state machine
-    /// and hands the snapshot to the loop, which compacts the log to it.
-    fn maybe_snapshot(&mut self) -> Result<(), StorageError> {
+    /// Every `snapshot_every` applied entries, starts a snapshot on a helper
+    /// thread (one at a time), so that applying does not stop for it.
+    fn maybe_snapshot(&mut self) {
         let applied = self.sm.applied();
-        if applied < self.snapshot_index + self.snapshot_every {
-            return Ok(());
+        if applied < self.snapshot_index + self.snapshot_every || self.snapshotting.swap(true, Ordering::AcqRel) {
+            return;
         }
-        let data: Bytes = self.sm.snapshot()?;
-        // The log may lose entries up to `applied` only once the state
-        // machine's writes up to there survive a crash without them.
-        self.sm.flush()?;
         self.snapshot_index = applied;
-        let _ = self.events.send(Event::Compact { index: applied, data });
-        Ok(())
+        let (storage, events, busy) = (self.sm.storage().clone(), self.events.clone(), self.snapshotting.clone());
+        let spawned = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
+            let taken = state_machine::snapshot(&storage).and_then(|(index, data)| {
+                // The log may lose entries up to `index` only once the state
+                // machine's writes up to there survive a crash without them.
+                storage.flush_state_machine()?;
+                Ok((index, data))
+            });
+            match taken {
+                Ok((index, data)) => {
+                    let _ = events.send(Event::Compact { index, data });
+                }
+                // Not fatal: the log stays uncompacted until the next try.
+                Err(e) => tracing::error!(error = %e, "snapshot for log compaction failed"),
+            }
+            busy.store(false, Ordering::Release);
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the snapshot thread");
+            self.snapshotting.store(false, Ordering::Release);
+        }
     }
 
     /// A snapshot replaced the log up to `index`: proposals there will never
