@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use common::{BIN, LocalCluster};
 
-/// A one-member etcd on loopback, killed and removed when dropped.
+/// A one-member etcd on loopback, killed and removed (data and log) when
+/// dropped.
 struct Etcd {
     child: Child,
-    dir: PathBuf,
+    root: PathBuf,
     client_url: String,
 }
 
@@ -24,13 +25,14 @@ impl Etcd {
         });
         let port = |_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let (client, peer) = (port(0), port(1));
-        let dir = std::env::temp_dir().join(format!("capukv-test-etcd-{}-{client}", std::process::id()));
+        let root = std::env::temp_dir().join(format!("capukv-test-etcd-{}-{client}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
         let client_url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let log = std::fs::File::create(std::env::temp_dir().join(format!("capukv-test-etcd-{client}.log"))).unwrap();
+        let log = std::fs::File::create(root.join("etcd.log")).unwrap();
         let child = Command::new(etcd)
             .args(["--name", "e1", "--data-dir"])
-            .arg(&dir)
+            .arg(root.join("data"))
             .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
             .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
             .args(["--initial-cluster", &format!("e1={peer_url}")])
@@ -38,7 +40,7 @@ impl Etcd {
             .stderr(log)
             .spawn()
             .expect("start etcd");
-        Etcd { child, dir, client_url }
+        Etcd { child, root, client_url }
     }
 
     fn endpoint(&self) -> String {
@@ -50,7 +52,7 @@ impl Drop for Etcd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 
