@@ -568,8 +568,16 @@ impl Cluster {
     /// every node is up.
     fn heal_everything(&mut self) -> Result<(), Violation> {
         self.net.heal();
-        self.faults =
-            Faults { drop: 0.0, duplicate: 0.0, spike: 0.0, max_delay: self.faults.max_delay.min(3), ..self.faults };
+        // No more crashes either (the leader's crash between sending and
+        // persisting is drawn in `handle_ready`, not by the nemesis).
+        self.faults = Faults {
+            drop: 0.0,
+            duplicate: 0.0,
+            spike: 0.0,
+            crashes: false,
+            max_delay: self.faults.max_delay.min(3),
+            ..self.faults
+        };
         for id in 1..=self.nodes.len() as NodeId {
             self.node(id).paused_until = None;
             if self.node(id).raft.is_none() {
