@@ -186,11 +186,6 @@ impl StateMachine {
 
     // --- Snapshots -----------------------------------------------------------
 
-    /// The whole state, for log compaction and lagging followers.
-    pub fn snapshot(&self) -> Result<Bytes, StorageError> {
-        Ok(snapshot(&self.storage)?.1)
-    }
-
     /// Replaces the whole state with a snapshot from the leader.
     pub fn restore(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
         let bad = |what: &str| self.storage.corrupt(format!("snapshot at index {}: {what}", snapshot.meta.index));
@@ -483,7 +478,8 @@ fn word_at(storage: &Storage, snapshot: &rocksdb::Snapshot<'_>, key: &[u8]) -> R
     Ok(raw.and_then(|r| r.try_into().ok()).map_or(0, u64::from_le_bytes))
 }
 
-/// The whole state as of now, with the index it was applied to: read from
+/// The whole state as of now, with the index it was applied to, for log
+/// compaction and lagging followers: read from
 /// one RocksDB point-in-time view, in which the applied index is the one
 /// written in the same batch as the data. So any thread may take it while
 /// the apply thread goes on.
@@ -628,7 +624,7 @@ mod tests {
         let mut a = Fixture::new("snap-a");
         a.apply(5, 1, append("x", "1")).unwrap();
         a.apply(5, 2, append("y", "2")).unwrap();
-        let data = a.sm().snapshot().unwrap();
+        let (_, data) = snapshot(a.sm().storage()).unwrap();
         let snapshot = Snapshot { meta: crate::raft::SnapshotMeta { index: 2, term: 1 }, data };
         let mut b = Fixture::new("snap-b");
         b.apply(9, 1, append("stale", "z")).unwrap();

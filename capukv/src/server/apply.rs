@@ -85,7 +85,7 @@ impl Applier {
         if result.is_err() {
             let _ = self.events.send(Event::ApplierStopped);
         }
-        self.fail_everything("the node is stopping; the outcome of the write is unknown");
+        self.fail_everything();
         result
     }
 
@@ -210,8 +210,9 @@ impl Applier {
         }
     }
 
-    fn fail_everything(&mut self, why: &str) {
+    fn fail_everything(&mut self) {
         for (_, (_, reply)) in self.proposals.drain() {
+            let why = "the node is stopping; the outcome of the write is unknown";
             let _ = reply.send(Err(Rejection::Unavailable(why.into())));
         }
         for (_, reply) in self.reads.drain(..) {

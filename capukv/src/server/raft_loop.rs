@@ -100,8 +100,8 @@ pub struct RaftLoop {
     events: Receiver<Event>,
     cfg: LoopConfig,
     /// To the apply thread, and its handle (joined when the loop ends).
-    apply: Option<Sender<ApplyTask>>,
-    applier: Option<JoinHandle<Result<(), StorageError>>>,
+    apply: Sender<ApplyTask>,
+    applier: JoinHandle<Result<(), StorageError>>,
     /// The state machine's applied index, kept by the apply thread.
     applied: Arc<AtomicU64>,
     /// Proposals made this turn, registered with the apply thread before
@@ -109,13 +109,6 @@ pub struct RaftLoop {
     proposed: Vec<(Index, Term, Reply<proto::CommandResponse>)>,
     next_read: u64,
     reads_requested: HashMap<u64, Reply<()>>,
-}
-
-/// What a turn's events asked of the loop.
-enum Turn {
-    Continue,
-    Stop,
-    ApplierFailed,
 }
 
 impl RaftLoop {
@@ -139,8 +132,8 @@ impl RaftLoop {
             transport,
             events: events.1,
             cfg,
-            apply: Some(apply_tx),
-            applier: Some(applier),
+            apply: apply_tx,
+            applier,
             applied,
             proposed: Vec::new(),
             next_read: 0,
@@ -153,17 +146,12 @@ impl RaftLoop {
     /// on voting or acknowledging.
     pub fn run(mut self) -> Result<(), StorageError> {
         let result = self.serve();
+        let RaftLoop { apply, applier, .. } = self;
         // Dropping the sender ends the apply thread once it has drained.
-        self.apply = None;
-        let applier = self.applier.take().map(|h| h.join());
-        match (result, applier) {
-            (Err(e), _) => Err(e),
-            (Ok(()), Some(Ok(Err(e)))) => Err(e),
-            (Ok(()), Some(Err(_))) => {
-                Err(StorageError::Open { dir: self.storage.dir.clone(), reason: "the apply thread panicked".into() })
-            }
-            (Ok(()), _) => Ok(()),
-        }
+        drop(apply);
+        // A panic there is this thread's panic too (the server reports it).
+        let applied = applier.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        result.and(applied)
     }
 
     fn serve(&mut self) -> Result<(), StorageError> {
@@ -176,11 +164,8 @@ impl RaftLoop {
                     // Everything already waiting joins this batch.
                     let waiting: Vec<Event> = std::iter::once(event).chain(self.events.try_iter()).collect();
                     for event in waiting {
-                        match self.handle(event)? {
-                            Turn::Continue => {}
-                            Turn::Stop => return Ok(()),
-                            // Its error is what `run` returns.
-                            Turn::ApplierFailed => return Ok(()),
+                        if !self.handle(event)? {
+                            return Ok(());
                         }
                     }
                 }
@@ -206,7 +191,9 @@ impl RaftLoop {
         }
     }
 
-    fn handle(&mut self, event: Event) -> Result<Turn, StorageError> {
+    /// Returns false when the loop is to stop: shut down, or the apply
+    /// thread failed (its error is what `run` returns).
+    fn handle(&mut self, event: Event) -> Result<bool, StorageError> {
         match event {
             Event::Propose { command, reply } => match self.raft.propose(command) {
                 Ok(index) => {
@@ -244,18 +231,15 @@ impl RaftLoop {
                 let _ = reply.send(self.raft.transfer_leader(target).map_err(rejection));
             }
             Event::Compact { index, data } => self.compact(index, data)?,
-            Event::ApplierStopped => return Ok(Turn::ApplierFailed),
-            Event::Shutdown => return Ok(Turn::Stop),
+            Event::ApplierStopped | Event::Shutdown => return Ok(false),
         }
-        Ok(Turn::Continue)
+        Ok(true)
     }
 
     fn to_applier(&self, task: ApplyTask) {
         // The apply thread only goes away after a failure, which the loop
         // learns of through `Event::ApplierStopped`.
-        if let Some(tx) = &self.apply {
-            let _ = tx.send(task);
-        }
+        let _ = self.apply.send(task);
     }
 
     fn handle_ready(&mut self, ready: Ready) -> Result<(), StorageError> {
@@ -276,16 +260,13 @@ impl RaftLoop {
         // 1. Persist, in one synced batch (group commit), and 2. send. A
         // leader sends first, so that its followers write while it does;
         // this thread steps no reply until the batch is durable.
-        if send_first {
-            for m in messages {
-                self.transport.send(m);
-            }
-            self.storage.persist(snapshot.as_ref(), &entries, hard_state.as_ref())?;
-        } else {
-            self.storage.persist(snapshot.as_ref(), &entries, hard_state.as_ref())?;
-            for m in messages {
-                self.transport.send(m);
-            }
+        let (before, after) = if send_first { (messages, Vec::new()) } else { (Vec::new(), messages) };
+        for m in before {
+            self.transport.send(m);
+        }
+        self.storage.persist(snapshot.as_ref(), &entries, hard_state.as_ref())?;
+        for m in after {
+            self.transport.send(m);
         }
         // 3. Apply and 4. answer reads, on the apply thread, in this order.
         if let Some(snap) = snapshot {

@@ -287,15 +287,13 @@ impl Cluster {
 
         // A leader may send before persisting; a crash in between loses its
         // unsynced entries after its followers have seen them.
-        let mut messages = Some(messages);
-        if send_first {
-            for msg in messages.take().into_iter().flatten() {
-                self.net.send(msg, self.now, &self.faults, &mut self.rng);
-            }
-            if self.faults.crashes && self.rng.chance(0.02) {
-                self.crash(id);
-                return Ok(());
-            }
+        let (before, after) = if send_first { (messages, Vec::new()) } else { (Vec::new(), messages) };
+        for msg in before {
+            self.net.send(msg, self.now, &self.faults, &mut self.rng);
+        }
+        if send_first && self.faults.crashes && self.rng.chance(0.02) {
+            self.crash(id);
+            return Ok(());
         }
 
         // 1. Persist.
@@ -334,7 +332,7 @@ impl Cluster {
         }
 
         // 2. Send (unless sent first).
-        for msg in messages.into_iter().flatten() {
+        for msg in after {
             self.net.send(msg, self.now, &self.faults, &mut self.rng);
         }
 
