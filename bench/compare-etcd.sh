@@ -14,6 +14,7 @@
 #
 # Usage: bench/compare-etcd.sh [SECONDS_PER_RUN]   (default 10)
 #   REPEAT=N             runs per combination (default 3)
+#   SYSTEMS="capukv"     load only these of "etcd capukv" (CapuKV alone needs no etcd)
 #   BIN=path/to/capukv   use this binary instead of building the release one
 #   ETCD=path/to/etcd    use this etcd instead of Debian's etcd-server
 #   BENCH_DIR=DIR        where the data dirs go (default /var/tmp)
@@ -27,11 +28,16 @@ SECONDS_PER_RUN=${1:-10}
     { echo "error: SECONDS_PER_RUN must be a whole number of seconds in 1..600, not $SECONDS_PER_RUN" >&2; exit 64; }
 REPEAT=${REPEAT:-3}
 [[ "$REPEAT" =~ ^[1-9][0-9]?$ ]] || { echo "error: REPEAT must be 1..99, not $REPEAT" >&2; exit 64; }
+read -r -a SYSTEMS <<<"${SYSTEMS:-etcd capukv}"
+for s in "${SYSTEMS[@]}"; do
+    [ "$s" = etcd ] || [ "$s" = capukv ] || { echo "error: SYSTEMS lists etcd and/or capukv, not $s" >&2; exit 64; }
+done
+has() { [[ " ${SYSTEMS[*]} " == *" $1 "* ]]; }
 OPS=(put get mixed)
 CLIENTS=(1 16 64)
 VALUE_SIZE=256
 
-if [ -z "${ETCD:-}" ]; then
+if has etcd && [ -z "${ETCD:-}" ]; then
     if ! command -v etcd >/dev/null 2>&1; then
         [ "$(id -u)" -eq 0 ] || { echo "error: etcd is not installed; run as root to install etcd-server, or set ETCD" >&2; exit 2; }
         step "installing etcd-server"
@@ -91,6 +97,7 @@ step "fdatasync latency of the disk under $DATA"
 FSYNC=$("$BIN" bench-fsync --dir "$DATA" --count 500)
 echo "$FSYNC"
 
+if has etcd; then
 step "etcd $("$ETCD" --version | head -n 1 | sed 's/etcd Version: //'): 3 members on 127.0.0.1"
 CLUSTER=e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803
 for i in 1 2 3; do
@@ -102,7 +109,9 @@ for i in 1 2 3; do
     PIDS+=($!)
 done
 wait_for "$BIN" bench --endpoints "$ETCD_ENDPOINTS" --target etcd --op put --clients 1 --duration 100ms
+fi
 
+if has capukv; then
 step "CapuKV $("$BIN" --version | sed 's/capukv //'): 3 nodes on 127.0.0.1"
 PEERS=1=127.0.0.1:15801,2=127.0.0.1:15802,3=127.0.0.1:15803
 for i in 1 2 3; do
@@ -111,9 +120,10 @@ for i in 1 2 3; do
     PIDS+=($!)
 done
 wait_for "$BIN" --endpoints "$CAPUKV_ENDPOINTS" --timeout 1 put warmup x
+fi
 
-step "load: ${#OPS[@]} ops x ${#CLIENTS[@]} concurrencies x 2 systems x $REPEAT, ${SECONDS_PER_RUN} s each"
-for target in etcd capukv; do # warm-up, not recorded
+step "load: ${#OPS[@]} ops x ${#CLIENTS[@]} concurrencies x ${#SYSTEMS[@]} systems x $REPEAT, ${SECONDS_PER_RUN} s each"
+for target in "${SYSTEMS[@]}"; do # warm-up, not recorded
     "$BIN" bench --endpoints "$([ $target = etcd ] && echo "$ETCD_ENDPOINTS" || echo "$CAPUKV_ENDPOINTS")" \
         --target $target --op put --clients 16 --duration 2s --value-size $VALUE_SIZE >/dev/null
 done
@@ -121,7 +131,12 @@ turn=0
 for round in $(seq 1 "$REPEAT"); do
     for op in "${OPS[@]}"; do
         for clients in "${CLIENTS[@]}"; do
-            if [ $((turn % 2)) -eq 0 ]; then order=(etcd capukv); else order=(capukv etcd); fi
+            # Who goes first alternates.
+            order=("${SYSTEMS[@]}")
+            if [ $((turn % 2)) -eq 1 ]; then
+                order=()
+                for ((i = ${#SYSTEMS[@]} - 1; i >= 0; i--)); do order+=("${SYSTEMS[$i]}"); done
+            fi
             turn=$((turn + 1))
             for target in "${order[@]}"; do bench_one "$target" "$op" "$clients"; done
         done
