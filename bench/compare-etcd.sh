@@ -47,9 +47,7 @@ if has etcd && [ -z "${ETCD:-}" ]; then
     ETCD=$(command -v etcd)
 fi
 if [ -z "${BIN:-}" ]; then
-    ensure_packages
-    ensure_rust
-    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/capukv/target}
+    ensure_build_env
     step "building capukv (release)"
     cargo build --release -p capukv
     BIN=$CARGO_TARGET_DIR/release/capukv

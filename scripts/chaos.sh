@@ -12,9 +12,7 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "error: a chaos run creates network namespaces and needs root: sudo bash scripts/chaos.sh" >&2
     exit 3
 fi
-ensure_packages
-ensure_rust
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/capukv/target}"
+ensure_build_env
 
 step "cargo build --release (capukv, capukv-chaos)"
 cargo build --release --locked -p capukv -p harness

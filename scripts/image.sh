@@ -10,9 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-ensure_packages
-ensure_rust
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/capukv/target}"
+ensure_build_env
 if ! docker info >/dev/null 2>&1; then
     echo "error: no Docker engine answers; install docker.io and start dockerd" >&2
     exit 2

@@ -46,6 +46,15 @@ ensure_rust() {
     done
 }
 
+# Everything a cargo build of CapuKV needs: the system packages, a Rust
+# toolchain with rustfmt and clippy, and the target directory outside the
+# clone (so a fresh clone reuses earlier builds).
+ensure_build_env() {
+    ensure_packages
+    ensure_rust
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/capukv/target}"
+}
+
 # A Docker engine and docker-compose, for the image and the Docker tests:
 # Debian's docker.io and docker-compose when missing; dockerd started here
 # when nothing answers (CI machines start with no daemon running).
