@@ -3,9 +3,9 @@
 //! machine (see [`crate::state_machine`]), each in its own column family.
 //!
 //! Log keys are big-endian indexes, so they sort numerically. Everything the
-//! Raft core says must be durable is written in one batch with `sync`: one
-//! fsync covers every entry and hard-state change gathered since the last
-//! (group commit).
+//! Raft core says must be durable is written in one batch and the WAL then
+//! synced: one fsync covers every entry and hard-state change gathered since
+//! the last (group commit).
 //!
 //! The state machine's writes skip the WAL (they are the log's entries,
 //! applied): after a crash the node reapplies the log from the state
@@ -232,9 +232,13 @@ impl Storage {
                 let last = self.last_hard_state.lock().expect("not poisoned");
                 hs.term == last.term && hs.vote == last.vote
             });
-        let mut wo = WriteOptions::default();
-        wo.set_sync(!commit_only);
-        self.db.write_opt(batch, &wo).map_err(|e| self.io(e))?;
+        // Written unsynced, then the WAL synced on its own: a write with
+        // `sync` holds RocksDB's write queue through the fsync, and the
+        // apply thread's state machine writes would wait behind it.
+        self.db.write(batch).map_err(|e| self.io(e))?;
+        if !commit_only {
+            self.db.flush_wal(true).map_err(|e| self.io(e))?;
+        }
         self.last_index.store(last, Ordering::Relaxed);
         if let Some(hs) = hard_state {
             *self.last_hard_state.lock().expect("not poisoned") = *hs;
