@@ -98,6 +98,40 @@ fn a_leader_is_elected_and_replicates_a_proposal_to_all() {
 }
 
 #[test]
+fn only_entries_persisted_by_earlier_batches_may_be_applied_before_persisting() {
+    // A one-node leader commits a proposal in the very batch that must
+    // persist it: it may not be applied first.
+    let mut solo = Net::new(1);
+    let id = solo.elect();
+    solo.node(id).propose(Bytes::from_static(b"solo")).unwrap();
+    let mut ready = solo.node(id).ready();
+    assert_eq!(ready.entries.len(), 1);
+    assert!(ready.take_committed_persisted().is_empty());
+    assert_eq!(ready.committed_entries.len(), 1);
+
+    // In a cluster, the leader learns of the commit in a later batch than
+    // the one that persisted the entry: that one may go first.
+    let mut net = Net::new(3);
+    let leader = net.elect();
+    let index = net.node(leader).propose(Bytes::from_static(b"x")).unwrap();
+    let first = net.node(leader).ready();
+    assert_eq!(first.entries.last().map(|e| e.index), Some(index));
+    assert!(first.committed_entries.is_empty());
+    for m in first.messages {
+        let to = m.to;
+        net.node(to).step(m);
+        for reply in net.node(to).ready().messages {
+            net.node(leader).step(reply);
+        }
+    }
+    let mut second = net.node(leader).ready();
+    assert_eq!(second.persisted_index, index);
+    let early: Vec<Bytes> = second.take_committed_persisted().into_iter().map(|e| e.data).collect();
+    assert_eq!(early, vec![Bytes::from_static(b"x")]);
+    assert!(second.committed_entries.is_empty());
+}
+
+#[test]
 fn followers_refuse_proposals_and_name_the_leader() {
     let mut net = Net::new(3);
     let leader = net.elect();

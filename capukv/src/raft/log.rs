@@ -163,6 +163,12 @@ impl RaftLog {
         self.entries[start..].to_vec()
     }
 
+    /// The last entry handed out for persistence by an earlier call of
+    /// [`RaftLog::take_unstable`] and not replaced since.
+    pub fn stable_index(&self) -> Index {
+        (self.unstable_from - 1).min(self.last_index())
+    }
+
     pub fn has_unstable(&self) -> bool {
         self.unstable_from <= self.last_index()
     }

@@ -244,7 +244,10 @@ impl Raft {
         let soft = self.soft_state();
         let snapshot = self.snapshot_to_install.take();
         let durable_term_and_vote = (hard.term, hard.vote) == (self.last_hard_state.term, self.last_hard_state.vote);
+        // Earlier batches were persisted before this one was asked for.
+        let persisted_index = if snapshot.is_some() { 0 } else { self.log.stable_index() };
         let ready = Ready {
+            persisted_index,
             send_first: self.role == Role::Leader && durable_term_and_vote && snapshot.is_none(),
             soft_state: (soft != self.last_soft_state).then_some(soft),
             hard_state: (hard != self.last_hard_state).then_some(hard),

@@ -38,7 +38,9 @@ pub struct ReadState {
 /// 2. only then send `messages` (they may promise what step 1 persisted),
 ///    unless `send_first` allows sending them before or during step 1;
 /// 3. restore the state machine from `snapshot` (if any), then apply
-///    `committed_entries` in order;
+///    `committed_entries` in order; those at or below `persisted_index`
+///    ([`Ready::take_committed_persisted`]) may be applied before or while
+///    steps 1 and 2 run;
 /// 4. answer each of `read_states` once the state machine has applied its
 ///    index, and fail the reads in `dropped_reads` (the leader lost its
 ///    leadership before confirming them; the client may retry).
@@ -59,11 +61,24 @@ pub struct Ready {
     /// before it steps any reply to these messages and before it applies.
     pub send_first: bool,
     pub committed_entries: Vec<Entry>,
+    /// The last entry earlier batches made durable (0 when this batch
+    /// installs a snapshot). Committed entries up to it need not wait for
+    /// this batch's fsync: etcd's server likewise applies them in parallel
+    /// with its WAL write. The others (a one-node leader's new entries, a
+    /// follower's entries that came with their commit index) must.
+    pub persisted_index: Index,
     pub read_states: Vec<ReadState>,
     pub dropped_reads: Vec<u64>,
 }
 
 impl Ready {
+    /// Takes the committed entries that may be applied before this batch is
+    /// persisted: those at or below `persisted_index`.
+    pub fn take_committed_persisted(&mut self) -> Vec<Entry> {
+        let n = self.committed_entries.partition_point(|e| e.index <= self.persisted_index);
+        self.committed_entries.drain(..n).collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.soft_state.is_none()
             && self.hard_state.is_none()

@@ -4,9 +4,11 @@
 //! Each turn it takes every event waiting (so that concurrent proposals and
 //! reads share one batch: one fsync, one heartbeat round), ticks the core
 //! when a tick is due, then handles the core's `Ready` in the order the
-//! core's contract demands: persist (one synced batch) and send, then hand
-//! what is committed to the apply thread ([`super::apply`]), which applies
-//! it and answers while this loop goes on with the next batch.
+//! core's contract demands: committed entries that earlier batches made
+//! durable go to the apply thread ([`super::apply`]) at once; then persist
+//! (one synced batch) and send; then the rest of what is committed goes to
+//! the apply thread too, which applies it and answers while this loop goes
+//! on with the next batch.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -242,7 +244,15 @@ impl RaftLoop {
         let _ = self.apply.send(task);
     }
 
-    fn handle_ready(&mut self, ready: Ready) -> Result<(), StorageError> {
+    fn handle_ready(&mut self, mut ready: Ready) -> Result<(), StorageError> {
+        // Committed entries that earlier batches made durable go to the
+        // apply thread now, to be applied (and answered) while this batch
+        // is written: on a leader, that is every write acknowledged by the
+        // followers since the last turn.
+        let persisted = ready.take_committed_persisted();
+        if !persisted.is_empty() {
+            self.to_applier(ApplyTask::Entries(persisted));
+        }
         let Ready {
             soft_state,
             hard_state,
@@ -251,6 +261,7 @@ impl RaftLoop {
             messages,
             send_first,
             committed_entries,
+            persisted_index: _,
             read_states,
             dropped_reads,
         } = ready;
@@ -268,7 +279,8 @@ impl RaftLoop {
         for m in after {
             self.transport.send(m);
         }
-        // 3. Apply and 4. answer reads, on the apply thread, in this order.
+        // 3. Apply the rest and 4. answer reads, on the apply thread, in
+        // this order.
         if let Some(snap) = snapshot {
             self.to_applier(ApplyTask::Restore(snap));
         }

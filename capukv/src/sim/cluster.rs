@@ -5,7 +5,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use bytes::Bytes;
 
-use crate::raft::{Config, Index, NodeId, Raft, RaftError, Ready, Role, SplitMix64, Term};
+use crate::raft::{Config, Entry, Index, NodeId, Raft, RaftError, Ready, Role, SplitMix64, Term};
 
 use super::RECOVERY_BOUND_TICKS;
 use super::invariants::{Invariants, Violation};
@@ -271,8 +271,11 @@ impl Cluster {
         if !raft.has_ready() {
             return Ok(());
         }
-        let ready: Ready = raft.ready();
+        let mut ready: Ready = raft.ready();
         (self.now, id, &ready).hash(&mut self.trace);
+        // 3, early: what earlier batches made durable, applied (and
+        // answered) before this batch is persisted, as the server does.
+        self.apply_entries(id, ready.take_committed_persisted())?;
         let Ready {
             soft_state,
             hard_state,
@@ -281,6 +284,7 @@ impl Cluster {
             messages,
             send_first,
             committed_entries,
+            persisted_index: _,
             read_states,
             dropped_reads,
         } = ready;
@@ -345,17 +349,7 @@ impl Cluster {
             self.nodes[idx].sm = sm;
             self.inv.snapshot_restored(id, sm.applied, sm.digest)?;
         }
-        for entry in committed_entries {
-            let node = &mut self.nodes[idx];
-            if entry.index != node.sm.applied + 1 {
-                let detail = format!("node {id} applied {} after {}", entry.index, node.sm.applied);
-                return Err(self.violation("State Machine Safety", detail));
-            }
-            node.sm.apply(&entry);
-            let digest = node.sm.digest;
-            self.inv.entry_applied(id, entry.index, entry_hash(&entry), digest)?;
-            self.resolve_writes(id, entry.index, entry.term);
-        }
+        self.apply_entries(id, committed_entries)?;
 
         // 4. Reads.
         self.nodes[idx].reads.extend(read_states);
@@ -367,6 +361,28 @@ impl Cluster {
 
         if self.faults.snapshots {
             self.maybe_compact(id);
+        }
+        Ok(())
+    }
+
+    /// Applies committed entries in order and answers the writes they carry.
+    fn apply_entries(&mut self, id: NodeId, entries: Vec<Entry>) -> Result<(), Violation> {
+        let idx = (id - 1) as usize;
+        for entry in entries {
+            let node = &mut self.nodes[idx];
+            if entry.index != node.sm.applied + 1 {
+                let detail = format!("node {id} applied {} after {}", entry.index, node.sm.applied);
+                return Err(self.violation("State Machine Safety", detail));
+            }
+            // Applying answers clients: what is applied must survive a crash.
+            if node.disk.entry(entry.index).is_none_or(|e| e.term != entry.term) {
+                let detail = format!("node {id} applied {} before persisting it", entry.index);
+                return Err(self.violation("Durability", detail));
+            }
+            node.sm.apply(&entry);
+            let digest = node.sm.digest;
+            self.inv.entry_applied(id, entry.index, entry_hash(&entry), digest)?;
+            self.resolve_writes(id, entry.index, entry.term);
         }
         Ok(())
     }
