@@ -222,9 +222,25 @@ impl Client {
 
     /// Writes `value`; returns the previous pair, if any.
     pub async fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<Option<KeyValue>, ClientError> {
+        Ok(self.put_request(key.into(), value.into(), false).await?.previous)
+    }
+
+    /// Writes `value`; returns the revision of the write. The cheaper put
+    /// for a writer with no use for the previous pair: the cluster neither
+    /// copies it into its answer nor sends it.
+    pub async fn set(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<u64, ClientError> {
+        Ok(self.put_request(key.into(), value.into(), true).await?.revision)
+    }
+
+    async fn put_request(
+        &self,
+        key: Bytes,
+        value: Bytes,
+        omit_previous: bool,
+    ) -> Result<proto::PutResponse, ClientError> {
         let s = self.session();
-        let request = proto::PutRequest { key: key.into(), value: value.into(), id: Some(write_id(&s)) };
-        Ok(self.call_kv(request, |mut kv, r| async move { kv.put(r).await }).await?.previous)
+        let request = proto::PutRequest { key, value, id: Some(write_id(&s)), omit_previous };
+        self.call_kv(request, |mut kv, r| async move { kv.put(r).await }).await
     }
 
     /// Deletes the key; returns the previous pair, if any.

@@ -298,7 +298,8 @@ impl Batch<'_> {
                 let previous = self.read(&p.key)?;
                 let record = self.written(&previous, p.value);
                 self.write(p.key.clone(), Some(record));
-                R::Put(proto::PutResponse { previous: previous.map(|r| r.to_kv(&p.key)), revision: self.sm.revision })
+                let previous = if p.omit_previous { None } else { previous.map(|r| r.to_kv(&p.key)) };
+                R::Put(proto::PutResponse { previous, revision: self.sm.revision })
             }
             command::Op::Delete(d) => {
                 let previous = self.read(&d.key)?;
@@ -583,19 +584,26 @@ mod tests {
     #[test]
     fn revisions_and_versions_follow_etcd() {
         let mut f = Fixture::new("revisions");
-        let put = |k: &str, v: &str| {
+        let put = |k: &str, v: &str, omit_previous: bool| {
             command::Op::Put(proto::PutRequest {
                 key: Bytes::from(k.to_string()),
                 value: Bytes::from(v.to_string()),
                 id: None,
+                omit_previous,
             })
         };
-        f.apply(0, 0, put("a", "1")).unwrap();
-        f.apply(0, 0, put("b", "1")).unwrap();
-        f.apply(0, 0, put("a", "2")).unwrap();
+        let previous = |response: proto::CommandResponse| match response.result {
+            Some(command_response::Result::Put(r)) => (r.previous.map(|kv| kv.value), r.revision),
+            other => panic!("not a put answer: {other:?}"),
+        };
+        assert_eq!(previous(f.apply(0, 0, put("a", "1", false)).unwrap()), (None, 1));
+        f.apply(0, 0, put("b", "1", false)).unwrap();
+        // Without the previous pair in the answer, the write is the same.
+        assert_eq!(previous(f.apply(0, 0, put("a", "2", true)).unwrap()), (None, 3));
         let (kv, revision) = get(f.storage.as_ref().unwrap(), b"a").unwrap();
         let kv = kv.unwrap();
         assert_eq!((kv.create_revision, kv.mod_revision, kv.version, revision), (1, 3, 2, 3));
+        assert_eq!(previous(f.apply(0, 0, put("a", "2b", false)).unwrap()), (Some(Bytes::from("2")), 4));
         let cas = |expected: &str| {
             command::Op::Cas(proto::CasRequest {
                 key: Bytes::from("a"),
@@ -608,7 +616,7 @@ mod tests {
         let failed = f.apply(0, 0, cas("1")).unwrap();
         let Some(command_response::Result::Cas(r)) = failed.result else { panic!() };
         assert!(!r.succeeded);
-        assert_eq!(f.sm().revision(), 3, "a failed cas changes nothing");
+        assert_eq!(f.sm().revision(), 4, "a failed cas changes nothing");
         let range = command::Op::DeleteRange(proto::DeleteRangeRequest {
             start: Bytes::from("a"),
             end: Bytes::new(),

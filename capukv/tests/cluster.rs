@@ -24,6 +24,11 @@ async fn every_operation_through_the_library() {
     let kv = c.get("a").await.unwrap().unwrap();
     assert_eq!((kv.value.clone(), kv.version), (Bytes::from("2"), 2));
     assert!(kv.mod_revision > kv.create_revision);
+    // `set` writes the same way and answers with the write's revision.
+    let revision = c.set("b", "1").await.unwrap();
+    let b = c.get("b").await.unwrap().unwrap();
+    assert_eq!((b.value.clone(), b.mod_revision), (Bytes::from("1"), revision));
+    assert_eq!(c.put("b", "2").await.unwrap().map(|kv| kv.mod_revision), Some(revision));
 
     let (ok, current) = c.cas("a", Some(Bytes::from("1")), "3").await.unwrap();
     assert!(!ok, "compare on a stale value fails");

@@ -47,7 +47,9 @@ impl Target {
 
     pub async fn put(&mut self, key: Bytes, value: &Bytes) -> bool {
         match self {
-            Target::CapuKv(c) => c.put(key, value.clone()).await.is_ok(),
+            // Neither asks for the previous pair (etcd's put returns it
+            // only with prev_kv).
+            Target::CapuKv(c) => c.set(key, value.clone()).await.is_ok(),
             Target::Etcd(kv) => kv.put(key.to_vec(), value.to_vec(), None).await.is_ok(),
         }
     }

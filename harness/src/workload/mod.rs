@@ -155,7 +155,7 @@ pub async fn execute(client: &Client, reader: &Client, op: &Op, strings: bool) -
             Ok(kv) => ok(kv.map_or(Value::Null, |kv| decode(&kv.value, strings))),
             Err(e) => failed(op, e),
         },
-        F::Write => match client.put(key, encode(&op.value)).await {
+        F::Write => match client.set(key, encode(&op.value)).await {
             Ok(_) => ok(op.value.clone()),
             Err(e) => failed(op, e),
         },
