@@ -15,9 +15,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tonic::transport::{Channel, Endpoint};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Code, Response, Status};
 
+use crate::coalesce::Coalescing;
 use crate::proto::{self, cluster_client::ClusterClient, kv_client::KvClient};
 use crate::server::api::LEADER_HEADER;
 
@@ -106,7 +109,7 @@ impl Client {
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let channel = endpoint(addr)?.connect_lazy();
+        let channel = endpoint(addr)?.connect_with_connector_lazy(tower::service_fn(connect));
         channels.insert(addr.to_string(), channel.clone());
         Ok(channel)
     }
@@ -327,6 +330,17 @@ fn write_id(s: &Session<'_>) -> proto::WriteId {
     proto::WriteId { client_id: s.id, seq: s.seq }
 }
 
+/// A connection to a node, its writes coalesced: the requests that many
+/// tasks send at once leave together (see [`crate::coalesce`]).
+async fn connect(uri: Uri) -> std::io::Result<TokioIo<Coalescing<TcpStream>>> {
+    let invalid = || std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("no host and port in {uri}"));
+    let host = uri.host().ok_or_else(invalid)?.trim_start_matches('[').trim_end_matches(']');
+    let stream = TcpStream::connect((host, uri.port_u16().ok_or_else(invalid)?)).await?;
+    // Small requests must leave at once, not wait for the peer's delayed ACK.
+    stream.set_nodelay(true)?;
+    Ok(TokioIo::new(Coalescing::new(stream)))
+}
+
 fn endpoint(addr: &str) -> Result<Endpoint, ClientError> {
     let bad = |reason: String| ClientError::BadEndpoint { endpoint: addr.to_string(), reason };
     if !addr.contains(':') {
@@ -335,7 +349,6 @@ fn endpoint(addr: &str) -> Result<Endpoint, ClientError> {
     Ok(Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| bad(e.to_string()))?
         .connect_timeout(Duration::from_millis(500))
-        .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(1))
         .keep_alive_timeout(Duration::from_secs(2)))
 }

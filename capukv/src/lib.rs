@@ -11,6 +11,7 @@
 
 pub mod bench;
 pub mod client;
+mod coalesce;
 mod convert;
 pub mod proto;
 pub mod raft;

@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::coalesce::Coalescing;
 use crate::proto;
 use crate::raft::{Config, NodeId, Raft, RaftError};
 use crate::state_machine::StateMachine;
@@ -100,6 +101,15 @@ fn no_delay(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::
         conn.set_nodelay(true)?;
         Ok(conn)
     })
+}
+
+/// Client connections whose answers leave together when they are released
+/// together (a committed batch of writes): see [`crate::coalesce`].
+fn coalescing(
+    conns: impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>>,
+) -> impl tokio_stream::Stream<Item = std::io::Result<Coalescing<tokio::net::TcpStream>>> {
+    use tokio_stream::StreamExt;
+    conns.map(|conn| conn.map(Coalescing::new))
 }
 
 /// Runs a node until `shutdown` completes, then stops it cleanly.
@@ -190,7 +200,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
     let api_server = tonic::transport::Server::builder()
         .add_service(kv_service)
         .add_service(cluster_service)
-        .serve_with_incoming_shutdown(no_delay(api_listener), stopped(stop_tx.subscribe()));
+        .serve_with_incoming_shutdown(coalescing(no_delay(api_listener)), stopped(stop_tx.subscribe()));
     tracing::info!(id = cfg.id, api = %cfg.api_addr, raft = %cfg.raft_addr, dir = %cfg.dir.display(), "node started");
 
     let raft_server = tokio::spawn(raft_server);
