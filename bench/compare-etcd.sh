@@ -15,6 +15,7 @@
 # Usage: bench/compare-etcd.sh [SECONDS_PER_RUN]   (default 10)
 #   REPEAT=N             runs per combination (default 3)
 #   SYSTEMS="capukv"     load only these of "etcd capukv" (CapuKV alone needs no etcd)
+#   OPS="get" CLIENTS="1"   only these operations / concurrencies (default: all of put get mixed, 1 16 64)
 #   BIN=path/to/capukv   use this binary instead of building the release one
 #   ETCD=path/to/etcd    use this etcd instead of Debian's etcd-server
 #   BENCH_DIR=DIR        where the data dirs go (default /var/tmp)
@@ -33,8 +34,14 @@ for s in "${SYSTEMS[@]}"; do
     [ "$s" = etcd ] || [ "$s" = capukv ] || { echo "error: SYSTEMS lists etcd and/or capukv, not $s" >&2; exit 64; }
 done
 has() { [[ " ${SYSTEMS[*]} " == *" $1 "* ]]; }
-OPS=(put get mixed)
-CLIENTS=(1 16 64)
+read -r -a OPS <<<"${OPS:-put get mixed}"
+for o in "${OPS[@]}"; do
+    [[ "$o" =~ ^(put|get|mixed)$ ]] || { echo "error: OPS lists put, get and/or mixed, not $o" >&2; exit 64; }
+done
+read -r -a CLIENTS <<<"${CLIENTS:-1 16 64}"
+for c in "${CLIENTS[@]}"; do
+    [[ "$c" =~ ^[1-9][0-9]{0,3}$ ]] || { echo "error: CLIENTS lists concurrencies 1..9999, not $c" >&2; exit 64; }
+done
 VALUE_SIZE=256
 
 if has etcd && [ -z "${ETCD:-}" ]; then
