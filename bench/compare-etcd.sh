@@ -29,19 +29,21 @@ SECONDS_PER_RUN=${1:-10}
     { echo "error: SECONDS_PER_RUN must be a whole number of seconds in 1..600, not $SECONDS_PER_RUN" >&2; exit 64; }
 REPEAT=${REPEAT:-3}
 [[ "$REPEAT" =~ ^[1-9][0-9]?$ ]] || { echo "error: REPEAT must be 1..99, not $REPEAT" >&2; exit 64; }
+# Every word of the list NAME must match PATTERN (WHAT says what may be there).
+check_words() {
+    local name=$1 pattern=$2 what=$3 word
+    shift 3
+    for word in "$@"; do
+        [[ "$word" =~ ^($pattern)$ ]] || { echo "error: $name lists $what, not $word" >&2; exit 64; }
+    done
+}
 read -r -a SYSTEMS <<<"${SYSTEMS:-etcd capukv}"
-for s in "${SYSTEMS[@]}"; do
-    [ "$s" = etcd ] || [ "$s" = capukv ] || { echo "error: SYSTEMS lists etcd and/or capukv, not $s" >&2; exit 64; }
-done
+check_words SYSTEMS 'etcd|capukv' "etcd and/or capukv" "${SYSTEMS[@]}"
 has() { [[ " ${SYSTEMS[*]} " == *" $1 "* ]]; }
 read -r -a OPS <<<"${OPS:-put get mixed}"
-for o in "${OPS[@]}"; do
-    [[ "$o" =~ ^(put|get|mixed)$ ]] || { echo "error: OPS lists put, get and/or mixed, not $o" >&2; exit 64; }
-done
+check_words OPS 'put|get|mixed' "put, get and/or mixed" "${OPS[@]}"
 read -r -a CLIENTS <<<"${CLIENTS:-1 16 64}"
-for c in "${CLIENTS[@]}"; do
-    [[ "$c" =~ ^[1-9][0-9]{0,3}$ ]] || { echo "error: CLIENTS lists concurrencies 1..9999, not $c" >&2; exit 64; }
-done
+check_words CLIENTS '[1-9][0-9]{0,3}' "concurrencies 1..9999" "${CLIENTS[@]}"
 VALUE_SIZE=256
 
 if has etcd && [ -z "${ETCD:-}" ]; then
