@@ -39,13 +39,35 @@ pub enum ClientError {
     /// The cluster refused the request for good (bad argument, ...).
     #[error("{}: {}", .0.code(), .0.message())]
     Rejected(Status),
+    /// The last attempt failed for good, but an earlier attempt of the same
+    /// request may have reached a leader (it timed out, or the connection
+    /// broke after it was sent): a write may have taken effect.
+    #[error("{last}; an earlier attempt may have taken effect ({earlier})")]
+    Indefinite { last: Box<ClientError>, earlier: String },
 }
 
 impl ClientError {
     /// Whether a write that failed this way may still have happened.
     pub fn is_indefinite(&self) -> bool {
-        matches!(self, ClientError::Timeout { .. })
+        matches!(self, ClientError::Timeout { .. } | ClientError::Indefinite { .. })
     }
+}
+
+/// Whether a failed attempt may have reached a node that proposed it. Only a
+/// redirect (a follower names the leader), the server's validation
+/// (`InvalidArgument`) and refusals before any handler ran are known to come
+/// before anything was proposed; every
+/// other status, a client-side decoding error of the answer (`OutOfRange`,
+/// `ResourceExhausted`) included, may follow a write that took effect.
+fn attempt_may_have_applied(status: &Status) -> bool {
+    !matches!(
+        status.code(),
+        Code::FailedPrecondition
+            | Code::InvalidArgument
+            | Code::Unimplemented
+            | Code::PermissionDenied
+            | Code::Unauthenticated
+    )
 }
 
 pub struct Client {
@@ -57,6 +79,10 @@ pub struct Client {
     sessions: Mutex<Vec<(u64, u64)>>,
     /// How long one request may take, retries included.
     pub timeout: Duration,
+    /// How long one attempt may take before the request is sent again (to
+    /// the next endpoint, with the same write id, so it applies once).
+    /// `None`: an attempt may use the whole `timeout`.
+    pub attempt_timeout: Option<Duration>,
     pub read_mode: ReadMode,
 }
 
@@ -96,6 +122,7 @@ impl Client {
             next_endpoint: AtomicUsize::new(0),
             sessions: Mutex::new(Vec::new()),
             timeout: Duration::from_secs(10),
+            attempt_timeout: None,
             read_mode: ReadMode::Linearizable,
         })
     }
@@ -138,16 +165,34 @@ impl Client {
         let deadline = Instant::now() + self.timeout;
         let mut backoff = Duration::from_millis(10);
         let mut last = String::from("no attempt made");
+        // An earlier attempt whose outcome is unknown, if any.
+        let mut earlier: Option<String> = None;
+        let indefinite = |e: ClientError, earlier: &Option<String>| match earlier {
+            Some(earlier) if !e.is_indefinite() => {
+                ClientError::Indefinite { last: Box::new(e), earlier: earlier.clone() }
+            }
+            _ => e,
+        };
+        let mut redirects = 0u32;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 return Err(ClientError::Timeout { timeout: self.timeout, last });
             }
             let addr = self.pick_endpoint();
-            let channel = self.channel(&addr)?;
-            let status = match tokio::time::timeout(remaining, call(channel)).await {
+            let channel = self.channel(&addr).map_err(|e| indefinite(e, &earlier))?;
+            let attempt = self.attempt_timeout.map_or(remaining, |a| a.min(remaining));
+            let status = match tokio::time::timeout(attempt, call(channel)).await {
                 Ok(Ok(response)) => return Ok(response.into_inner()),
                 Ok(Err(status)) => status,
+                Err(_) if attempt < remaining => {
+                    // No answer in time: the request may be under way. Send it
+                    // again elsewhere; its write id makes a second copy harmless.
+                    last = format!("{addr}: no answer within {attempt:?}");
+                    earlier = Some(last.clone());
+                    self.forget_leader(&addr);
+                    continue;
+                }
                 Err(_) => {
                     return Err(ClientError::Timeout { timeout: self.timeout, last: format!("{addr}: no answer") });
                 }
@@ -157,28 +202,51 @@ impl Client {
                 Code::FailedPrecondition => {
                     let leader = status.metadata().get(LEADER_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
                     match leader {
-                        // Redirected: go straight to the leader.
+                        // Redirected: go straight to the leader. Two nodes
+                        // that name each other (an election under way) are
+                        // asked again only after a pause, never in a spin.
                         Some(leader) if leader != addr => {
                             *self.leader.lock().expect("not poisoned") = Some(leader);
+                            redirects += 1;
+                            if redirects > 1 {
+                                tokio::time::sleep(backoff.min(remaining)).await;
+                                backoff = (backoff * 2).min(Duration::from_millis(500));
+                            }
                             continue;
                         }
-                        _ => return Err(ClientError::Rejected(status)),
+                        _ => return Err(indefinite(ClientError::Rejected(status), &earlier)),
                     }
                 }
                 Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled | Code::Aborted => {
                     // This node cannot serve now: forget it as leader, try
                     // another after a pause.
-                    {
-                        let mut leader = self.leader.lock().expect("not poisoned");
-                        if leader.as_deref() == Some(addr.as_str()) {
-                            *leader = None;
-                        }
+                    if attempt_may_have_applied(&status) {
+                        earlier = Some(last.clone());
                     }
+                    self.forget_leader(&addr);
                     tokio::time::sleep(backoff.min(remaining)).await;
                     backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
-                _ => return Err(ClientError::Rejected(status)),
+                _ => {
+                    let may_have_applied = attempt_may_have_applied(&status);
+                    let e = indefinite(ClientError::Rejected(status), &earlier);
+                    return Err(if may_have_applied && !e.is_indefinite() {
+                        ClientError::Indefinite {
+                            last: Box::new(e),
+                            earlier: "this attempt may have been applied before it failed".into(),
+                        }
+                    } else {
+                        e
+                    });
+                }
             }
+        }
+    }
+
+    fn forget_leader(&self, addr: &str) {
+        let mut leader = self.leader.lock().expect("not poisoned");
+        if leader.as_deref() == Some(addr) {
+            *leader = None;
         }
     }
 
@@ -312,6 +380,18 @@ impl Client {
         let channel = self.channel(addr)?;
         let mut cluster = ClusterClient::new(channel);
         match tokio::time::timeout(self.timeout, cluster.status(proto::StatusRequest {})).await {
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(status)) => Err(ClientError::Rejected(status)),
+            Err(_) => Err(ClientError::Timeout { timeout: self.timeout, last: format!("{addr}: no answer") }),
+        }
+    }
+
+    /// The digest of one node's state machine, asked directly (no redirect,
+    /// no retry): replicas at the same applied index must agree.
+    pub async fn state_hash_of(&self, addr: &str) -> Result<proto::StateHashResponse, ClientError> {
+        let channel = self.channel(addr)?;
+        let mut cluster = ClusterClient::new(channel);
+        match tokio::time::timeout(self.timeout, cluster.state_hash(proto::StateHashRequest {})).await {
             Ok(Ok(r)) => Ok(r.into_inner()),
             Ok(Err(status)) => Err(ClientError::Rejected(status)),
             Err(_) => Err(ClientError::Timeout { timeout: self.timeout, last: format!("{addr}: no answer") }),

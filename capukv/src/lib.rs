@@ -8,11 +8,15 @@
 //!   exactly-once client sessions.
 //! - [`server`]: a node: the Raft loop, the transport and the gRPC services.
 //! - [`client`]: the client library; [`bench`]: the load generator.
+//! - `planted` (feature `planted-bugs` only): bugs planted on purpose, to
+//!   measure what the harness and the simulation catch.
 
 pub mod bench;
 pub mod client;
 mod coalesce;
 mod convert;
+#[cfg(feature = "planted-bugs")]
+pub mod planted;
 pub mod proto;
 pub mod raft;
 pub mod server;

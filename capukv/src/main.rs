@@ -1,6 +1,6 @@
-//! `capukv`: run a node (`capukv server`), or talk to a cluster in the style
-//! of etcdctl. Exit status: 0 success, 1 key not found or compare failed,
-//! 2 any error (the message goes to standard error).
+// `capukv`: run a node (`capukv server`), or talk to a cluster in the style
+// of etcdctl. Exit status: 0 success, 1 key not found or compare failed,
+// 2 any error (the message goes to standard error).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -77,14 +77,36 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         limit: u64,
     },
-    /// Show each endpoint's node status.
-    Status,
+    /// Show each endpoint's node status (with --hash: a digest of its state
+    /// machine at its applied index, equal on replicas that agree).
+    Status {
+        #[arg(long)]
+        hash: bool,
+    },
     /// Hand leadership to node ID.
     TransferLeader { id: u64 },
     /// Measure throughput and latency (of CapuKV, or of etcd for comparison).
     Bench(BenchArgs),
     /// Measure the latency of append + fdatasync on the disk holding a directory.
     BenchFsync(BenchFsyncArgs),
+    /// List the bugs this build can plant (`server --planted-bug`); with
+    /// --check NAME, exit 0 only if NAME is one of them.
+    PlantedBugs {
+        #[arg(long, value_name = "NAME")]
+        check: Option<String>,
+    },
+    /// Run the Raft core's seeded simulation (as the tests do) and print how
+    /// many seeds broke an invariant; with --planted-bug, against a core with
+    /// that bug planted (a `planted-bugs` build).
+    Simulate {
+        /// Seeds to run, from --first-seed on.
+        #[arg(long, default_value_t = 300)]
+        seeds: u64,
+        #[arg(long, default_value_t = 0)]
+        first_seed: u64,
+        #[arg(long, value_name = "NAME")]
+        planted_bug: Option<String>,
+    },
     /// Print the CapuKV/etcd comparison table of `bench --json` results
     /// (JSON lines in FILE, or standard input for -).
     BenchTable { file: PathBuf },
@@ -129,6 +151,10 @@ struct ServerArgs {
     /// DeadlineExceeded.
     #[arg(long, default_value_t = 5_000)]
     request_timeout_ms: u64,
+    /// Switch on a bug planted on purpose (builds with the `planted-bugs`
+    /// feature only; see capukv/src/planted.rs for the catalogue).
+    #[arg(long, value_name = "NAME")]
+    planted_bug: Option<String>,
 }
 
 #[derive(Args)]
@@ -230,6 +256,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     let json = args.json;
     match cli.command {
         Command::Server(_) => unreachable!("handled above"),
+        Command::PlantedBugs { check } => return planted_bugs(check.as_deref(), json),
+        Command::Simulate { seeds, first_seed, planted_bug } => {
+            return simulate(seeds, first_seed, planted_bug.as_deref(), json);
+        }
         Command::BenchTable { file } => {
             let text = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin()).context("reading standard input")?
@@ -320,7 +350,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 }
             }
         }
-        Command::Status => return status(&client, json).await,
+        Command::Status { hash } => return status(&client, json, hash).await,
         Command::TransferLeader { id } => {
             client.transfer_leader(id).await?;
             if !json {
@@ -374,6 +404,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 }
 
 async fn serve(s: ServerArgs) -> anyhow::Result<()> {
+    if let Some(name) = &s.planted_bug {
+        plant(name)?;
+    }
     let mut peers = HashMap::new();
     for p in &s.peers {
         let (id, addr) = p.split_once('=').with_context(|| format!("--peers entry {p:?} is not ID=HOST:PORT"))?;
@@ -397,6 +430,104 @@ async fn serve(s: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "planted-bugs")]
+fn planted_bugs(check: Option<&str>, json: bool) -> anyhow::Result<u8> {
+    use capukv::planted::Bug;
+    if let Some(name) = check {
+        Bug::from_name(name).map_err(anyhow::Error::msg)?;
+        return Ok(0);
+    }
+    for bug in Bug::ALL {
+        let place = if bug.in_core() { "raft core" } else { "server" };
+        if json {
+            println!("{}", serde_json::json!({"name": bug.name(), "in_core": bug.in_core()}));
+        } else {
+            println!("{}\t{place}", bug.name());
+        }
+    }
+    Ok(0)
+}
+
+#[cfg(not(feature = "planted-bugs"))]
+fn planted_bugs(_: Option<&str>, _: bool) -> anyhow::Result<u8> {
+    bail!("this capukv was built without planted bugs; build one with `cargo build -p capukv --features planted-bugs`")
+}
+
+/// Runs seeds of the simulation; exit 1 if any broke an invariant.
+fn simulate(seeds: u64, first_seed: u64, planted: Option<&str>, json: bool) -> anyhow::Result<u8> {
+    use capukv::sim::{self, Scenario};
+    #[cfg(feature = "planted-bugs")]
+    let planted = match planted {
+        Some(name) => {
+            let bug = capukv::planted::Bug::from_name(name).map_err(anyhow::Error::msg)?;
+            if !bug.in_core() {
+                bail!("--planted-bug {name} lives in the server, not the Raft core: the simulation cannot run it");
+            }
+            Some(bug)
+        }
+        None => None,
+    };
+    #[cfg(not(feature = "planted-bugs"))]
+    if let Some(name) = planted {
+        plant(name)?;
+    }
+    let started = std::time::Instant::now();
+    let mut broken: Vec<(u64, String)> = Vec::new();
+    for seed in first_seed..first_seed + seeds {
+        #[allow(unused_mut)]
+        let mut scenario = Scenario::from_seed(seed);
+        #[cfg(feature = "planted-bugs")]
+        {
+            scenario.planted = planted;
+        }
+        // A planted bug may trip one of the core's own assertions: that is
+        // a catch too, as the simulation reports it.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || sim::run_with(scenario)));
+        match outcome {
+            Ok(Ok(_)) => {}
+            Ok(Err(v)) => broken.push((seed, v.to_string())),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                broken.push((seed, format!("seed {seed}: the core panicked: {what}")));
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    if json {
+        let first: Vec<&String> = broken.iter().take(3).map(|(_, v)| v).collect();
+        println!(
+            "{}",
+            serde_json::json!({"seeds": seeds, "first_seed": first_seed, "planted_bug": planted.map(|b| b.to_string()),
+                "broken": broken.len(), "broken_seeds": broken.iter().map(|(s, _)| s).collect::<Vec<_>>(),
+                "first_violations": first, "seconds": elapsed})
+        );
+    } else {
+        println!("simulation: {} of {seeds} seeds broke an invariant ({elapsed:.1} s)", broken.len());
+        for (_, v) in broken.iter().take(3) {
+            println!("  {v}");
+        }
+    }
+    Ok(u8::from(!broken.is_empty()))
+}
+
+#[cfg(feature = "planted-bugs")]
+fn plant(name: &str) -> anyhow::Result<()> {
+    let bug = capukv::planted::Bug::from_name(name).map_err(|e| anyhow::anyhow!("--planted-bug: {e}"))?;
+    capukv::planted::set(bug);
+    Ok(())
+}
+
+#[cfg(not(feature = "planted-bugs"))]
+fn plant(name: &str) -> anyhow::Result<()> {
+    bail!(
+        "--planted-bug {name}: this capukv was built without planted bugs; build one with `cargo build -p capukv --features planted-bugs`"
+    )
+}
+
 /// SIGTERM or Ctrl-C.
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
@@ -407,22 +538,37 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn status(client: &Client, json: bool) -> anyhow::Result<u8> {
+async fn status(client: &Client, json: bool, hash: bool) -> anyhow::Result<u8> {
     let mut failed = false;
     let mut rows = Vec::new();
     for addr in client.endpoints() {
-        match client.status_of(addr).await {
-            Ok(s) => {
+        let answer = match client.status_of(addr).await {
+            Ok(s) if hash => client.state_hash_of(addr).await.map(|h| (s, Some(h))),
+            Ok(s) => Ok((s, None)),
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok((s, h)) => {
                 if json {
-                    rows.push(serde_json::json!({
+                    let mut row = serde_json::json!({
                         "endpoint": addr, "id": s.id, "role": s.role, "term": s.term, "leader": s.leader,
                         "leader_api_addr": s.leader_api_addr, "commit_index": s.commit_index,
                         "applied_index": s.applied_index, "snapshot_index": s.snapshot_index,
                         "log_syncs": s.log_syncs, "log_entries_synced": s.log_entries_synced,
-                    }));
+                    });
+                    if let Some(h) = &h {
+                        row["state_hash"] = serde_json::json!({
+                            "applied_index": h.applied_index, "hash": format!("{:016x}", h.hash),
+                            "keys": h.keys, "sessions": h.sessions, "revision": h.revision,
+                        });
+                    }
+                    rows.push(row);
                 } else {
+                    let digest = h.map_or(String::new(), |h| {
+                        format!("\tstate {:016x} at {} ({} keys)", h.hash, h.applied_index, h.keys)
+                    });
                     println!(
-                        "{addr}\tnode {}\t{}\tterm {}\tleader {}\tcommit {}\tapplied {}",
+                        "{addr}\tnode {}\t{}\tterm {}\tleader {}\tcommit {}\tapplied {}{digest}",
                         s.id, s.role, s.term, s.leader, s.commit_index, s.applied_index
                     );
                 }

@@ -226,12 +226,25 @@ impl Storage {
         // Entries, a snapshot, a term or a vote must survive a crash before
         // anything depends on them. A change of the commit index alone need
         // not: a node that forgets it learns it again from the leader.
-        let commit_only = snapshot.is_none()
+        #[allow(unused_mut)]
+        let mut commit_only = snapshot.is_none()
             && entries.is_empty()
             && hard_state.is_some_and(|hs| {
                 let last = self.last_hard_state.lock().expect("not poisoned");
                 hs.term == last.term && hs.vote == last.vote
             });
+        #[cfg(feature = "planted-bugs")]
+        {
+            use crate::planted::{Bug, active};
+            // Planted: a new term or vote alone is written but not synced.
+            if active(Bug::VoteNotDurable) && snapshot.is_none() && entries.is_empty() {
+                commit_only = true;
+            }
+            // Planted: nothing is ever synced.
+            if active(Bug::NoFsync) {
+                commit_only = true;
+            }
+        }
         // Written unsynced, then the WAL synced on its own: a write with
         // `sync` holds RocksDB's write queue through the fsync, and the
         // apply thread's state machine writes would wait behind it.

@@ -31,6 +31,9 @@ pub struct Config {
     pub applied: Index,
     /// Seed of the election-timeout randomness.
     pub seed: u64,
+    /// A bug planted on purpose in the core (see [`crate::planted`]).
+    #[cfg(feature = "planted-bugs")]
+    pub planted: Option<crate::planted::Bug>,
 }
 
 impl Config {
@@ -48,7 +51,16 @@ impl Config {
             check_quorum: true,
             applied: 0,
             seed: id,
+            #[cfg(feature = "planted-bugs")]
+            planted: None,
         }
+    }
+
+    /// Whether the planted bug `bug` is switched on (never without the
+    /// `planted-bugs` feature, where the call sites are not compiled).
+    #[cfg(feature = "planted-bugs")]
+    pub fn planted(&self, bug: crate::planted::Bug) -> bool {
+        self.planted == Some(bug)
     }
 
     pub fn validate(&self) -> Result<(), RaftError> {

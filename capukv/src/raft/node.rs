@@ -225,7 +225,7 @@ impl Raft {
 
     pub fn has_ready(&self) -> bool {
         self.replication_pending
-            || (self.reads.has_waiting() && self.committed_in_term())
+            || (self.reads.has_waiting() && self.read_index_allowed())
             || !self.messages.is_empty()
             || self.log.has_unstable()
             || self.log.has_committed_to_apply()
@@ -245,7 +245,13 @@ impl Raft {
         let snapshot = self.snapshot_to_install.take();
         let durable_term_and_vote = (hard.term, hard.vote) == (self.last_hard_state.term, self.last_hard_state.vote);
         // Earlier batches were persisted before this one was asked for.
-        let persisted_index = if snapshot.is_some() { 0 } else { self.log.stable_index() };
+        #[allow(unused_mut)]
+        let mut persisted_index = if snapshot.is_some() { 0 } else { self.log.stable_index() };
+        // Planted: this batch's own entries count as already on disk.
+        #[cfg(feature = "planted-bugs")]
+        if self.cfg.planted(crate::planted::Bug::ApplyBeforeDurable) {
+            persisted_index = self.log.last_index();
+        }
         let ready = Ready {
             persisted_index,
             send_first: self.role == Role::Leader && durable_term_and_vote && snapshot.is_none(),
@@ -276,9 +282,21 @@ impl Raft {
             self.maybe_commit();
             self.broadcast_append();
         }
-        if self.reads.has_waiting() && self.committed_in_term() {
+        if self.reads.has_waiting() && self.read_index_allowed() {
             self.start_read_round();
         }
+    }
+
+    /// A leader may confirm reads only once it committed an entry of its
+    /// own term: until then its commit index may miss writes the previous
+    /// leader acknowledged (§6.4).
+    fn read_index_allowed(&self) -> bool {
+        // Planted: reads at whatever commit index the new leader has.
+        #[cfg(feature = "planted-bugs")]
+        if self.cfg.planted(crate::planted::Bug::ReadIndexBeforeTermCommit) {
+            return true;
+        }
+        self.committed_in_term()
     }
 
     // --- Role changes --------------------------------------------------------

@@ -32,6 +32,14 @@ impl Raft {
         let last = prev_index + entries.len() as Index;
         let commit = self.log.committed();
         self.progress.get_mut(&to).expect("checked above").sent_append(last);
+        // Planted: what was sent is counted as held by the follower.
+        #[cfg(feature = "planted-bugs")]
+        if self.cfg.planted(crate::planted::Bug::AckOnSend) {
+            self.progress.get_mut(&to).expect("checked above").ack(last);
+            if self.maybe_commit() {
+                self.replication_pending = true;
+            }
+        }
         self.send(to, MessageBody::Append { prev_index, prev_term, entries, commit });
         true
     }
@@ -72,7 +80,13 @@ impl Raft {
 
     /// One heartbeat round confirms every read gathered since the last.
     pub(super) fn start_read_round(&mut self) {
-        let quorum = self.quorum();
+        #[allow(unused_mut)]
+        let mut quorum = self.quorum();
+        // Planted: the leader's own acknowledgement confirms the round.
+        #[cfg(feature = "planted-bugs")]
+        if self.cfg.planted(crate::planted::Bug::ReadIndexNoQuorum) {
+            quorum = 1;
+        }
         let round = self.reads.start_round(self.log.committed(), self.id);
         let confirmed = self.reads.acknowledge(self.id, round, quorum);
         self.read_states.extend(confirmed);
@@ -145,8 +159,23 @@ impl Raft {
         let mut matched: Vec<Index> = self.progress.values().map(|pr| pr.match_index).collect();
         matched.push(self.log.last_index());
         matched.sort_unstable_by(|a, b| b.cmp(a));
-        let quorum_index = matched[self.quorum() - 1];
-        if quorum_index > self.log.committed() && self.log.term(quorum_index) == Some(self.term) {
+        #[allow(unused_mut)]
+        let mut quorum_index = matched[self.quorum() - 1];
+        #[allow(unused_mut)]
+        let mut own_term = self.log.term(quorum_index) == Some(self.term);
+        #[cfg(feature = "planted-bugs")]
+        {
+            use crate::planted::Bug;
+            // Planted: the leader's own log is its quorum.
+            if self.cfg.planted(Bug::CommitAlone) {
+                quorum_index = self.log.last_index();
+            }
+            // Planted: entries of earlier terms are committed by counting (Figure 8).
+            if self.cfg.planted(Bug::CommitOldTerm) {
+                own_term = true;
+            }
+        }
+        if quorum_index > self.log.committed() && own_term {
             self.log.commit_to(quorum_index);
             return true;
         }
@@ -169,6 +198,15 @@ impl Raft {
             let response = AppendResponse::Accepted { match_index: committed };
             self.send(from, MessageBody::AppendResponse(response));
             return;
+        }
+        #[allow(unused_mut)]
+        let mut prev_term = prev_term;
+        // Planted: any entry at prev_index is taken to match the leader's.
+        #[cfg(feature = "planted-bugs")]
+        if self.cfg.planted(crate::planted::Bug::AppendWithoutLogMatching)
+            && let Some(t) = self.log.term(prev_index)
+        {
+            prev_term = t;
         }
         let response = match self.log.maybe_append(prev_index, prev_term, entries) {
             Some(last_new) => {

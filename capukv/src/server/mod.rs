@@ -137,6 +137,10 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
     raft_cfg.heartbeat_ticks = cfg.heartbeat_ticks;
     raft_cfg.applied = sm.applied();
     raft_cfg.seed = rand::random();
+    #[cfg(feature = "planted-bugs")]
+    {
+        raft_cfg.planted = crate::planted::current();
+    }
     let dir = cfg.dir.display().to_string();
     let raft = Raft::new(raft_cfg, persisted).map_err(|source| ServerError::Raft { dir, source })?;
 

@@ -215,6 +215,10 @@ impl Cluster {
         // messages, which is where replication bugs hide.
         cfg.max_entries_per_message = self.scenario.max_entries_per_message;
         cfg.max_inflight_messages = self.scenario.max_inflight_messages;
+        #[cfg(feature = "planted-bugs")]
+        {
+            cfg.planted = self.scenario.planted;
+        }
         let raft = Raft::new(cfg, node.disk.persisted());
         let raft = raft.map_err(|e| self.violation("Restart", format!("node {id} cannot restart: {e}")))?;
         self.nodes[(id - 1) as usize].raft = Some(raft);

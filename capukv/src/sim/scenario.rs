@@ -104,6 +104,9 @@ pub struct Scenario {
     /// The core's replication limits for this run.
     pub max_entries_per_message: usize,
     pub max_inflight_messages: usize,
+    /// A bug planted in every node's core (see [`crate::planted`]).
+    #[cfg(feature = "planted-bugs")]
+    pub planted: Option<crate::planted::Bug>,
 }
 
 impl Scenario {
@@ -124,6 +127,8 @@ impl Scenario {
             clients: 4,
             max_entries_per_message: 1 + (mix % 8) as usize,
             max_inflight_messages: 1 + ((mix >> 8) % 8) as usize,
+            #[cfg(feature = "planted-bugs")]
+            planted: None,
         }
     }
 }

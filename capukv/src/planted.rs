@@ -1,0 +1,141 @@
+//! Planted bugs: classic Raft and key-value store mistakes, each switched on
+//! by name (`capukv server --planted-bug NAME`, or the simulation's
+//! `planted` option) so that the chaos harness and the simulation can be
+//! measured by what they catch. Compiled only with the cargo feature
+//! `planted-bugs`; a normal build contains none of them, and refuses the
+//! flag at startup.
+//!
+//! Each bug is a small change at the real code path, marked
+//! `planted::Bug::Name` there, never a second code path. The bugs of the Raft
+//! core are read from [`crate::raft::Config::planted`] (so one process can
+//! simulate many clusters with different bugs); the server's own bugs from
+//! the process-wide choice made at startup ([`set`]), since one server
+//! process runs one node.
+//!
+//! | bug | what it breaks | where | meant to be caught by |
+//! | --- | --- | --- | --- |
+//! | `read-index-no-quorum` | a leader confirms ReadIndex reads alone, with no heartbeat round | core, `start_read_round` | a leader cut off from its peers but not from clients serves stale reads until CheckQuorum retires it: `partition` (isolate the leader) with a slow clock on it (`clock`), linearizability check |
+//! | `read-index-before-term-commit` | a new leader serves reads before it committed an entry of its term (§6.4), at a commit index that may miss writes acknowledged by the old leader | core, `flush` | leader changes under load (`kill`, `partition`); the simulation's read-safety invariant |
+//! | `commit-alone` | the leader counts only its own log toward commit | core, `maybe_commit` | a leader cut off under load commits and answers alone: replica-convergence check, linearizability (`partition`) |
+//! | `commit-old-term` | a leader commits entries of earlier terms by counting replicas (Figure 8) | core, `maybe_commit` | the simulation (leader completeness); rarely a real cluster |
+//! | `ack-on-send` | the leader counts an entry as replicated on a follower once it is sent, before the follower made it durable | core, `send_append` | lost acknowledged writes when the followers never got it: `partition`, `netem` loss, linearizability and lost-append checks |
+//! | `apply-before-durable` | committed entries are applied before they are on the node's own disk | core, `ready` (`persisted_index`) | the simulation's durability check; `power` on one node |
+//! | `no-fsync` | the Raft log is never fsynced | server, `Storage::persist` | `power` (lose unsynced writes): lost acknowledged writes; never by `kill` (SIGKILL keeps the page cache) |
+//! | `snapshot-one-entry-short` | a snapshot is labelled one entry past the state it holds | server, `state_machine::snapshot` | a follower catching up by snapshot lacks one write: replica-convergence check (`kill`, `partition`) |
+//! | `append-without-log-matching` | a follower accepts an append without checking the previous entry's term | core, `handle_append` | divergent logs after leader changes: replica-convergence check; the simulation's log-matching invariant |
+//! | `follower-stale-reads` | a follower serves linearizable reads from its own state | server, KV API | stale reads on a lagging or cut-off follower: `partition`, `pause` |
+//! | `no-sessions` | exactly-once sessions are off: a retried write applies again | server, state machine | a write whose answer was lost and that the client retried applies twice: `pause`, `netem`, lost-append/linearizability checks |
+//! | `vote-not-durable` | a vote is written but not synced before the vote is granted | server, `Storage::persist` | two leaders in a term after a power loss: `power` |
+
+use std::fmt;
+use std::sync::OnceLock;
+
+/// One planted bug.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Bug {
+    ReadIndexNoQuorum,
+    ReadIndexBeforeTermCommit,
+    CommitAlone,
+    CommitOldTerm,
+    AckOnSend,
+    ApplyBeforeDurable,
+    NoFsync,
+    SnapshotOneEntryShort,
+    AppendWithoutLogMatching,
+    FollowerStaleReads,
+    NoSessions,
+    VoteNotDurable,
+}
+
+impl Bug {
+    pub const ALL: [Bug; 12] = [
+        Bug::ReadIndexNoQuorum,
+        Bug::ReadIndexBeforeTermCommit,
+        Bug::CommitAlone,
+        Bug::CommitOldTerm,
+        Bug::AckOnSend,
+        Bug::ApplyBeforeDurable,
+        Bug::NoFsync,
+        Bug::SnapshotOneEntryShort,
+        Bug::AppendWithoutLogMatching,
+        Bug::FollowerStaleReads,
+        Bug::NoSessions,
+        Bug::VoteNotDurable,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::ReadIndexNoQuorum => "read-index-no-quorum",
+            Bug::ReadIndexBeforeTermCommit => "read-index-before-term-commit",
+            Bug::CommitAlone => "commit-alone",
+            Bug::CommitOldTerm => "commit-old-term",
+            Bug::AckOnSend => "ack-on-send",
+            Bug::ApplyBeforeDurable => "apply-before-durable",
+            Bug::NoFsync => "no-fsync",
+            Bug::SnapshotOneEntryShort => "snapshot-one-entry-short",
+            Bug::AppendWithoutLogMatching => "append-without-log-matching",
+            Bug::FollowerStaleReads => "follower-stale-reads",
+            Bug::NoSessions => "no-sessions",
+            Bug::VoteNotDurable => "vote-not-durable",
+        }
+    }
+
+    /// Whether the bug lives in the Raft core (and so can be simulated).
+    pub fn in_core(self) -> bool {
+        matches!(
+            self,
+            Bug::ReadIndexNoQuorum
+                | Bug::ReadIndexBeforeTermCommit
+                | Bug::CommitAlone
+                | Bug::CommitOldTerm
+                | Bug::AckOnSend
+                | Bug::ApplyBeforeDurable
+                | Bug::AppendWithoutLogMatching
+        )
+    }
+
+    pub fn from_name(name: &str) -> Result<Bug, String> {
+        Bug::ALL.into_iter().find(|b| b.name() == name).ok_or_else(|| {
+            let names: Vec<&str> = Bug::ALL.iter().map(|b| b.name()).collect();
+            format!("unknown planted bug {name:?}; the catalogue: {}", names.join(", "))
+        })
+    }
+}
+
+impl fmt::Display for Bug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+static PROCESS_BUG: OnceLock<Bug> = OnceLock::new();
+
+/// Chooses this process's bug (once, at startup).
+pub fn set(bug: Bug) {
+    let _ = PROCESS_BUG.set(bug);
+    tracing::warn!(bug = %bug, "PLANTED BUG active: this node is wrong on purpose");
+}
+
+/// Whether the server's bug `bug` is switched on in this process.
+pub fn active(bug: Bug) -> bool {
+    PROCESS_BUG.get() == Some(&bug)
+}
+
+/// This process's bug, if any.
+pub fn current() -> Option<Bug> {
+    PROCESS_BUG.get().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_list_the_catalogue() {
+        for bug in Bug::ALL {
+            assert_eq!(Bug::from_name(bug.name()), Ok(bug));
+        }
+        let err = Bug::from_name("nope").unwrap_err();
+        assert!(err.contains("commit-alone") && err.contains("no-fsync"), "{err}");
+    }
+}
