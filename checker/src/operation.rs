@@ -64,6 +64,17 @@ pub struct Operation {
 }
 
 impl Operation {
+    /// What kind of operation it is: `read`, `write`, `cas`, `delete`, `append`.
+    pub fn kind(&self) -> &'static str {
+        match self.input {
+            Input::Read => "read",
+            Input::Write(_) => "write",
+            Input::Cas(..) => "cas",
+            Input::Delete => "delete",
+            Input::Append(_) => "append",
+        }
+    }
+
     pub fn describe(&self) -> String {
         let input = match &self.input {
             Input::Read => "read".to_string(),

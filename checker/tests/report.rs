@@ -23,6 +23,7 @@ fn info() -> RunInfo {
         replay: Some("capukv-chaos replay x".into()),
         failure: None,
         links: vec![("history.jsonl".into(), "history.jsonl".into())],
+        ..RunInfo::default()
     }
 }
 

@@ -7,6 +7,9 @@ pub const INVALID: i32 = 1;
 pub const UNKNOWN: i32 = 2;
 /// The harness itself failed (a run could not be carried out).
 pub const HARNESS_FAILED: i32 = 3;
+/// The run proves nothing: too few operations succeeded (see
+/// `checks::stats`).
+pub const VACUOUS: i32 = 4;
 /// Bad command-line usage (sysexits EX_USAGE).
 pub const USAGE: i32 = 64;
 /// The input (a history) is malformed (sysexits EX_DATAERR).

@@ -8,9 +8,11 @@
 //! - [`recorder`]: the history, streamed to disk as it happens.
 //! - [`run`]: one run from start to verdict; [`rundir`]: its files;
 //!   [`report`]: its index.html; [`site`]: the index of many runs.
+//! - [`checks`]: end-of-run checks beside the checker's (replicas, logs, statistics).
 //! - [`suite`]: suites of runs from a TOML matrix.
 //! - [`exit`]: the exit statuses every subcommand of `capukv-chaos` shares.
 
+pub mod checks;
 pub mod exit;
 pub mod nemesis;
 pub mod options;

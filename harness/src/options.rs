@@ -129,6 +129,21 @@ pub struct RunOptions {
     /// Keep the nodes' data directories (removed by default; logs are always kept).
     #[arg(long)]
     pub keep_data: bool,
+    /// Run servers with this bug planted on purpose (a capukv built with the
+    /// `planted-bugs` feature: `capukv-planted` next to capukv-chaos or on
+    /// PATH, or --capukv-bin). The run is then expected to be invalid.
+    #[arg(long, value_name = "NAME")]
+    #[serde(default)]
+    pub planted_bug: Option<String>,
+    /// A run in which fewer than this share of the operations succeeded (or
+    /// some kind of operation never did) is vacuous, not valid.
+    #[arg(long, default_value_t = 0.1)]
+    #[serde(default = "default_min_ok_share")]
+    pub min_ok_share: f64,
+}
+
+fn default_min_ok_share() -> f64 {
+    0.1
 }
 
 impl RunOptions {
@@ -171,6 +186,12 @@ impl RunOptions {
         }
         if self.ops_per_key == 0 {
             return Err("--ops-per-key must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.min_ok_share) {
+            return Err(format!("--min-ok-share {} must be between 0 and 1", self.min_ok_share));
+        }
+        if self.planted_bug.as_deref().is_some_and(|b| b.is_empty() || b.starts_with('-')) {
+            return Err("--planted-bug needs a bug's name (`capukv planted-bugs` lists them)".into());
         }
         if self.tick_ms == 0 {
             return Err("--tick-ms must be at least 1".into());

@@ -38,6 +38,13 @@ pub fn fields(record: &RunRecord, results: &serde_json::Value) -> Vec<(String, S
         let kinds: Vec<&str> = struck.iter().filter_map(|v| v.as_str()).collect();
         fields.push(("faults that struck".to_string(), kinds.join(", ")));
     }
+    if let Some(bug) = &o.planted_bug {
+        fields.insert(0, ("planted bug".to_string(), bug.clone()));
+    }
+    if let Some(reasons) = results["invalid_reasons"].as_array().filter(|r| !r.is_empty()) {
+        let reasons: Vec<&str> = reasons.iter().filter_map(|v| v.as_str()).collect();
+        fields.push(("invalid because".to_string(), reasons.join("; ")));
+    }
     if let Some(lost) = results["lost_appends"].as_object().filter(|l| !l.is_empty()) {
         fields.push(("lost acknowledged appends".to_string(), serde_json::Value::Object(lost.clone()).to_string()));
     }
@@ -64,6 +71,33 @@ pub fn write_unchecked(dir: &Path, record: &RunRecord, results: &serde_json::Val
     }
 }
 
+/// results.json's end-of-run checks, for the page; a log line links to its log.
+fn findings(results: &serde_json::Value) -> Vec<report::Finding> {
+    let Some(list) = results["checks"].as_array() else { return Vec::new() };
+    list.iter()
+        .map(|f| {
+            let text = |k: &str| f[k].as_str().unwrap_or_default().to_string();
+            let details = f["details"]
+                .as_array()
+                .map(|d| {
+                    d.iter()
+                        .filter_map(|l| l.as_str())
+                        .map(|l| {
+                            // `nN/server.log:LINE: ...` lives at nodes/nN/server.log.
+                            let href = l
+                                .split_once(':')
+                                .filter(|(file, _)| file.ends_with(".log"))
+                                .map(|(file, _)| format!("nodes/{file}"));
+                            (l.to_string(), href)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            report::Finding { check: text("check"), outcome: text("outcome"), summary: text("summary"), details }
+        })
+        .collect()
+}
+
 fn render(dir: &Path, record: &RunRecord, results: &serde_json::Value, history: &History, check: Option<&CheckReport>) {
     let workload = name(&record.options.workload);
     let nemesis = name(&record.options.nemesis);
@@ -73,6 +107,14 @@ fn render(dir: &Path, record: &RunRecord, results: &serde_json::Value, history: 
         replay: Some(record.replay.clone()),
         failure: results["harness_failure"].as_str().map(String::from),
         links: crate::site::run_files(dir),
+        warnings: record
+            .options
+            .planted_bug
+            .iter()
+            .map(|bug| format!("PLANTED BUG: the servers ran with `{bug}` switched on. This run is wrong on purpose."))
+            .collect(),
+        verdict: results["verdict"].as_str().map(String::from),
+        findings: findings(results),
     };
     if let Err(e) = report::write(dir, history, check, &info) {
         tracing::warn!(error = %e, "cannot write the report");

@@ -16,6 +16,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::checks;
 use crate::exit;
 use crate::nemesis::{self, Nemesis, Schedule};
 use crate::options::{Binding, ReadModeChoice, RunOptions, RuntimeKind};
@@ -66,6 +67,10 @@ fn client_for(shared: &Shared, slot: usize, mode: ReadMode) -> anyhow::Result<(C
     let timeout = Duration::from_secs_f64(shared.options.op_timeout);
     let mut client = Client::new(endpoints)?;
     client.timeout = timeout;
+    // An attempt without an answer is sent again within the operation's
+    // time, as a real client would: the write id makes that safe, and it is
+    // what exercises exactly-once.
+    client.attempt_timeout = Some(timeout / 3);
     client.read_mode = ReadMode::Linearizable;
     // Stale reads go to the client's own node: that is what they are for.
     let reader = if mode == ReadMode::Stale {
@@ -135,7 +140,7 @@ async fn final_reads(shared: &Shared, within: Duration) -> BTreeMap<String, Opti
     let endpoints: Vec<String> = shared.nodes.iter().map(|n| n.api_addr.clone()).collect();
     let mut reads = BTreeMap::new();
     let deadline = Instant::now() + within;
-    let mut process = 1_000_000u64;
+    let mut process = crate::checks::stats::FINAL_READ_PROCESSES;
     for key in shared.workload.keys() {
         while Instant::now() < deadline {
             let Ok(mut client) = Client::new(endpoints.clone()) else { break };
@@ -180,6 +185,24 @@ fn require_root() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Asks the server binary whether it carries the planted bug `bug`, so that
+/// a wrong binary or name fails at once with the server's own words.
+fn check_planted(binary: &std::path::Path, bug: &str) -> anyhow::Result<()> {
+    let out = std::process::Command::new(binary)
+        .args(["planted-bugs", "--check", bug])
+        .output()
+        .with_context(|| format!("running {}", binary.display()))?;
+    if !out.status.success() {
+        bail!("--planted-bug {bug}: {}: {}", binary.display(), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// Server arguments every runtime passes on.
+fn server_args(options: &RunOptions) -> Vec<String> {
+    options.planted_bug.iter().flat_map(|b| ["--planted-bug".to_string(), b.clone()]).collect()
+}
+
 /// Carries out a run. Errors are harness failures (exit 3); the directory is
 /// in the error's context when it was made.
 pub async fn run(mut options: RunOptions, settings: RunSettings) -> anyhow::Result<RunOutcome> {
@@ -188,10 +211,18 @@ pub async fn run(mut options: RunOptions, settings: RunSettings) -> anyhow::Resu
     options.seed = Some(seed);
     require_root()?;
     let binary = match options.runtime {
-        RuntimeKind::Netns => find_binary(options.capukv_bin.as_deref()).map_err(anyhow::Error::msg)?,
+        RuntimeKind::Netns => {
+            let name = if options.planted_bug.is_some() { "capukv-planted" } else { "capukv" };
+            find_binary(options.capukv_bin.as_deref(), name).map_err(anyhow::Error::msg)?
+        }
         // The image holds the server.
         RuntimeKind::Docker => std::path::PathBuf::new(),
     };
+    if let Some(bug) = &options.planted_bug
+        && options.runtime == RuntimeKind::Netns
+    {
+        check_planted(&binary, bug)?;
+    }
     if options.runtime == RuntimeKind::Docker && !crate::runtime::docker::available() {
         bail!("--runtime docker: no Docker engine answers (is dockerd running?)");
     }
@@ -238,7 +269,8 @@ pub async fn run(mut options: RunOptions, settings: RunSettings) -> anyhow::Resu
 
     progress.phase("starting");
     let creating = Instant::now();
-    let settings_for_servers = ServerSettings { binary, tick_ms: options.tick_ms, snapshot_every: 1000 };
+    let settings_for_servers =
+        ServerSettings { binary, tick_ms: options.tick_ms, snapshot_every: 1000, extra_args: server_args(&options) };
     let runtime: Arc<dyn Runtime> = match options.runtime {
         RuntimeKind::Netns => {
             let (nodes, dir2, keep) = (options.nodes, dir.clone(), options.keep_data);
@@ -248,8 +280,8 @@ pub async fn run(mut options: RunOptions, settings: RunSettings) -> anyhow::Resu
             )
         }
         RuntimeKind::Docker => {
-            let (nodes, dir2, tick) = (options.nodes, dir.clone(), options.tick_ms);
-            Arc::new(tokio::task::spawn_blocking(move || DockerRuntime::create(nodes, &dir2, tick)).await??)
+            let (nodes, dir2, tick, args) = (options.nodes, dir.clone(), options.tick_ms, server_args(&options));
+            Arc::new(tokio::task::spawn_blocking(move || DockerRuntime::create(nodes, &dir2, tick, args)).await??)
         }
     };
     record.runtime = runtime.describe();
@@ -358,12 +390,15 @@ async fn drive(
 
     let interrupted = interrupted.load(Ordering::SeqCst);
     let mut final_values = BTreeMap::new();
+    let mut findings = Vec::new();
     if !interrupted && worker_error.is_none() && nemesis_result.is_ok() && healed.is_ok() {
         progress.phase("recovering");
         let mut stop = stop_rx.clone();
         nemesis::sleep_until(Instant::now() + Duration::from_secs_f64(options.recovery_time), &mut stop).await;
         progress.phase("final reads");
         final_values = final_reads(&shared, Duration::from_secs(30)).await;
+        progress.phase("comparing replicas");
+        findings.push(checks::replicas::check(&*runtime, Duration::from_secs(20)).await);
     }
     display.abort();
     recorder.finish().context("writing the history")?;
@@ -410,20 +445,96 @@ async fn drive(
             .await?
             .context("checking the history")?;
     let (report, history) = report;
-    let mut verdict = report.verdict;
+    let mut reasons = Vec::new();
+    if report.verdict == Verdict::Invalid {
+        reasons.push(format!("{} of {} keys are not linearizable", report.invalid_keys, report.keys));
+    }
     if let Some(lost) = shared.workload.lost_writes(&history.events, &final_values) {
         if !lost.is_empty() {
-            verdict = Verdict::Invalid;
+            reasons.push(format!("acknowledged writes lost on {} keys", lost.len()));
         }
         results["lost_appends"] = json!(lost);
         results["final_reads_missing"] =
             json!(shared.workload.keys().into_iter().filter(|k| !final_values.contains_key(k)).collect::<Vec<_>>());
     }
+    let logs: Vec<(String, &std::path::Path)> =
+        shared.nodes.iter().map(|n| (n.name.clone(), n.log.as_path())).collect();
+    findings.push(checks::logs::check(&logs, &[]));
+    findings.push(checks::stats::check(&history.events, options.min_ok_share));
+    reasons.extend(
+        findings.iter().filter(|f| f.outcome == checks::Outcome::Failed).map(|f| format!("{}: {}", f.check, f.summary)),
+    );
+    let vacuous = findings.iter().any(|f| f.outcome == checks::Outcome::Vacuous);
+    let (verdict, code) = if !reasons.is_empty() {
+        ("invalid", exit::INVALID)
+    } else if report.verdict == Verdict::Unknown {
+        ("unknown", exit::UNKNOWN)
+    } else if vacuous {
+        ("vacuous", exit::VACUOUS)
+    } else {
+        ("valid", exit::VALID)
+    };
     results["verdict"] = json!(verdict);
-    results["exit_code"] = json!(exit::of_verdict(verdict));
+    results["invalid_reasons"] = json!(reasons);
+    results["checks"] = json!(findings);
+    results["detection"] = detection(&history, &report);
+    if verdict == "invalid" {
+        results["signature"] = json!(signature(&history, &report, &results));
+    }
+    results["exit_code"] = json!(code);
     results["check"] = serde_json::to_value(&report)?;
     std::fs::write(dir.join(rundir::RESULTS_JSON), serde_json::to_string_pretty(&results)? + "\n")?;
     progress.phase("report");
     crate::report::write(dir, record, &results, &history, &report);
-    Ok(RunOutcome { dir: dir.to_path_buf(), exit_code: exit::of_verdict(verdict), results })
+    Ok(RunOutcome { dir: dir.to_path_buf(), exit_code: code, results })
+}
+
+/// A short name for why a run is invalid, the same for runs that failed the
+/// same way (so repeated failures group in a suite's summary): the check
+/// that failed, what kind of thing failed it, and the fault kinds in force
+/// when it was first seen, e.g. `linearizability[read] under partition`.
+fn signature(history: &History, report: &checker::CheckReport, results: &serde_json::Value) -> String {
+    let first_unplaced = report
+        .results
+        .iter()
+        .filter_map(|k| {
+            let cx = k.counterexample.as_ref()?;
+            cx.unplaced.iter().filter_map(|u| k.ops.get(u.op)).min_by_key(|op| op.invoke_time)
+        })
+        .min_by_key(|op| op.invoke_time);
+    let failed_check = results["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|f| f["outcome"] == "failed"))
+        .and_then(|f| f["check"].as_str());
+    let (what, at) = if let Some(op) = first_unplaced {
+        (format!("linearizability[{}]", op.kind()), Some(op.invoke_time))
+    } else if results["lost_appends"].as_object().is_some_and(|l| !l.is_empty()) {
+        ("lost-append".to_string(), None)
+    } else {
+        (failed_check.unwrap_or("invalid").to_string(), None)
+    };
+    let kinds = nemesis::kinds_in_force(&history.events, at);
+    if kinds.is_empty() { what } else { format!("{what} under {}", kinds.join("+")) }
+}
+
+/// When the first fault struck and when the first operation began that the
+/// checker could not place (seconds from the start of the workload): their
+/// difference is the run's time to detect.
+fn detection(history: &History, report: &checker::CheckReport) -> serde_json::Value {
+    let seconds = |ns: u64| ns as f64 / 1e9;
+    let first_fault = history
+        .events
+        .iter()
+        .find(|e| e.process == Process::Nemesis && e.kind == EventType::Invoke && e.f != "heal-all")
+        .map(|e| seconds(e.time));
+    let first_unplaced = report
+        .results
+        .iter()
+        .filter_map(|k| {
+            let cx = k.counterexample.as_ref()?;
+            cx.unplaced.iter().filter_map(|u| k.ops.get(u.op).map(|op| op.invoke_time)).min()
+        })
+        .min()
+        .map(seconds);
+    json!({"first_fault_s": first_fault, "first_unplaced_s": first_unplaced})
 }

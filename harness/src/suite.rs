@@ -20,7 +20,18 @@
 //! nemesis = "partition"
 //! read_mode = "stale"
 //! expect = "invalid"
+//!
+//! simulation_seeds = 600     # planted bugs of the Raft core also run in the simulation
+//!
+//! [[planted]]                # a planted bug under the nemeses meant for it: expected invalid
+//! bug = "commit-alone"
+//! nemesis = ["partition", "all"]
+//! workload = "cas-register"  # default
 //! ```
+//!
+//! Runs with planted bugs fill the summary's detection matrix: bug ×
+//! nemesis → caught k of n runs, with the median and worst time from the
+//! first fault to the first operation the checker could not place.
 
 use std::path::Path;
 
@@ -93,6 +104,22 @@ pub struct Extra {
     pub nodes: Option<usize>,
 }
 
+/// A planted bug and the nemeses meant to catch it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlantedRuns {
+    pub bug: String,
+    pub nemesis: Vec<NemesisChoice>,
+    #[serde(default = "cas_register")]
+    pub workload: WorkloadKind,
+    pub seeds: Option<Seeds>,
+    pub nodes: Option<usize>,
+}
+
+fn cas_register() -> WorkloadKind {
+    WorkloadKind::CasRegister
+}
+
 fn linearizable_one() -> ReadModeChoice {
     ReadModeChoice::Linearizable
 }
@@ -115,6 +142,12 @@ pub struct Suite {
     pub matrix: Option<Matrix>,
     #[serde(default)]
     pub extra: Vec<Extra>,
+    #[serde(default)]
+    pub planted: Vec<PlantedRuns>,
+    /// Seeds of the Raft core's simulation per planted bug that lives in
+    /// the core (0 or absent: none).
+    #[serde(default)]
+    pub simulation_seeds: u64,
 }
 
 fn three() -> Vec<usize> {
@@ -131,12 +164,15 @@ pub struct Planned {
     pub nodes: usize,
     pub seed: u64,
     pub expect: Expect,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub planted_bug: Option<String>,
 }
 
 impl Planned {
     pub fn label(&self) -> String {
+        let bug = self.planted_bug.as_ref().map_or(String::new(), |b| format!(" bug={b}"));
         format!(
-            "{} {} {} {} n={} seed={}",
+            "{} {} {} {} n={} seed={}{bug}",
             name(&self.workload),
             name(&self.nemesis),
             name(&self.read_mode),
@@ -156,6 +192,7 @@ impl Planned {
             nodes: self.nodes,
             seed: Some(self.seed),
             out: None,
+            planted_bug: self.planted_bug.clone(),
             ..base.clone()
         }
     }
@@ -165,8 +202,11 @@ impl Suite {
     pub fn read(path: &Path) -> Result<Suite, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let suite: Suite = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        if suite.matrix.is_none() && suite.extra.is_empty() {
-            return Err(format!("{}: neither a [matrix] nor any [[extra]] run", path.display()));
+        if suite.matrix.is_none() && suite.extra.is_empty() && suite.planted.is_empty() {
+            return Err(format!("{}: neither a [matrix] nor any [[extra]] or [[planted]] run", path.display()));
+        }
+        if let Some(p) = suite.planted.iter().find(|p| p.nemesis.is_empty()) {
+            return Err(format!("{}: planted bug {}: name at least one nemesis", path.display(), p.bug));
         }
         if !(suite.budget_minutes > 0.0 && suite.time_limit > 0.0) {
             return Err(format!("{}: budget_minutes and time_limit must be positive", path.display()));
@@ -192,6 +232,7 @@ impl Suite {
                                         nodes,
                                         seed,
                                         expect: m.expect,
+                                        planted_bug: None,
                                     });
                                 }
                             }
@@ -211,7 +252,25 @@ impl Suite {
                     nodes: x.nodes.unwrap_or(self.nodes[0]),
                     seed,
                     expect: x.expect,
+                    planted_bug: None,
                 });
+            }
+        }
+        for p in &self.planted {
+            let seeds = p.seeds.as_ref().unwrap_or(&self.seeds).list();
+            for &nemesis in &p.nemesis {
+                for &seed in &seeds {
+                    runs.push(Planned {
+                        workload: p.workload,
+                        nemesis,
+                        read_mode: ReadModeChoice::Linearizable,
+                        runtime: RuntimeKind::Netns,
+                        nodes: p.nodes.unwrap_or(self.nodes[0]),
+                        seed,
+                        expect: Expect::Invalid,
+                        planted_bug: Some(p.bug.clone()),
+                    });
+                }
             }
         }
         runs
@@ -230,6 +289,129 @@ pub struct RunResult {
     pub replay: Option<String>,
     pub duration_s: f64,
     pub reason: Option<String>,
+    /// Why an invalid run is invalid, short, the same for the same cause.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// Seconds from the first fault to the first operation the checker could
+    /// not place, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detect_s: Option<f64>,
+}
+
+impl RunResult {
+    /// A run that did not take place.
+    pub fn skipped(planned: &Planned, reason: String) -> RunResult {
+        RunResult {
+            planned: planned.clone(),
+            outcome: "skipped".into(),
+            passed: false,
+            dir: None,
+            replay: None,
+            duration_s: 0.0,
+            reason: Some(reason),
+            signature: None,
+            detect_s: None,
+        }
+    }
+}
+
+/// One cell of the detection matrix: a planted bug under one nemesis.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Detection {
+    pub bug: String,
+    pub nemesis: String,
+    pub runs: usize,
+    pub caught: usize,
+    /// Median and worst time to detect over the caught runs whose time is
+    /// known (a lost write found by the final reads has none).
+    pub median_detect_s: Option<f64>,
+    pub worst_detect_s: Option<f64>,
+    /// The caught runs' failure signatures.
+    pub signatures: Vec<String>,
+}
+
+/// The detection matrix of the runs with planted bugs, bug by bug in the
+/// order they ran. Skipped runs do not count.
+pub fn detection_matrix(results: &[RunResult]) -> Vec<Detection> {
+    let mut cells: Vec<Detection> = Vec::new();
+    let mut times: Vec<Vec<f64>> = Vec::new();
+    for r in results.iter().filter(|r| r.outcome != "skipped") {
+        let Some(bug) = &r.planned.planted_bug else { continue };
+        let nemesis = name(&r.planned.nemesis);
+        let i = match cells.iter().position(|c| &c.bug == bug && c.nemesis == nemesis) {
+            Some(i) => i,
+            None => {
+                cells.push(Detection {
+                    bug: bug.clone(),
+                    nemesis,
+                    runs: 0,
+                    caught: 0,
+                    median_detect_s: None,
+                    worst_detect_s: None,
+                    signatures: Vec::new(),
+                });
+                times.push(Vec::new());
+                cells.len() - 1
+            }
+        };
+        cells[i].runs += 1;
+        if r.outcome == "invalid" {
+            cells[i].caught += 1;
+            times[i].extend(r.detect_s);
+            if let Some(s) = &r.signature
+                && !cells[i].signatures.contains(s)
+            {
+                cells[i].signatures.push(s.clone());
+            }
+        }
+    }
+    for (cell, mut t) in cells.iter_mut().zip(times) {
+        t.sort_by(f64::total_cmp);
+        cell.median_detect_s = t.get(t.len() / 2).copied();
+        cell.worst_detect_s = t.last().copied();
+    }
+    cells
+}
+
+/// JUnit XML of a suite's runs (one test case per run), for CI test tabs.
+pub fn junit(suite: &str, results: &[RunResult], duration_s: f64) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
+    };
+    let failures = results.iter().filter(|r| !r.passed && r.outcome != "skipped").count();
+    let skipped = results.iter().filter(|r| r.outcome == "skipped").count();
+    let mut xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{duration_s:.1}\">\n",
+        esc(suite),
+        results.len()
+    );
+    for r in results {
+        let expect = if r.planned.expect == Expect::Invalid { "invalid" } else { "valid" };
+        xml.push_str(&format!(
+            "  <testcase classname=\"capukv-chaos.{}\" name=\"{}\" time=\"{:.1}\">",
+            esc(suite),
+            esc(&r.planned.label()),
+            r.duration_s
+        ));
+        if r.outcome == "skipped" {
+            xml.push_str(&format!("<skipped message=\"{}\"/>", esc(r.reason.as_deref().unwrap_or("skipped"))));
+        } else if !r.passed {
+            let mut text = format!("expected {expect}, got {}", r.outcome);
+            for (label, v) in [("reason", &r.reason), ("signature", &r.signature), ("replay", &r.replay)] {
+                if let Some(v) = v {
+                    text.push_str(&format!("\n{label}: {v}"));
+                }
+            }
+            xml.push_str(&format!(
+                "<failure message=\"expected {expect}, got {}\">{}</failure>",
+                esc(&r.outcome),
+                esc(&text)
+            ));
+        }
+        xml.push_str("</testcase>\n");
+    }
+    xml.push_str("</testsuite>\n</testsuites>\n");
+    xml
 }
 
 /// The suite's exit status: 0 every run passed; 1 a run was invalid against
@@ -259,9 +441,54 @@ mod tests {
             nodes: 3,
             seed: 1,
             expect,
+            planted_bug: None,
         };
         let passed = matches!((outcome, expect), ("valid", Expect::Valid) | ("invalid", Expect::Invalid));
-        RunResult { planned, outcome: outcome.into(), passed, dir: None, replay: None, duration_s: 0.0, reason: None }
+        RunResult { outcome: outcome.into(), passed, reason: None, ..RunResult::skipped(&planned, String::new()) }
+    }
+
+    fn planted(bug: &str, nemesis: NemesisChoice, outcome: &str, detect_s: Option<f64>) -> RunResult {
+        let mut r = result(outcome, Expect::Invalid);
+        r.planned.planted_bug = Some(bug.into());
+        r.planned.nemesis = nemesis;
+        r.detect_s = detect_s;
+        r.signature = (outcome == "invalid").then(|| "linearizability[read] under partition".to_string());
+        r
+    }
+
+    #[test]
+    fn the_detection_matrix_counts_catches_per_bug_and_nemesis() {
+        use NemesisChoice::{Kill, Partition};
+        let runs = [
+            planted("commit-alone", Partition, "invalid", Some(4.0)),
+            planted("commit-alone", Partition, "invalid", Some(1.0)),
+            planted("commit-alone", Partition, "valid", None),
+            planted("commit-alone", Kill, "valid", None),
+            planted("no-fsync", Kill, "invalid", None),
+            planted("no-fsync", Kill, "skipped", None),
+            result("valid", Expect::Valid),
+        ];
+        let m = detection_matrix(&runs);
+        assert_eq!(m.len(), 3);
+        assert_eq!(
+            (m[0].bug.as_str(), m[0].nemesis.as_str(), m[0].runs, m[0].caught),
+            ("commit-alone", "partition", 3, 2)
+        );
+        assert_eq!((m[0].median_detect_s, m[0].worst_detect_s), (Some(4.0), Some(4.0)));
+        assert_eq!(m[0].signatures, vec!["linearizability[read] under partition".to_string()]);
+        assert_eq!((m[1].runs, m[1].caught, m[1].median_detect_s), (1, 0, None));
+        assert_eq!((m[2].runs, m[2].caught, m[2].median_detect_s), (1, 1, None), "a skipped run does not count");
+    }
+
+    #[test]
+    fn junit_has_a_case_per_run_and_a_failure_with_the_replay_command() {
+        let mut bad = result("valid", Expect::Invalid);
+        bad.replay = Some("capukv-chaos replay reports/x".into());
+        let xml = junit("power <1>", &[result("valid", Expect::Valid), bad, result("skipped", Expect::Valid)], 3.0);
+        assert!(xml.contains("tests=\"3\" failures=\"1\" skipped=\"1\""), "{xml}");
+        assert!(xml.contains("name=\"power &lt;1&gt;\""), "{xml}");
+        assert_eq!(xml.matches("<testcase ").count(), 3);
+        assert!(xml.contains("expected invalid, got valid") && xml.contains("replay: capukv-chaos replay reports/x"));
     }
 
     #[test]

@@ -32,6 +32,24 @@ pub struct RunInfo {
     pub failure: Option<String>,
     /// Raw files beside the report: (label, relative link).
     pub links: Vec<(String, String)>,
+    /// Shown in red above everything else (a run wrong on purpose says so).
+    pub warnings: Vec<String>,
+    /// The run's verdict when more than this checker decided it (`valid`,
+    /// `invalid`, `unknown`, `vacuous`); otherwise the checker's.
+    pub verdict: Option<String>,
+    /// Checks made besides this one, in order.
+    pub findings: Vec<Finding>,
+}
+
+/// The outcome of a check the caller made besides the linearizability search.
+#[derive(Clone, Debug, Default)]
+pub struct Finding {
+    pub check: String,
+    /// `passed`, `failed`, `vacuous` or `skipped`.
+    pub outcome: String,
+    pub summary: String,
+    /// Evidence, one line each; a line may link to a file: (text, href).
+    pub details: Vec<(String, Option<String>)>,
 }
 
 pub const FILE: &str = "index.html";
@@ -40,11 +58,12 @@ pub const FILE: &str = "index.html";
 pub fn render(history: &History, check: Option<&CheckReport>, info: &RunInfo) -> String {
     let spans = spans::from_history(history);
     let verdict = check.map(|c| c.verdict);
-    let (class, word) = match verdict {
-        Some(Verdict::Valid) => ("valid", "VALID"),
-        Some(Verdict::Invalid) => ("invalid", "INVALID"),
-        Some(Verdict::Unknown) => ("unknown", "UNKNOWN"),
-        None => ("none", "NO VERDICT"),
+    let (class, word) = match (info.verdict.as_deref(), verdict) {
+        (Some("vacuous"), _) => ("vacuous", "VACUOUS"),
+        (Some("invalid"), _) | (None, Some(Verdict::Invalid)) => ("invalid", "INVALID"),
+        (Some("valid"), _) | (None, Some(Verdict::Valid)) => ("valid", "VALID"),
+        (Some("unknown"), _) | (None, Some(Verdict::Unknown)) => ("unknown", "UNKNOWN"),
+        _ => ("none", "NO VERDICT"),
     };
     let mut html = String::with_capacity(1 << 20);
     let _ = write!(
@@ -55,11 +74,40 @@ pub fn render(history: &History, check: Option<&CheckReport>, info: &RunInfo) ->
         escape(&info.title),
         page::STYLE
     );
+    for warning in &info.warnings {
+        let _ = write!(html, "<p class=\"warning\">{}</p>", escape(warning));
+    }
     let _ = write!(
         html,
         "<h1>{}</h1><p><span id=\"verdict\" class=\"verdict {class}\">{word}</span></p>",
         escape(&info.title)
     );
+    let failed: Vec<&Finding> = info.findings.iter().filter(|f| f.outcome != "passed").collect();
+    if !failed.is_empty() || !info.findings.is_empty() {
+        html.push_str("<h2 id=\"checks\">End-of-run checks</h2><table class=\"findings\">");
+        for f in &info.findings {
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}",
+                escape(&f.check),
+                escape(&f.outcome),
+                escape(&f.outcome),
+                escape(&f.summary)
+            );
+            for (text, href) in f.details.iter().take(50) {
+                match href {
+                    Some(href) => {
+                        let _ = write!(html, "<pre><a href=\"{}\">{}</a></pre>", escape(href), escape(text));
+                    }
+                    None => {
+                        let _ = write!(html, "<pre>{}</pre>", escape(text));
+                    }
+                }
+            }
+            html.push_str("</td></tr>");
+        }
+        html.push_str("</table>");
+    }
     if let Some(failure) = &info.failure {
         let _ = write!(html, "<p><b>The run did not finish:</b> {}</p>", escape(failure));
     }

@@ -22,6 +22,11 @@ h3 { font-size: 16px; } h4 { font-size: 14px; margin-bottom: 4px; }
 .verdict { display: inline-block; padding: 4px 12px; border-radius: 4px; color: white; font-weight: bold; font-size: 18px; }
 .verdict.valid { background: #289646; } .verdict.invalid { background: #c83232; }
 .verdict.unknown { background: #d08c00; } .verdict.none { background: #777; }
+.verdict.vacuous { background: #7a5c99; }
+.warning { background: #c83232; color: white; padding: 8px 12px; border-radius: 4px; font-weight: bold; }
+table.findings td.passed { color: #289646; font-weight: bold; } table.findings td.failed { color: #c83232; font-weight: bold; }
+table.findings td.vacuous, table.findings td.skipped { color: #7a5c99; font-weight: bold; }
+table.findings pre { margin: 2px 0; font-size: 12px; white-space: pre-wrap; }
 table.summary td { padding: 2px 12px 2px 0; vertical-align: top; } table.summary td:first-child { color: #666; }
 table.ops { border-collapse: collapse; font-size: 13px; margin: 6px 0; }
 table.ops td, table.ops th { border: 1px solid #ddd; padding: 2px 6px; text-align: left; }

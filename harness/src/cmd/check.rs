@@ -69,6 +69,7 @@ pub fn run(args: CheckArgs) -> i32 {
             replay: Some(format!("capukv-chaos check --model {} {}", args.model.name(), args.history.display())),
             failure: None,
             links: Vec::new(),
+            ..Default::default()
         };
         let written =
             std::fs::create_dir_all(dir).and_then(|()| checker::report::write(dir, &history, Some(&report), &info));

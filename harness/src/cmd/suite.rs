@@ -8,7 +8,7 @@ use clap::Args;
 use harness::exit;
 use harness::options::RunOptions;
 use harness::run::{RunSettings, run};
-use harness::suite::{Expect, RUN_OVERHEAD_S, RunResult, Suite, exit_status};
+use harness::suite::{Detection, Expect, RUN_OVERHEAD_S, RunResult, Suite, detection_matrix, exit_status, junit};
 
 #[derive(Args)]
 pub struct SuiteArgs {
@@ -23,6 +23,9 @@ pub struct SuiteArgs {
     /// Print summary.json to stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Also write the results as JUnit XML (one test case per run).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 fn base_options(suite: &Suite, args: &SuiteArgs) -> RunOptions {
@@ -63,15 +66,8 @@ pub fn main(args: SuiteArgs) -> i32 {
         let elapsed = started.elapsed().as_secs_f64();
         let estimate = suite.time_limit + RUN_OVERHEAD_S;
         if elapsed + estimate > budget {
-            results.push(RunResult {
-                planned: p.clone(),
-                outcome: "skipped".into(),
-                passed: false,
-                dir: None,
-                replay: None,
-                duration_s: 0.0,
-                reason: Some(format!("would end past the {} min budget ({elapsed:.0} s used)", suite.budget_minutes)),
-            });
+            let why = format!("would end past the {} min budget ({elapsed:.0} s used)", suite.budget_minutes);
+            results.push(RunResult::skipped(p, why));
             continue;
         }
         if !args.json {
@@ -84,25 +80,29 @@ pub fn main(args: SuiteArgs) -> i32 {
         }
         let settings = RunSettings { schedule: None, progress: false, dir_suffix: String::new(), command: vec![] };
         let t = Instant::now();
-        let (outcome, dir, replay, reason) = match runtime.block_on(run(options, settings)) {
+        let mut r = RunResult::skipped(p, String::new());
+        r.outcome = "harness-failed".into();
+        match runtime.block_on(run(options, settings)) {
             Ok(o) => {
-                let verdict = o.results["verdict"].as_str().unwrap_or("harness-failed").to_string();
-                let reason = o.results["harness_failure"].as_str().map(String::from);
-                let replay = o.results["replay"].as_str().map(String::from);
-                (verdict, Some(o.dir.display().to_string()), replay, reason)
+                let text = |k: &str| o.results[k].as_str().map(String::from);
+                r.outcome = text("verdict").unwrap_or_else(|| "harness-failed".into());
+                r.reason = text("harness_failure").or_else(|| {
+                    let reasons = o.results["invalid_reasons"].as_array()?;
+                    let reasons: Vec<&str> = reasons.iter().filter_map(|v| v.as_str()).collect();
+                    (!reasons.is_empty()).then(|| reasons.join("; "))
+                });
+                r.replay = text("replay");
+                r.signature = text("signature");
+                let d = &o.results["detection"];
+                r.detect_s =
+                    d["first_unplaced_s"].as_f64().map(|u| (u - d["first_fault_s"].as_f64().unwrap_or(0.0)).max(0.0));
+                r.dir = Some(o.dir.display().to_string());
             }
-            Err(e) => ("harness-failed".to_string(), None, None, Some(format!("{e:#}"))),
-        };
-        let passed = matches!((outcome.as_str(), p.expect), ("valid", Expect::Valid) | ("invalid", Expect::Invalid));
-        results.push(RunResult {
-            planned: p.clone(),
-            outcome,
-            passed,
-            dir,
-            replay,
-            duration_s: t.elapsed().as_secs_f64(),
-            reason,
-        });
+            Err(e) => r.reason = Some(format!("{e:#}")),
+        }
+        r.passed = matches!((r.outcome.as_str(), p.expect), ("valid", Expect::Valid) | ("invalid", Expect::Invalid));
+        r.duration_s = t.elapsed().as_secs_f64();
+        results.push(r);
         let interrupted = results.last().and_then(|r| r.reason.as_deref()).is_some_and(|r| r.contains("interrupted"));
         if interrupted {
             eprintln!("interrupted: the remaining runs are skipped");
@@ -111,6 +111,8 @@ pub fn main(args: SuiteArgs) -> i32 {
     }
     let code = exit_status(&results);
     let passed = results.iter().filter(|r| r.passed).count();
+    let matrix = detection_matrix(&results);
+    let simulation = simulate_planted(&suite, &base, args.json);
     let summary = serde_json::json!({
         "suite": suite.name,
         "file": args.suite,
@@ -121,8 +123,15 @@ pub fn main(args: SuiteArgs) -> i32 {
         "passed": passed,
         "skipped": results.iter().filter(|r| r.outcome == "skipped").count(),
         "exit_code": code,
+        "detection_matrix": matrix,
+        "simulation": simulation,
         "results": results,
     });
+    if let Some(path) = &args.junit
+        && let Err(e) = std::fs::write(path, junit(&suite.name, &results, started.elapsed().as_secs_f64()))
+    {
+        eprintln!("error: cannot write {}: {e}", path.display());
+    }
     let path = summary_dir.join("summary.json");
     if let Err(e) = std::fs::write(&path, serde_json::to_string_pretty(&summary).expect("serializes") + "\n") {
         eprintln!("error: cannot write {}: {e}", path.display());
@@ -150,7 +159,83 @@ pub fn main(args: SuiteArgs) -> i32 {
                 }
             }
         }
+        print_matrix(&matrix, &simulation);
         println!("summary: {}", path.display());
     }
     code
+}
+
+/// The detection matrix as a table, with the simulation's column.
+fn print_matrix(matrix: &[Detection], simulation: &serde_json::Value) {
+    if matrix.is_empty() && simulation.as_object().is_none_or(|s| s.is_empty()) {
+        return;
+    }
+    println!("\ndetection matrix (planted bug x nemesis: caught runs, time from first fault to detection)");
+    println!("{:<30} {:<10} {:>8} {:>11} {:>10}", "bug", "nemesis", "caught", "median s", "worst s");
+    let secs = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{s:.1}"));
+    for c in matrix {
+        println!(
+            "{:<30} {:<10} {:>8} {:>11} {:>10}",
+            c.bug,
+            c.nemesis,
+            format!("{}/{}", c.caught, c.runs),
+            secs(c.median_detect_s),
+            secs(c.worst_detect_s)
+        );
+    }
+    if let Some(sim) = simulation.as_object().filter(|s| !s.is_empty()) {
+        println!("\nsimulation of the Raft core (seeds that broke an invariant)");
+        for (bug, r) in sim {
+            match r["error"].as_str() {
+                Some(e) => println!("{bug:<30} error: {e}"),
+                None => println!("{bug:<30} {}/{}", r["broken"], r["seeds"]),
+            }
+        }
+    }
+}
+
+/// Runs the simulation with each planted bug of the suite that lives in the
+/// Raft core (`capukv-planted simulate`), `simulation_seeds` seeds each.
+fn simulate_planted(suite: &Suite, base: &RunOptions, quiet: bool) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    if suite.simulation_seeds == 0 || suite.planted.is_empty() {
+        return serde_json::Value::Object(out);
+    }
+    let binary = match harness::runtime::netns::find_binary(base.capukv_bin.as_deref(), "capukv-planted") {
+        Ok(b) => b,
+        Err(e) => {
+            out.insert("*".into(), serde_json::json!({"error": e}));
+            return serde_json::Value::Object(out);
+        }
+    };
+    let listed = std::process::Command::new(&binary).args(["planted-bugs", "--json"]).output();
+    let in_core: Vec<String> = listed
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["in_core"] == true)
+        .filter_map(|v| v["name"].as_str().map(String::from))
+        .collect();
+    let mut bugs: Vec<&str> = suite.planted.iter().map(|p| p.bug.as_str()).collect();
+    bugs.dedup();
+    for bug in bugs.into_iter().filter(|b| in_core.iter().any(|c| c == b)) {
+        if !quiet {
+            eprintln!("simulation: {bug}, {} seeds", suite.simulation_seeds);
+        }
+        let seeds = suite.simulation_seeds.to_string();
+        let ran = std::process::Command::new(&binary)
+            .args(["simulate", "--json", "--seeds", &seeds, "--planted-bug", bug])
+            // The core logs every election at warn; only the verdict matters here.
+            .env("RUST_LOG", "error")
+            .output();
+        let value = match ran {
+            Ok(o) => serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap_or_else(
+                |_| serde_json::json!({"error": String::from_utf8_lossy(&o.stderr).trim().to_string()}),
+            ),
+            Err(e) => serde_json::json!({"error": e.to_string()}),
+        };
+        out.insert(bug.to_string(), value);
+    }
+    serde_json::Value::Object(out)
 }

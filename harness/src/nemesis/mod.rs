@@ -206,9 +206,9 @@ impl Nemesis {
                 return Ok(());
             }
             let leader = match &step.fault {
-                Fault::Partition { partition: partition::Partition::IsolateLeader } => {
-                    current_leader(&*self.runtime).await
-                }
+                Fault::Partition {
+                    partition: partition::Partition::IsolateLeader | partition::Partition::LeaderMinority { .. },
+                } => current_leader(&*self.runtime).await,
                 _ => None,
             };
             let fault = step.fault.clone();
@@ -249,6 +249,28 @@ impl Nemesis {
         self.record(EventType::Info, "heal-all", json!({"restarted": names(&restarted)}), None);
         network
     }
+}
+
+/// The fault kinds in force at history time `at` (nanoseconds), or every
+/// kind that struck when `at` is `None`, read back from the nemesis events.
+pub fn kinds_in_force(events: &[checker::Event], at: Option<u64>) -> Vec<String> {
+    let mut in_force: BTreeSet<String> = BTreeSet::new();
+    let mut struck: BTreeSet<String> = BTreeSet::new();
+    for e in events.iter().filter(|e| e.process == Process::Nemesis && e.kind == EventType::Invoke) {
+        if at.is_some_and(|t| e.time > t) {
+            break;
+        }
+        if let Some(kind) = Fault::kind_struck_by(&e.f) {
+            in_force.insert(kind.to_string());
+            struck.insert(kind.to_string());
+        } else if let Some(kind) = Fault::kind_healed_by(&e.f) {
+            in_force.remove(kind);
+        } else if e.f == "heal-all" {
+            in_force.clear();
+        }
+    }
+    let kinds = if at.is_some() { in_force } else { struck };
+    kinds.into_iter().collect()
 }
 
 fn names(nodes: &[u64]) -> Vec<String> {

@@ -21,6 +21,10 @@ pub enum Partition {
     MajoritiesRing { ring: Vec<u64> },
     /// Two halves that only `bridge` connects.
     Bridge { left: Vec<u64>, bridge: u64, right: Vec<u64> },
+    /// Whoever leads when the fault strikes, with the first `size - 1` of
+    /// `order` (the leader skipped), in a minority: the old leader keeps
+    /// some followers and its clients while the majority elects anew.
+    LeaderMinority { size: usize, order: Vec<u64> },
 }
 
 pub type Grudge = Vec<(u64, BTreeSet<u64>)>;
@@ -43,7 +47,9 @@ impl Partition {
     pub fn random(nodes: u64, rng: &mut impl Rng) -> Partition {
         let mut ids: Vec<u64> = (1..=nodes).collect();
         ids.shuffle(rng);
-        match rng.random_range(0..5) {
+        // Shapes that cut the leader off are drawn most often: a partition
+        // that leaves the leader with a majority changes nothing a client sees.
+        match rng.random_range(0..8) {
             0 => {
                 let cut = ids.len() / 2;
                 let mut groups = vec![ids[..cut].to_vec(), ids[cut..].to_vec()];
@@ -61,6 +67,8 @@ impl Partition {
                 right.sort();
                 Partition::Bridge { left, bridge: ids[half], right }
             }
+            5 | 6 if nodes >= 3 => Partition::LeaderMinority { size: (nodes as usize - 1) / 2, order: ids },
+            7 => Partition::IsolateLeader,
             _ => Partition::IsolateOne { node: ids[0] },
         }
     }
@@ -72,6 +80,7 @@ impl Partition {
             Partition::IsolateLeader => "isolate-leader",
             Partition::MajoritiesRing { .. } => "majorities-ring",
             Partition::Bridge { .. } => "bridge",
+            Partition::LeaderMinority { .. } => "leader-minority",
         }
     }
 
@@ -99,6 +108,14 @@ impl Partition {
                     .collect();
                 grudge.sort();
                 grudge
+            }
+            Partition::LeaderMinority { size, order } => {
+                let leader = leader.unwrap_or(1);
+                let minority: Vec<u64> = std::iter::once(leader)
+                    .chain(order.iter().copied().filter(|&n| n != leader).take(size.saturating_sub(1)))
+                    .collect();
+                let majority: Vec<u64> = all.iter().copied().filter(|n| !minority.contains(n)).collect();
+                between(&[minority, majority])
             }
             Partition::Bridge { left, bridge, right } => {
                 let mut grudge = between(&[left.clone(), right.clone()]);
@@ -142,6 +159,10 @@ mod tests {
                         }
                     }
                     Partition::IsolateLeader => assert_eq!(sees(&g, 2, nodes), 1),
+                    Partition::LeaderMinority { .. } => {
+                        let seen = sees(&g, 2, nodes);
+                        assert!(seen >= 1 && seen < majority, "{p:?}: the leader sees {seen}");
+                    }
                     Partition::IsolateOne { node } => assert_eq!(sees(&g, *node, nodes), 1),
                     Partition::Bridge { bridge, .. } => assert_eq!(sees(&g, *bridge, nodes), nodes as usize),
                     Partition::RandomHalves { groups } => {

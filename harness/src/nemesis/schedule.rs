@@ -68,6 +68,28 @@ impl Fault {
     }
 }
 
+impl Fault {
+    /// Every kind with a sample fault, to map history names back to kinds.
+    fn samples() -> [Fault; 4] {
+        [
+            Fault::Partition { partition: Partition::IsolateLeader },
+            Fault::Kill { nodes: vec![] },
+            Fault::Pause { nodes: vec![] },
+            Fault::Netem { nodes: vec![], fault: NetemFault::Loss { percent: 0.0 } },
+        ]
+    }
+
+    /// The kind whose strike is recorded as `f`.
+    pub fn kind_struck_by(f: &str) -> Option<&'static str> {
+        Fault::samples().iter().find(|s| s.event_names().0 == f).map(Fault::kind)
+    }
+
+    /// The kind whose heal is recorded as `f`.
+    pub fn kind_healed_by(f: &str) -> Option<&'static str> {
+        Fault::samples().iter().find(|s| s.event_names().1 == f).map(Fault::kind)
+    }
+}
+
 /// A fault and when it strikes and heals, in seconds from the start of the workload.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Step {

@@ -40,6 +40,8 @@ pub struct DockerRuntime {
     nodes: Vec<NodeInfo>,
     peers: String,
     tick_ms: u64,
+    /// More arguments for every `capukv server`.
+    extra_args: Vec<String>,
     torn_down: Mutex<bool>,
 }
 
@@ -53,7 +55,7 @@ impl DockerRuntime {
     }
 
     /// Makes the network and the containers (not started).
-    pub fn create(count: usize, run_dir: &Path, tick_ms: u64) -> Result<DockerRuntime> {
+    pub fn create(count: usize, run_dir: &Path, tick_ms: u64, extra_args: Vec<String>) -> Result<DockerRuntime> {
         docker(&["image", "inspect", IMAGE])
             .map_err(|_| RuntimeError::Other(format!("no image {IMAGE}: build it with `bash scripts/image.sh`")))?;
         let id = format!("{:04x}", rand::random::<u16>());
@@ -78,6 +80,7 @@ impl DockerRuntime {
             nodes: Vec::new(),
             peers: String::new(),
             tick_ms,
+            extra_args,
             torn_down: Mutex::new(false),
         };
         for i in 1..=count as u64 {
@@ -95,7 +98,7 @@ impl DockerRuntime {
         let node = &self.nodes[(id - 1) as usize];
         let label = format!("{LABEL}={}", self.id);
         docker(&["volume", "create", "--label", &label, &self.volume(id)])?;
-        docker(&[
+        let owned: Vec<String> = [
             "create",
             "--name",
             &self.container(id),
@@ -127,7 +130,13 @@ impl DockerRuntime {
             &self.tick_ms.to_string(),
             "--snapshot-every",
             "1000",
-        ])?;
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(self.extra_args.iter().cloned())
+        .collect();
+        let args: Vec<&str> = owned.iter().map(String::as_str).collect();
+        docker(&args)?;
         Ok(())
     }
 

@@ -20,6 +20,8 @@ pub struct ServerSettings {
     pub binary: PathBuf,
     pub tick_ms: u64,
     pub snapshot_every: u64,
+    /// More arguments for every `capukv server` (a planted bug, ...).
+    pub extra_args: Vec<String>,
 }
 
 struct Slot {
@@ -110,6 +112,7 @@ impl Runtime for NetnsRuntime {
             .args(["--api-addr", &node.api_addr, "--raft-addr", &node.raft_addr, "--peers", &self.peers])
             .args(["--tick-ms", &self.settings.tick_ms.to_string()])
             .args(["--snapshot-every", &self.settings.snapshot_every.to_string()])
+            .args(&self.settings.extra_args)
             .env("RUST_LOG", std::env::var("CAPUKV_SERVER_LOG").unwrap_or_else(|_| "info".into()))
             .env("NO_COLOR", "1")
             // A process group of its own: Ctrl-C at the terminal reaches the
@@ -200,6 +203,7 @@ impl Runtime for NetnsRuntime {
             "binary": self.settings.binary,
             "tick_ms": self.settings.tick_ms,
             "snapshot_every": self.settings.snapshot_every,
+            "extra_args": self.settings.extra_args,
         })
     }
 }
@@ -212,8 +216,9 @@ impl Drop for NetnsRuntime {
     }
 }
 
-/// Finds `capukv`: the given path, next to this executable, or on PATH.
-pub fn find_binary(given: Option<&Path>) -> std::result::Result<PathBuf, String> {
+/// Finds the server binary `name` (`capukv`, or `capukv-planted` for planted
+/// bugs): the given path, next to this executable, or on PATH.
+pub fn find_binary(given: Option<&Path>, name: &str) -> std::result::Result<PathBuf, String> {
     if let Some(path) = given {
         return if path.is_file() {
             Ok(path.to_path_buf())
@@ -224,15 +229,19 @@ pub fn find_binary(given: Option<&Path>) -> std::result::Result<PathBuf, String>
     let beside = std::env::current_exe().ok().and_then(|exe| {
         let dir = exe.parent()?;
         // Test binaries live one level down, in deps/.
-        [dir.join("capukv"), dir.parent()?.join("capukv")].into_iter().find(|p| p.is_file())
+        [dir.join(name), dir.parent()?.join(name)].into_iter().find(|p| p.is_file())
     });
     if let Some(path) = beside {
         return Ok(path);
     }
     std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("capukv")).find(|p| p.is_file()))
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()))
         .ok_or_else(|| {
-            "no capukv binary next to capukv-chaos or on PATH: build it (cargo build -p capukv) or pass --capukv-bin"
-                .into()
+            let build = if name == "capukv" {
+                "cargo build -p capukv".to_string()
+            } else {
+                format!("cargo build -p capukv --features planted-bugs, then copy target/.../capukv to {name}")
+            };
+            format!("no {name} binary next to capukv-chaos or on PATH: build it ({build}) or pass --capukv-bin")
         })
 }

@@ -124,16 +124,19 @@ fn encode(value: &Value) -> Bytes {
     }
 }
 
-/// Whether an error proves the operation did not happen. Only refusals made
-/// before anything was proposed do; a timeout or a lost connection may hide
-/// a write that took effect.
+/// Whether an error proves the operation did not happen. Only the server's
+/// validation (`InvalidArgument`, before anything is proposed) on a request
+/// none of whose attempts may have reached a leader does, and having no
+/// endpoint at all. Everything else may hide a write that took effect: a
+/// timeout, a lost connection, an answer too large to decode (tonic's
+/// `OutOfRange`, after the write applied), and any refusal that followed an
+/// attempt whose outcome is unknown (the client library says so with
+/// [`ClientError::Indefinite`]).
 fn certainly_not_applied(error: &ClientError) -> bool {
     match error {
-        ClientError::Rejected(status) => {
-            matches!(status.code(), Code::InvalidArgument | Code::OutOfRange | Code::ResourceExhausted)
-        }
-        ClientError::NoEndpoints | ClientError::BadEndpoint { .. } => true,
-        ClientError::Timeout { .. } => false,
+        ClientError::Rejected(status) => status.code() == Code::InvalidArgument,
+        ClientError::NoEndpoints => true,
+        ClientError::BadEndpoint { .. } | ClientError::Timeout { .. } | ClientError::Indefinite { .. } => false,
     }
 }
 
