@@ -55,6 +55,19 @@ ensure_build_env() {
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/capukv/target}"
 }
 
+# The directory holding the librocksdb.a that a cargo build made, from the
+# JSON messages (--message-format=json...) of that build in file $1.
+rocksdb_out_dir() {
+    local dir
+    dir="$(grep -o '"reason":"build-script-executed","package_id":"[^"]*librocksdb-sys[^"]*"[^}]*"out_dir":"[^"]*"' "$1" \
+        | sed 's/.*"out_dir":"\([^"]*\)"/\1/' | tail -n 1)"
+    if [ -z "$dir" ] || [ ! -f "$dir/librocksdb.a" ]; then
+        echo "error: the build in $1 made no librocksdb.a" >&2
+        exit 2
+    fi
+    echo "$dir"
+}
+
 # A Docker engine and docker-compose, for the image and the Docker tests:
 # Debian's docker.io and docker-compose when missing; dockerd started here
 # when nothing answers (CI machines start with no daemon running).

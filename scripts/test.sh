@@ -11,10 +11,21 @@ ensure_build_env
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
-step "cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+# The test build compiles RocksDB (C++, most of a cold run); the lint build
+# below links against that same library instead of compiling it a second
+# time (cargo check and cargo build resolve librocksdb-sys's build script
+# differently, so they would not share it on their own).
 step "cargo test --no-run"
-cargo test --workspace --locked --no-run
+cargo test --workspace --locked --no-run --message-format=json-render-diagnostics > "$CARGO_TARGET_DIR/test-build.json"
+ROCKSDB_OUT="$(rocksdb_out_dir "$CARGO_TARGET_DIR/test-build.json")"
+step "cargo clippy (RocksDB from $ROCKSDB_OUT)"
+ROCKSDB_LIB_DIR="$ROCKSDB_OUT" ROCKSDB_STATIC=1 cargo clippy --workspace --all-targets --locked -- -D warnings
+ROCKSDB_LIB_DIR="$ROCKSDB_OUT" ROCKSDB_STATIC=1 \
+    cargo clippy -p capukv --all-targets --features planted-bugs --locked -- -D warnings
+# The server with the planted bugs compiled in, for the power tests and the
+# smoke suite's power subset (its own binary name: the real one is untouched).
+step "cargo build capukv-planted"
+cargo build -p capukv --features planted-bugs --bin capukv-planted --locked
 
 # The Docker tests need the image; build it from the test build's binary
 # (scripts/image.sh alone builds the release one).
@@ -24,6 +35,8 @@ bash scripts/image.sh --binary "$CARGO_TARGET_DIR/debug/capukv"
 
 step "cargo test"
 cargo test --workspace --locked
+step "cargo test (planted bugs against the simulation)"
+cargo test -p capukv --features planted-bugs --locked --test planted_simulation
 
 # The smoke suite: real chaos runs (netns runtime, root) that must all pass,
 # including one unsafe on purpose that the checker must catch.
