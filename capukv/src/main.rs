@@ -554,7 +554,7 @@ async fn status(client: &Client, json: bool, hash: bool) -> anyhow::Result<u8> {
                         "endpoint": addr, "id": s.id, "role": s.role, "term": s.term, "leader": s.leader,
                         "leader_api_addr": s.leader_api_addr, "commit_index": s.commit_index,
                         "applied_index": s.applied_index, "snapshot_index": s.snapshot_index,
-                        "log_syncs": s.log_syncs, "log_entries_synced": s.log_entries_synced,
+                        "log_syncs": s.log_syncs, "log_entries_synced": s.log_entries_synced, "ticks": s.ticks,
                     });
                     if let Some(h) = &h {
                         row["state_hash"] = serde_json::json!({

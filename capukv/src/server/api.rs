@@ -244,6 +244,7 @@ impl proto::cluster_server::Cluster for Api {
                 .collect(),
             log_syncs: self.storage.syncs.load(Ordering::Relaxed),
             log_entries_synced: self.storage.entries_synced.load(Ordering::Relaxed),
+            ticks: s.ticks,
         }))
     }
 

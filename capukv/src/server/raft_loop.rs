@@ -2,8 +2,8 @@
 //! Everything else talks to it through [`Event`]s.
 //!
 //! Each turn it takes every event waiting (so that concurrent proposals and
-//! reads share one batch: one fsync, one heartbeat round), ticks the core
-//! when a tick is due, then handles the core's `Ready` in the order the
+//! reads share one batch: one fsync, one heartbeat round; ticks arrive as
+//! events too, from a ticker thread), then handles the core's `Ready` in the order the
 //! core's contract demands: committed entries that earlier batches made
 //! durable go to the apply thread ([`super::apply`]) at once; then persist
 //! (one synced batch) and send; then the rest of what is committed goes to
@@ -14,10 +14,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
 
 use super::apply::{Applier, ApplyTask};
@@ -72,6 +72,8 @@ pub enum Event {
         index: Index,
         data: Bytes,
     },
+    /// One tick of the Raft clock, from the ticker thread.
+    Tick,
     /// The apply thread failed; the loop stops with its error.
     ApplierStopped,
     Shutdown,
@@ -86,6 +88,7 @@ pub struct NodeStatus {
     pub commit: Index,
     pub applied: Index,
     pub snapshot_index: Index,
+    pub ticks: u64,
 }
 
 pub struct LoopConfig {
@@ -100,7 +103,6 @@ pub struct RaftLoop {
     storage: Arc<Storage>,
     transport: Transport,
     events: Receiver<Event>,
-    cfg: LoopConfig,
     /// To the apply thread, and its handle (joined when the loop ends).
     apply: Sender<ApplyTask>,
     applier: JoinHandle<Result<(), StorageError>>,
@@ -111,6 +113,8 @@ pub struct RaftLoop {
     proposed: Vec<(Index, Term, Reply<proto::CommandResponse>)>,
     next_read: u64,
     reads_requested: HashMap<u64, Reply<()>>,
+    /// Ticks since start, for the status (clock faults show in it).
+    ticks: u64,
 }
 
 impl RaftLoop {
@@ -125,6 +129,7 @@ impl RaftLoop {
     ) -> std::io::Result<RaftLoop> {
         let (apply_tx, apply_rx) = crossbeam_channel::unbounded();
         let applied = Arc::new(AtomicU64::new(0));
+        Self::start_ticker(raft.id(), cfg.tick, events.0.clone())?;
         let applier =
             Applier::new(sm, apply_rx, events.0, applied.clone(), cfg.snapshot_every, raft.snapshot_meta().index);
         let applier = std::thread::Builder::new().name(format!("apply-{}", raft.id())).spawn(move || applier.run())?;
@@ -133,13 +138,13 @@ impl RaftLoop {
             storage,
             transport,
             events: events.1,
-            cfg,
             apply: apply_tx,
             applier,
             applied,
             proposed: Vec::new(),
             next_read: 0,
             reads_requested: HashMap::new(),
+            ticks: 0,
         })
     }
 
@@ -157,11 +162,9 @@ impl RaftLoop {
     }
 
     fn serve(&mut self) -> Result<(), StorageError> {
-        let mut next_tick = Instant::now() + self.cfg.tick;
         loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(wait) {
-                Ok(Event::Shutdown) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            match self.events.recv() {
+                Ok(Event::Shutdown) | Err(_) => return Ok(()),
                 Ok(event) => {
                     // Everything already waiting joins this batch.
                     let waiting: Vec<Event> = std::iter::once(event).chain(self.events.try_iter()).collect();
@@ -170,15 +173,6 @@ impl RaftLoop {
                             return Ok(());
                         }
                     }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-            }
-            if Instant::now() >= next_tick {
-                self.raft.tick();
-                next_tick += self.cfg.tick;
-                // After a long stall (a paused process), do not tick in a burst.
-                if next_tick < Instant::now() {
-                    next_tick = Instant::now() + self.cfg.tick;
                 }
             }
             // Registered before any batch that could commit them.
@@ -191,6 +185,23 @@ impl RaftLoop {
                 self.handle_ready(ready)?;
             }
         }
+    }
+
+    /// Starts the thread that sends a tick every `cfg.tick`. It sleeps rather
+    /// than this loop waiting with a deadline, so that ticks follow the
+    /// process's clock when libfaketime skews it (the clock nemesis): a
+    /// sleep is scaled by the faked rate, while a wait with a deadline mixes
+    /// the faked clock with the kernel's. It ends when the loop is gone.
+    fn start_ticker(id: NodeId, tick: Duration, events: Sender<Event>) -> std::io::Result<()> {
+        let spawned = std::thread::Builder::new().name(format!("tick-{id}")).spawn(move || {
+            loop {
+                std::thread::sleep(tick);
+                if events.send(Event::Tick).is_err() {
+                    return;
+                }
+            }
+        });
+        spawned.map(drop)
     }
 
     /// Returns false when the loop is to stop: shut down, or the apply
@@ -227,12 +238,17 @@ impl RaftLoop {
                     commit: self.raft.commit_index(),
                     applied: self.applied.load(Ordering::Acquire),
                     snapshot_index: self.raft.snapshot_meta().index,
+                    ticks: self.ticks,
                 });
             }
             Event::Transfer { target, reply } => {
                 let _ = reply.send(self.raft.transfer_leader(target).map_err(rejection));
             }
             Event::Compact { index, data } => self.compact(index, data)?,
+            Event::Tick => {
+                self.raft.tick();
+                self.ticks += 1;
+            }
             Event::ApplierStopped | Event::Shutdown => return Ok(false),
         }
         Ok(true)
