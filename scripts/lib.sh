@@ -6,7 +6,9 @@
 # harness build namespaces, bridges and firewall rules with them. chromium:
 # the report tests load reports in a headless browser. etcd-server: the
 # benchmark's etcd target is tested against a real etcd.
-CAPUKV_PACKAGES=(build-essential pkg-config clang libclang-dev iproute2 nftables iptables chromium etcd-server)
+# fuse3 (fusermount3): lazyfs, the power nemesis's data directories. libfaketime:
+# the clock nemesis.
+CAPUKV_PACKAGES=(build-essential pkg-config clang libclang-dev iproute2 nftables iptables chromium etcd-server fuse3 libfaketime faketime)
 
 step() { printf '\n==> %s\n' "$*"; }
 

@@ -38,6 +38,12 @@ pub enum NemesisChoice {
     Pause,
     /// Delay with jitter, loss, duplication, reordering.
     Netem,
+    /// Power failure: kill -9 a minority or every node at once, lose every
+    /// write not fsynced (data directories on lazyfs), restart.
+    Power,
+    /// Clocks that run fast or slow or jump (libfaketime), and a leader
+    /// whose clock runs slow while it is cut off from its peers.
+    Clock,
     /// All of the above, each in turn.
     All,
 }
@@ -57,6 +63,19 @@ pub enum Binding {
     Node,
     /// Every client may use any node.
     Any,
+}
+
+/// What the nodes' data directories live on.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataFs {
+    /// `fuse` when the nemesis needs it (power, all), else `plain`.
+    #[default]
+    Auto,
+    /// The run directory's own filesystem.
+    Plain,
+    /// lazyfs (FUSE): keeps what was not fsynced apart, to lose it on a power failure.
+    Fuse,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
@@ -140,6 +159,31 @@ pub struct RunOptions {
     #[arg(long, default_value_t = 0.1)]
     #[serde(default = "default_min_ok_share")]
     pub min_ok_share: f64,
+    /// What the data directories live on (netns runtime).
+    #[arg(long, value_enum, default_value_t = DataFs::Auto)]
+    #[serde(default)]
+    pub data_fs: DataFs,
+    /// With lazyfs: a power failure keeps a seeded prefix of each file's
+    /// last unsynced write (a torn write) instead of none of it.
+    #[arg(long)]
+    #[serde(default)]
+    pub torn_writes: bool,
+}
+
+impl RunOptions {
+    /// Whether the data directories go on lazyfs.
+    /// Whether the servers run under libfaketime (clock faults).
+    pub fn faketime(&self) -> bool {
+        matches!(self.nemesis, NemesisChoice::Clock | NemesisChoice::All)
+    }
+
+    pub fn lazyfs(&self) -> bool {
+        match self.data_fs {
+            DataFs::Fuse => true,
+            DataFs::Plain => false,
+            DataFs::Auto => matches!(self.nemesis, NemesisChoice::Power | NemesisChoice::All),
+        }
+    }
 }
 
 fn default_min_ok_share() -> f64 {
@@ -192,6 +236,18 @@ impl RunOptions {
         }
         if self.planted_bug.as_deref().is_some_and(|b| b.is_empty() || b.starts_with('-')) {
             return Err("--planted-bug needs a bug's name (`capukv planted-bugs` lists them)".into());
+        }
+        if self.data_fs == DataFs::Plain && self.nemesis == NemesisChoice::Power {
+            return Err("--nemesis power loses unsynced writes on lazyfs: it needs --data-fs fuse (or auto)".into());
+        }
+        if self.lazyfs() && self.runtime == RuntimeKind::Docker {
+            return Err(
+                "--data-fs fuse (and the power nemesis) needs the netns runtime: a container's volume is not on lazyfs"
+                    .into(),
+            );
+        }
+        if self.faketime() && self.runtime == RuntimeKind::Docker {
+            return Err("--nemesis clock (and all) needs the netns runtime: the capukv image carries no libfaketime (its FROM scratch image holds only the server and the libraries ldd lists)".into());
         }
         if self.tick_ms == 0 {
             return Err("--tick-ms must be at least 1".into());

@@ -269,8 +269,18 @@ pub async fn run(mut options: RunOptions, settings: RunSettings) -> anyhow::Resu
 
     progress.phase("starting");
     let creating = Instant::now();
-    let settings_for_servers =
-        ServerSettings { binary, tick_ms: options.tick_ms, snapshot_every: 1000, extra_args: server_args(&options) };
+    let settings_for_servers = ServerSettings {
+        binary,
+        tick_ms: options.tick_ms,
+        snapshot_every: 1000,
+        extra_args: server_args(&options),
+        lazyfs: options.lazyfs().then_some(lazyfs::Options { torn_writes: options.torn_writes, seed }),
+        faketime: if options.faketime() && options.runtime == RuntimeKind::Netns {
+            Some(crate::runtime::netns::find_faketime().map_err(anyhow::Error::msg)?)
+        } else {
+            None
+        },
+    };
     let runtime: Arc<dyn Runtime> = match options.runtime {
         RuntimeKind::Netns => {
             let (nodes, dir2, keep) = (options.nodes, dir.clone(), options.keep_data);

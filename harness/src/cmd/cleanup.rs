@@ -31,6 +31,20 @@ pub fn main(args: CleanupArgs) -> i32 {
             }
         }
     }
+    // lazyfs mounts of crashed runs (data directories of the power nemesis);
+    // they carry no run id, so only a cleanup of everything removes them.
+    let every_run = args.prefix == netem::topology::PREFIX || args.prefix == "capukv-";
+    match lazyfs::mounts().map(|m| if every_run { m } else { Vec::new() }) {
+        Ok(mounts) => {
+            for m in mounts {
+                match lazyfs::force_unmount(&m) {
+                    Ok(()) => println!("unmounted lazyfs {}", m.display()),
+                    Err(e) => eprintln!("error: cannot unmount lazyfs {}: {e}", m.display()),
+                }
+            }
+        }
+        Err(e) => eprintln!("error: cannot list mounts: {e}"),
+    }
     match netem::cleanup_prefix(&args.prefix) {
         Ok(removed) => {
             println!(

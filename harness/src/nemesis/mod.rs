@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use crate::recorder::Recorder;
 use crate::runtime::Runtime;
-pub use schedule::{Fault, Schedule, Step};
+pub use schedule::{ClockFault, Fault, Schedule, Step};
 
 /// Applies faults to a cluster. Dropping it heals the network (netem handles heal on drop).
 pub struct Nemesis {
@@ -130,6 +130,42 @@ impl Nemesis {
                 }
                 Ok(json!({"nodes": names(nodes)}))
             }
+            Fault::Power { nodes } => {
+                let mut lost = serde_json::Map::new();
+                for &id in nodes {
+                    self.runtime.kill(id)?;
+                }
+                // Only once every node of the group is down: a power failure
+                // takes them at one instant.
+                for &id in nodes {
+                    lost.insert(format!("n{id}"), self.runtime.lose_unsynced(id)?);
+                }
+                Ok(json!({"nodes": names(nodes), "lost": lost}))
+            }
+            Fault::Clock { clock } => match clock {
+                ClockFault::Rate { nodes, rate } => {
+                    for &id in nodes {
+                        self.runtime.set_clock(id, 0.0, *rate)?;
+                    }
+                    Ok(json!({"nodes": names(nodes), "rate": rate}))
+                }
+                ClockFault::Bump { nodes, offset_s } => {
+                    for &id in nodes {
+                        self.runtime.set_clock(id, *offset_s, 1.0)?;
+                    }
+                    Ok(json!({"nodes": names(nodes), "offset_s": offset_s}))
+                }
+                ClockFault::SlowLeader { rate, cut } => {
+                    let Some(leader) = leader else {
+                        return Ok(json!({"skipped": "no leader to slow down"}));
+                    };
+                    self.runtime.set_clock(leader, 0.0, *rate)?;
+                    if *cut {
+                        self.cut_off(leader)?;
+                    }
+                    Ok(json!({"leader": format!("n{leader}"), "rate": rate, "cut": cut}))
+                }
+            },
             Fault::Netem { nodes, fault } => {
                 let impairment = fault.impairment();
                 for &id in nodes {
@@ -140,13 +176,41 @@ impl Nemesis {
         }
     }
 
+    /// Cuts `node` off from every other node (clients still reach it).
+    fn cut_off(&self, node: u64) -> anyhow::Result<()> {
+        let n = self.runtime.nodes().len() as u64;
+        for (from, cut) in partition::Partition::IsolateLeader.grudge(n, Some(node)) {
+            if !cut.is_empty() {
+                let peers: Vec<Ipv4Addr> = cut.iter().map(|&p| self.addr(p)).collect();
+                self.with_netem(from, |h| h.partition(&peers))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn heal_clocks(&self) -> anyhow::Result<()> {
+        if self.runtime.has_clocks() {
+            for node in self.runtime.nodes() {
+                self.runtime.set_clock(node.id, 0.0, 1.0)?;
+            }
+        }
+        Ok(())
+    }
+
     fn heal(&self, fault: &Fault) -> anyhow::Result<serde_json::Value> {
         match fault {
+            Fault::Clock { clock } => {
+                self.heal_clocks()?;
+                if matches!(clock, ClockFault::SlowLeader { cut: true, .. }) {
+                    self.heal_network()?;
+                }
+                Ok(json!("clocks reset"))
+            }
             Fault::Partition { .. } | Fault::Netem { .. } => {
                 self.heal_network()?;
                 Ok(json!("healed"))
             }
-            Fault::Kill { nodes } => {
+            Fault::Kill { nodes } | Fault::Power { nodes } => {
                 for &id in nodes {
                     self.runtime.start(id)?;
                 }
@@ -208,7 +272,8 @@ impl Nemesis {
             let leader = match &step.fault {
                 Fault::Partition {
                     partition: partition::Partition::IsolateLeader | partition::Partition::LeaderMinority { .. },
-                } => current_leader(&*self.runtime).await,
+                }
+                | Fault::Clock { clock: ClockFault::SlowLeader { .. } } => current_leader(&*self.runtime).await,
                 _ => None,
             };
             let fault = step.fault.clone();
@@ -235,7 +300,7 @@ impl Nemesis {
     /// Heals the network, resumes every node and starts any that is down.
     pub fn heal_everything(&self) -> anyhow::Result<()> {
         self.record(EventType::Invoke, "heal-all", json!(null), None);
-        let network = self.heal_network();
+        let network = self.heal_network().and(self.heal_clocks());
         let mut restarted = Vec::new();
         for node in self.runtime.nodes() {
             // Resuming a process that is not stopped is harmless.

@@ -40,10 +40,43 @@ impl NetemFault {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Fault {
-    Partition { partition: Partition },
-    Kill { nodes: Vec<u64> },
-    Pause { nodes: Vec<u64> },
-    Netem { nodes: Vec<u64>, fault: NetemFault },
+    Partition {
+        partition: Partition,
+    },
+    Kill {
+        nodes: Vec<u64>,
+    },
+    Pause {
+        nodes: Vec<u64>,
+    },
+    Netem {
+        nodes: Vec<u64>,
+        fault: NetemFault,
+    },
+    /// kill -9, then everything the nodes had not fsynced is lost (lazyfs),
+    /// then (at the heal) restart.
+    Power {
+        nodes: Vec<u64>,
+    },
+    /// Clocks skewed (libfaketime), reset at the heal.
+    Clock {
+        clock: ClockFault,
+    },
+}
+
+/// What a clock fault does.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "clock", rename_all = "kebab-case")]
+pub enum ClockFault {
+    /// These nodes' clocks (wall and monotonic) run at `rate` times real time.
+    Rate { nodes: Vec<u64>, rate: f64 },
+    /// These nodes' clocks jump by `offset_s` seconds (either way).
+    Bump { nodes: Vec<u64>, offset_s: f64 },
+    /// Whoever leads when it strikes runs at `rate` (slow), and, with `cut`,
+    /// is cut off from its peers (not from its clients): its CheckQuorum
+    /// fires late while the others elect a new leader, the window in which
+    /// a leader that trusts its lease or its own reads is wrong.
+    SlowLeader { rate: f64, cut: bool },
 }
 
 impl Fault {
@@ -54,6 +87,8 @@ impl Fault {
             Fault::Kill { .. } => "kill",
             Fault::Pause { .. } => "pause",
             Fault::Netem { .. } => "netem",
+            Fault::Power { .. } => "power",
+            Fault::Clock { .. } => "clock",
         }
     }
 
@@ -64,18 +99,22 @@ impl Fault {
             Fault::Kill { .. } => ("kill", "start"),
             Fault::Pause { .. } => ("pause", "resume"),
             Fault::Netem { .. } => ("start-netem", "stop-netem"),
+            Fault::Power { .. } => ("power-off", "power-on"),
+            Fault::Clock { .. } => ("clock-skew", "clock-reset"),
         }
     }
 }
 
 impl Fault {
     /// Every kind with a sample fault, to map history names back to kinds.
-    fn samples() -> [Fault; 4] {
+    fn samples() -> [Fault; 6] {
         [
             Fault::Partition { partition: Partition::IsolateLeader },
             Fault::Kill { nodes: vec![] },
             Fault::Pause { nodes: vec![] },
             Fault::Netem { nodes: vec![], fault: NetemFault::Loss { percent: 0.0 } },
+            Fault::Power { nodes: vec![] },
+            Fault::Clock { clock: ClockFault::Bump { nodes: vec![], offset_s: 0.0 } },
         ]
     }
 
@@ -137,6 +176,31 @@ fn fault(kind: NemesisChoice, nodes: u64, netem_turn: usize, rng: &mut SmallRng)
             chosen.sort();
             Fault::Netem { nodes: chosen, fault }
         }
+        NemesisChoice::Power => {
+            // A coordinated power failure of the whole cluster now and then:
+            // what no node fsynced is then gone everywhere at once.
+            if rng.random_bool(0.4) {
+                Fault::Power { nodes: (1..=nodes).collect() }
+            } else {
+                Fault::Power { nodes: minority(nodes, rng) }
+            }
+        }
+        NemesisChoice::Clock => {
+            let clock = match rng.random_range(0..6) {
+                // Slow enough that CheckQuorum (an election timeout of ticks)
+                // outlasts the others' election several times over.
+                0..=2 => ClockFault::SlowLeader { rate: [0.1, 0.2, 0.3][rng.random_range(0..3)], cut: true },
+                3 | 4 => ClockFault::Rate {
+                    nodes: minority(nodes, rng),
+                    rate: [0.1, 0.25, 0.5, 2.0, 5.0][rng.random_range(0..5)],
+                },
+                _ => ClockFault::Bump {
+                    nodes: minority(nodes, rng),
+                    offset_s: [-30.0, -5.0, -1.0, 1.0, 5.0, 60.0][rng.random_range(0..6)],
+                },
+            };
+            Fault::Clock { clock }
+        }
         NemesisChoice::None | NemesisChoice::All => unreachable!("not a single kind"),
     }
 }
@@ -158,6 +222,12 @@ pub fn plan(options: &RunOptions, seed: u64) -> Schedule {
             NemesisChoice::All => {
                 if round.is_empty() {
                     round = KINDS.to_vec();
+                    if options.lazyfs() {
+                        round.push(NemesisChoice::Power);
+                    }
+                    if options.faketime() {
+                        round.push(NemesisChoice::Clock);
+                    }
                     round.shuffle(&mut rng);
                 }
                 round.pop().expect("refilled")
@@ -190,7 +260,7 @@ mod tests {
         assert_eq!(a, plan(&o, 42), "same seed, same schedule");
         assert_ne!(a, plan(&o, 43));
         let kinds: std::collections::BTreeSet<_> = a.steps.iter().map(|s| s.fault.kind()).collect();
-        assert_eq!(kinds.len(), 4, "{kinds:?}");
+        assert_eq!(kinds.len(), 6, "every kind, power and clock included: {kinds:?}");
         for s in &a.steps {
             assert!(s.at >= 3.0 && s.at < s.heal_at && s.heal_at <= 60.0);
             if let Fault::Kill { nodes } | Fault::Pause { nodes } = &s.fault {

@@ -86,6 +86,26 @@ pub trait Runtime: Send + Sync {
     fn iface(&self) -> &str {
         "eth0"
     }
+    /// Loses everything node `id` (killed first) had not fsynced, as a power
+    /// failure would; returns what was lost. Only data directories on lazyfs
+    /// can (`--data-fs fuse`).
+    fn lose_unsynced(&self, id: u64) -> Result<serde_json::Value> {
+        Err(RuntimeError::Other(format!(
+            "node n{id}: this runtime cannot lose unsynced writes (its data directories are not on lazyfs)"
+        )))
+    }
+    /// Whether the nodes' clocks can be skewed ([`Runtime::set_clock`]).
+    fn has_clocks(&self) -> bool {
+        false
+    }
+    /// Sets node `id`'s clock (wall and monotonic) to run at `rate` times
+    /// real time, `offset_s` seconds off: takes effect within a second, and
+    /// a change of rate does not make the clock jump. Only servers started
+    /// under libfaketime can.
+    fn set_clock(&self, id: u64, offset_s: f64, rate: f64) -> Result<()> {
+        let _ = (offset_s, rate);
+        Err(RuntimeError::Other(format!("node n{id}: this runtime cannot skew clocks (no libfaketime)")))
+    }
     /// Stops every node and removes everything the runtime created. Idempotent.
     fn teardown(&self) -> Result<()>;
     /// For run.json.

@@ -22,6 +22,31 @@ pub struct ServerSettings {
     pub snapshot_every: u64,
     /// More arguments for every `capukv server` (a planted bug, ...).
     pub extra_args: Vec<String>,
+    /// Data directories on lazyfs, to lose what was not fsynced (the power
+    /// nemesis); `None`: on the run directory's filesystem.
+    pub lazyfs: Option<lazyfs::Options>,
+    /// libfaketime's library, preloaded into every server so that the clock
+    /// nemesis can skew its clocks; `None`: real clocks.
+    pub faketime: Option<PathBuf>,
+}
+
+/// Where Debian and Ubuntu put libfaketime (the thread-safe build).
+const FAKETIME_LIBS: [&str; 2] =
+    ["/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1"];
+
+/// libfaketime's library (`CAPUKV_FAKETIME_LIB`, or where Debian puts it).
+pub fn find_faketime() -> std::result::Result<PathBuf, String> {
+    let given = std::env::var_os("CAPUKV_FAKETIME_LIB").map(PathBuf::from);
+    given
+        .into_iter()
+        .chain(FAKETIME_LIBS.iter().map(PathBuf::from))
+        .find(|p| p.is_file())
+        .ok_or_else(|| "clock faults need libfaketime: apt-get install libfaketime (or set CAPUKV_FAKETIME_LIB)".into())
+}
+
+/// libfaketime's control file: `+OFFSET xRATE`.
+fn clock_spec(offset_s: f64, rate: f64) -> String {
+    format!("{offset_s:+.3} x{rate}\n")
 }
 
 struct Slot {
@@ -35,6 +60,9 @@ pub struct NetnsRuntime {
     nodes: Vec<NodeInfo>,
     slots: Mutex<Vec<Slot>>,
     data_dirs: Vec<PathBuf>,
+    /// Each node's lazyfs over `nodes/nN/data.lazyfs`, mounted at its data
+    /// directory (with `settings.lazyfs`).
+    mounts: Vec<Mutex<Option<lazyfs::Mount>>>,
     settings: ServerSettings,
     peers: String,
     keep_data: bool,
@@ -55,21 +83,48 @@ impl NetnsRuntime {
         }
         let peers = peers_flag(&nodes);
         let slots = nodes.iter().map(|_| Slot { child: None, paused: false }).collect();
-        Ok(NetnsRuntime {
+        let mounts = nodes.iter().map(|_| Mutex::new(None)).collect();
+        let runtime = NetnsRuntime {
             topology: Mutex::new(Some(topology)),
             workers,
             nodes,
             slots: Mutex::new(slots),
             data_dirs,
+            mounts,
             settings,
             peers,
             keep_data,
-        })
+        };
+        // On failure part-way, dropping `runtime` unmounts and removes what was made.
+        if let Some(options) = runtime.settings.lazyfs {
+            for (i, dir) in runtime.data_dirs.iter().enumerate() {
+                let id = i as u64 + 1;
+                let backing = backing_dir(dir);
+                for d in [dir, &backing] {
+                    std::fs::create_dir_all(d).map_err(|source| RuntimeError::Node {
+                        id,
+                        what: "create its data directory",
+                        source,
+                    })?;
+                }
+                let options = lazyfs::Options { seed: options.seed ^ id, ..options };
+                let mount = lazyfs::Mount::mount(&backing, dir, options).map_err(|e| {
+                    RuntimeError::Other(format!("node n{id}: mounting lazyfs at {}: {e}", dir.display()))
+                })?;
+                *runtime.mounts[i].lock().expect("not poisoned") = Some(mount);
+            }
+        }
+        Ok(runtime)
     }
 
     /// The topology's id (its objects are named `capukv-ID-...`).
     pub fn topology_id(&self) -> Option<String> {
         self.topology.lock().expect("not poisoned").as_ref().map(|t| t.id.clone())
+    }
+
+    /// Node `id`'s libfaketime control file, beside its log.
+    fn clock_file(&self, id: u64) -> PathBuf {
+        self.nodes[self.index(id)].log.with_file_name("faketime.rc")
     }
 
     fn index(&self, id: u64) -> usize {
@@ -107,6 +162,22 @@ impl Runtime for NetnsRuntime {
             .open(&node.log)
             .map_err(|source| RuntimeError::Node { id, what: "open its log", source })?;
         let mut cmd = Command::new(&self.settings.binary);
+        if let Some(lib) = &self.settings.faketime {
+            let control = self.clock_file(id);
+            if !control.exists() {
+                std::fs::write(&control, clock_spec(0.0, 1.0)).map_err(|source| RuntimeError::Node {
+                    id,
+                    what: "write its clock file",
+                    source,
+                })?;
+            }
+            // Re-read at most once a second (each read costs a file open);
+            // XRESET keeps a change of rate from making the clock jump.
+            cmd.env("LD_PRELOAD", lib)
+                .env("FAKETIME_TIMESTAMP_FILE", &control)
+                .env("FAKETIME_CACHE_DURATION", "1")
+                .env("FAKETIME_XRESET", "1");
+        }
         cmd.args(["server", "--id", &id.to_string(), "--dir"])
             .arg(&self.data_dirs[i])
             .args(["--api-addr", &node.api_addr, "--raft-addr", &node.raft_addr, "--peers", &self.peers])
@@ -167,6 +238,41 @@ impl Runtime for NetnsRuntime {
         }
     }
 
+    fn has_clocks(&self) -> bool {
+        self.settings.faketime.is_some()
+    }
+
+    fn set_clock(&self, id: u64, offset_s: f64, rate: f64) -> Result<()> {
+        if self.settings.faketime.is_none() {
+            return Err(RuntimeError::Other(format!("node n{id}: its server runs without libfaketime")));
+        }
+        if !(rate.is_finite() && rate > 0.0 && offset_s.is_finite()) {
+            return Err(RuntimeError::Other(format!("node n{id}: bad clock: offset {offset_s} s, rate {rate}")));
+        }
+        // Written whole and renamed, so the server never reads half a line.
+        let control = self.clock_file(id);
+        let tmp = control.with_extension("tmp");
+        std::fs::write(&tmp, clock_spec(offset_s, rate))
+            .and_then(|()| std::fs::rename(&tmp, &control))
+            .map_err(|source| RuntimeError::Node { id, what: "write its clock file", source })
+    }
+
+    fn lose_unsynced(&self, id: u64) -> Result<serde_json::Value> {
+        let i = self.index(id);
+        if self.slots.lock().expect("not poisoned")[i].child.is_some() {
+            return Err(RuntimeError::Other(format!("node n{id} must be killed before it loses power")));
+        }
+        let mounts = self.mounts[i].lock().expect("not poisoned");
+        let Some(mount) = mounts.as_ref() else {
+            return Err(RuntimeError::Other(format!(
+                "node n{id}: its data directory is not on lazyfs (run with --data-fs fuse)"
+            )));
+        };
+        let loss = mount.lose_unsynced().map_err(|e| RuntimeError::Other(format!("node n{id}: power loss: {e}")))?;
+        tracing::info!(node = id, ?loss, "power lost: unsynced writes dropped");
+        Ok(serde_json::to_value(loss).expect("serializes"))
+    }
+
     fn netns(&self, id: u64) -> NetNs {
         self.workers[self.index(id)].target().clone()
     }
@@ -182,17 +288,33 @@ impl Runtime for NetnsRuntime {
                 }
             }
         }
+        let mut unmounted = Ok(());
+        for (i, slot) in self.mounts.iter().enumerate() {
+            if let Some(mount) = slot.lock().expect("not poisoned").take()
+                && let Err(e) = mount.unmount()
+            {
+                unmounted = Err(RuntimeError::Other(format!("node n{}: unmounting lazyfs: {e}", i + 1)));
+            }
+        }
         let topology = self.topology.lock().expect("not poisoned").take();
         let removed = match topology {
             Some(mut t) => t.remove().map_err(RuntimeError::from),
             None => Ok(()),
         };
+        for i in 0..self.nodes.len() {
+            let _ = std::fs::remove_file(self.clock_file(i as u64 + 1));
+        }
         if !self.keep_data {
             for dir in &self.data_dirs {
+                // Never below a mount that is still there (a failed unmount).
+                if lazyfs::mounts().is_ok_and(|m| m.iter().any(|p| p == dir)) {
+                    continue;
+                }
                 let _ = std::fs::remove_dir_all(dir);
+                let _ = std::fs::remove_dir_all(backing_dir(dir));
             }
         }
-        removed
+        removed.and(unmounted)
     }
 
     fn describe(&self) -> serde_json::Value {
@@ -204,6 +326,9 @@ impl Runtime for NetnsRuntime {
             "tick_ms": self.settings.tick_ms,
             "snapshot_every": self.settings.snapshot_every,
             "extra_args": self.settings.extra_args,
+            "data_fs": if self.settings.lazyfs.is_some() { "lazyfs" } else { "plain" },
+            "torn_writes": self.settings.lazyfs.is_some_and(|o| o.torn_writes),
+            "faketime": self.settings.faketime,
         })
     }
 }
@@ -214,6 +339,11 @@ impl Drop for NetnsRuntime {
             tracing::error!(error = %e, "teardown failed; `capukv-chaos cleanup` removes leftovers");
         }
     }
+}
+
+/// Where a lazyfs data directory's files really are.
+fn backing_dir(data_dir: &Path) -> PathBuf {
+    data_dir.with_file_name("data.lazyfs")
 }
 
 /// Finds the server binary `name` (`capukv`, or `capukv-planted` for planted
