@@ -126,12 +126,21 @@ async fn worker(
             workload::execute(&client, reader.as_ref().unwrap_or(&client), &op, shared.workload.string_values()).await;
         record_completion(&shared.recorder, process, &op, &done);
         if done.kind == EventType::Info {
-            process += options.concurrency as u64;
+            process = next_process(process, options.concurrency);
             (client, reader) = client_for(&shared, slot, mode)?;
         }
         let pause = interval * rng.random_range(0.5..1.5);
         next = (next + Duration::from_secs_f64(pause)).max(Instant::now());
     }
+}
+
+/// The process a client slot continues as after an info (as in Jepsen, a
+/// process that got an info never acts again). Never one of the final
+/// reads' ids, however long the run.
+fn next_process(process: u64, concurrency: usize) -> u64 {
+    let next = process + concurrency as u64;
+    assert!(next < crate::checks::stats::FINAL_READ_PROCESSES, "client process ids ran into the final reads' ids");
+    next
 }
 
 /// Reads every key until one read succeeds (or `within` passes), each attempt
@@ -185,6 +194,16 @@ fn require_root() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The server binary: the real one, or with a planted bug its planted twin.
+fn server_binary(options: &RunOptions) -> anyhow::Result<std::path::PathBuf> {
+    let given = options.capukv_bin.as_deref();
+    match options.planted_bug {
+        None => find_binary(given, "capukv"),
+        Some(_) => crate::runtime::netns::planted_binary(given),
+    }
+    .map_err(anyhow::Error::msg)
+}
+
 /// Asks the server binary whether it carries the planted bug `bug`, so that
 /// a wrong binary or name fails at once with the server's own words.
 fn check_planted(binary: &std::path::Path, bug: &str) -> anyhow::Result<()> {
@@ -211,10 +230,7 @@ pub async fn run(mut options: RunOptions, settings: RunSettings) -> anyhow::Resu
     options.seed = Some(seed);
     require_root()?;
     let binary = match options.runtime {
-        RuntimeKind::Netns => {
-            let name = if options.planted_bug.is_some() { "capukv-planted" } else { "capukv" };
-            find_binary(options.capukv_bin.as_deref(), name).map_err(anyhow::Error::msg)?
-        }
+        RuntimeKind::Netns => server_binary(&options)?,
         // The image holds the server.
         RuntimeKind::Docker => std::path::PathBuf::new(),
     };
@@ -547,4 +563,21 @@ fn detection(history: &History, report: &checker::CheckReport) -> serde_json::Va
         .min()
         .map(seconds);
     json!({"first_fault_s": first_fault, "first_unplaced_s": first_unplaced})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_process_ids_never_reach_the_final_reads() {
+        // A day of a dead cluster: every client gets an info per 100 ms
+        // timeout, 1,000 clients (the most --concurrency allows).
+        let infos_per_slot = 24 * 3600 * 10;
+        let mut process = 999;
+        for _ in 0..infos_per_slot {
+            process = next_process(process, 1000);
+        }
+        assert!(process < crate::checks::stats::FINAL_READ_PROCESSES, "{process}");
+    }
 }

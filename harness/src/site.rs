@@ -176,7 +176,105 @@ pub fn publish(dir: &Path, out: &Path) -> std::io::Result<Published> {
         kinds_html.join(", "),
         versions_html.join(", ")
     );
+    let summary = summary + &power_html(&suite_summaries(&dir.join("suites")));
     std::fs::write(out.join("index.html"), index_html("CapuKV correctness reports", &summary, &runs))?;
     published.files += 1;
     Ok(published)
+}
+
+/// Every suite summary under `dir` (`REPORTS/suites/*/summary.json`), oldest first.
+pub fn suite_summaries(dir: &Path) -> Vec<serde_json::Value> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut found: Vec<serde_json::Value> = entries
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("summary.json")).ok())
+        .filter_map(|t| serde_json::from_str(&t).ok())
+        .collect();
+    found.sort_by(|a, b| a["started_at"].as_str().cmp(&b["started_at"].as_str()));
+    found
+}
+
+/// What a green night is worth: the newest detection matrix (planted bug ×
+/// nemesis, with the simulation's figures), then one row per suite run.
+fn power_html(summaries: &[serde_json::Value]) -> String {
+    let mut html = String::new();
+    if let Some(latest) =
+        summaries.iter().rev().find(|s| s["detection_matrix"].as_array().is_some_and(|m| !m.is_empty()))
+    {
+        let _ = write!(
+            html,
+            "<h2 id=\"test-power\">Test power</h2><p class=\"note\">Suite {} of {}: each bug of the catalogue planted on purpose \
+             (capukv/src/planted.rs), under the nemeses meant for it. A bug caught in few runs is a fault the harness cannot yet \
+             provoke.</p><table class=\"runs\" id=\"detection-matrix\"><tr><th>planted bug</th><th>nemesis</th><th>caught</th>\
+             <th>median s to detect</th><th>worst s</th><th>simulation</th></tr>",
+            escape(latest["suite"].as_str().unwrap_or("?")),
+            escape(latest["started_at"].as_str().unwrap_or("?"))
+        );
+        let secs = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), |s| format!("{s:.1}"));
+        for cell in latest["detection_matrix"].as_array().into_iter().flatten() {
+            let bug = cell["bug"].as_str().unwrap_or("?");
+            let sim = &latest["simulation"][bug];
+            let sim =
+                if sim["seeds"].is_u64() { format!("{}/{} seeds", sim["broken"], sim["seeds"]) } else { "-".into() };
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(bug),
+                escape(cell["nemesis"].as_str().unwrap_or("?")),
+                cell["caught"],
+                cell["runs"],
+                secs(&cell["median_detect_s"]),
+                secs(&cell["worst_detect_s"]),
+                escape(&sim)
+            );
+        }
+        html.push_str("</table>");
+    }
+    if !summaries.is_empty() {
+        html.push_str(
+            "<h2 id=\"trend\">Suites over time</h2><table class=\"runs\" id=\"suite-trend\"><tr><th>started</th><th>suite</th>\
+             <th>runs</th><th>passed</th><th>skipped</th><th>planted bugs caught</th><th>seconds</th></tr>",
+        );
+        for s in summaries.iter().rev() {
+            let cells = s["detection_matrix"].as_array().cloned().unwrap_or_default();
+            let (caught, runs) = cells.iter().fold((0, 0), |(c, r), cell| {
+                (c + cell["caught"].as_u64().unwrap_or(0), r + cell["runs"].as_u64().unwrap_or(0))
+            });
+            let power = if runs > 0 { format!("{caught}/{runs}") } else { "-".into() };
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{power}</td><td>{:.0}</td></tr>",
+                escape(s["started_at"].as_str().unwrap_or("?")),
+                escape(s["suite"].as_str().unwrap_or("?")),
+                s["runs"],
+                s["passed"],
+                s["skipped"],
+                s["duration_s"].as_f64().unwrap_or(0.0)
+            );
+        }
+        html.push_str("</table>");
+    }
+    html
+}
+
+#[cfg(test)]
+mod power_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_front_page_shows_the_newest_detection_matrix_and_every_suite() {
+        let old = json!({"suite": "power", "started_at": "20261130T000000Z", "runs": 2, "passed": 1, "skipped": 0,
+            "duration_s": 90.0, "detection_matrix": [{"bug": "no-fsync", "nemesis": "kill", "runs": 2, "caught": 0}]});
+        let new = json!({"suite": "power", "started_at": "20261201T000000Z", "runs": 3, "passed": 3, "skipped": 0,
+            "duration_s": 99.0,
+            "detection_matrix": [{"bug": "no-fsync", "nemesis": "power", "runs": 3, "caught": 3, "median_detect_s": 4.5}],
+            "simulation": {}});
+        let html = power_html(&[old, new]);
+        assert!(html.contains("<td>no-fsync</td><td>power</td><td>3/3</td><td>4.5</td>"), "{html}");
+        assert!(!html.contains("<td>kill</td>"), "only the newest matrix: {html}");
+        assert_eq!(html.matches("<td>power</td><td>").count(), 3, "one trend row per suite: {html}");
+        assert!(html.contains("<td>0/2</td>") && html.contains("<td>3/3</td>"));
+        assert!(power_html(&[]).is_empty());
+    }
 }

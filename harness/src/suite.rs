@@ -506,10 +506,18 @@ mod tests {
         let smoke = Suite::read(&root.join("smoke.toml")).unwrap();
         let planned = smoke.plan();
         assert!(planned.iter().any(|p| p.expect == Expect::Invalid), "smoke checks that the unsafe run is caught");
+        let bugs: std::collections::BTreeSet<_> = planned.iter().filter_map(|p| p.planted_bug.as_deref()).collect();
+        assert!(bugs.len() >= 3, "smoke's power subset: at least three planted bugs that must be caught: {bugs:?}");
+        assert!(planned.iter().filter(|p| p.planted_bug.is_some()).all(|p| p.expect == Expect::Invalid));
         let estimate: f64 = planned.len() as f64 * (smoke.time_limit + RUN_OVERHEAD_S);
         assert!(estimate <= smoke.budget_minutes * 60.0, "smoke must fit its budget: {estimate} s");
         let nightly = Suite::read(&root.join("nightly.toml")).unwrap();
         assert!(nightly.plan().len() >= 20);
+        let power = Suite::read(&root.join("power.toml")).unwrap();
+        let runs = power.plan();
+        assert!(runs.iter().all(|p| p.planted_bug.is_some() && p.expect == Expect::Invalid));
+        let estimate: f64 = runs.len() as f64 * (power.time_limit + RUN_OVERHEAD_S);
+        assert!(estimate <= power.budget_minutes * 60.0, "power must fit its budget: {estimate} s");
         let bad = std::env::temp_dir().join(format!("capukv-bad-suite-{}.toml", std::process::id()));
         std::fs::write(&bad, "name = \"x\"\nbudget_minutes = 1\ntime_limit = 5\nseeds = 1\n[matrix]\nworkload = [\"nope\"]\nnemesis = [\"kill\"]\n").unwrap();
         let err = Suite::read(&bad).unwrap_err();

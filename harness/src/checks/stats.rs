@@ -8,8 +8,10 @@ use checker::{Event, EventType, Process};
 
 use super::{Finding, Outcome};
 
-/// Process ids from here on are the harness's final reads, not the workload.
-pub const FINAL_READ_PROCESSES: u64 = 1_000_000;
+/// Process ids from here on are the harness's final reads, not the
+/// workload's clients (whose ids grow by the concurrency after each info:
+/// 2^48 is out of their reach in any run, see `run::next_process`).
+pub const FINAL_READ_PROCESSES: u64 = 1 << 48;
 
 /// Counts the workload's operations by `f` and flags the run as vacuous when
 /// an `f` that was invoked never completed ok, or when fewer than

@@ -201,7 +201,7 @@ fn simulate_planted(suite: &Suite, base: &RunOptions, quiet: bool) -> serde_json
     if suite.simulation_seeds == 0 || suite.planted.is_empty() {
         return serde_json::Value::Object(out);
     }
-    let binary = match harness::runtime::netns::find_binary(base.capukv_bin.as_deref(), "capukv-planted") {
+    let binary = match harness::runtime::netns::planted_binary(base.capukv_bin.as_deref()) {
         Ok(b) => b,
         Err(e) => {
             out.insert("*".into(), serde_json::json!({"error": e}));

@@ -161,6 +161,9 @@ impl Nemesis {
                     };
                     self.runtime.set_clock(leader, 0.0, *rate)?;
                     if *cut {
+                        // Cut only once the slow clock is in force: until then
+                        // the leader's CheckQuorum runs at full speed.
+                        std::thread::sleep(crate::runtime::CLOCK_TAKES_EFFECT);
                         self.cut_off(leader)?;
                     }
                     Ok(json!({"leader": format!("n{leader}"), "rate": rate, "cut": cut}))

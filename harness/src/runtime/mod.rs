@@ -10,6 +10,10 @@ use std::path::PathBuf;
 use netem::NetNs;
 use serde::Serialize;
 
+/// How long a [`Runtime::set_clock`] may take to reach the server (libfaketime
+/// re-reads its control file at most once a second).
+pub const CLOCK_TAKES_EFFECT: std::time::Duration = std::time::Duration::from_millis(1200);
+
 /// One node as the rest of the harness sees it.
 #[derive(Clone, Debug, Serialize)]
 pub struct NodeInfo {

@@ -171,7 +171,8 @@ impl Runtime for NetnsRuntime {
                     source,
                 })?;
             }
-            // Re-read at most once a second (each read costs a file open);
+            // Re-read at most once a second (each read costs a file open;
+            // see CLOCK_TAKES_EFFECT);
             // XRESET keeps a change of rate from making the clock jump.
             cmd.env("LD_PRELOAD", lib)
                 .env("FAKETIME_TIMESTAMP_FILE", &control)
@@ -338,6 +339,19 @@ impl Drop for NetnsRuntime {
         if let Err(e) = self.teardown() {
             tracing::error!(error = %e, "teardown failed; `capukv-chaos cleanup` removes leftovers");
         }
+    }
+}
+
+/// The server with the planted bugs compiled in: `capukv-planted` next to
+/// `given` (the real server a suite was given), else `given` itself (a
+/// planted build under another name), else found as [`find_binary`] does.
+pub fn planted_binary(given: Option<&Path>) -> std::result::Result<PathBuf, String> {
+    match given {
+        Some(given) => {
+            let twin = given.with_file_name("capukv-planted");
+            Ok(if twin.is_file() { twin } else { given.to_path_buf() })
+        }
+        None => find_binary(None, "capukv-planted"),
     }
 }
 
