@@ -83,6 +83,9 @@ pub struct Client {
     /// the next endpoint, with the same write id, so it applies once).
     /// `None`: an attempt may use the whole `timeout`.
     pub attempt_timeout: Option<Duration>,
+    /// The largest answer decoded; a larger one fails with `OutOfRange`
+    /// (after a write it answers took effect: see [`ClientError::Indefinite`]).
+    pub max_response_bytes: usize,
     pub read_mode: ReadMode,
 }
 
@@ -123,6 +126,7 @@ impl Client {
             sessions: Mutex::new(Vec::new()),
             timeout: Duration::from_secs(10),
             attempt_timeout: None,
+            max_response_bytes: 64 << 20,
             read_mode: ReadMode::Linearizable,
         })
     }
@@ -257,11 +261,11 @@ impl Client {
         F: Fn(KvClient<Channel>, Req) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
-        self.call(|c| rpc(Self::kv(c), request.clone())).await
+        self.call(|c| rpc(self.kv(c), request.clone())).await
     }
 
-    fn kv(channel: Channel) -> KvClient<Channel> {
-        KvClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20)
+    fn kv(&self, channel: Channel) -> KvClient<Channel> {
+        KvClient::new(channel).max_decoding_message_size(self.max_response_bytes).max_encoding_message_size(64 << 20)
     }
 
     // --- Reads ---------------------------------------------------------------

@@ -213,6 +213,59 @@ async fn a_retried_write_is_applied_once() {
     assert_eq!(kv.append(next).await.unwrap().into_inner().kv.unwrap().value, Bytes::from("xy"));
 }
 
+/// A write the cluster applied but whose answer the client could not take
+/// (too large to decode: tonic's `OutOfRange`, produced on the client's
+/// side) is indefinite, never a refusal: the harness records it as info.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_applied_write_whose_answer_cannot_be_decoded_is_indefinite() {
+    let cluster = LocalCluster::start(1).await;
+    let mut small = cluster.client();
+    small.max_response_bytes = 1024;
+    small.set("big", vec![b'a'; 4096]).await.expect("a set answers with a revision only");
+    // A put answers with the previous pair: 4 KiB, past the client's limit.
+    let err = small.put("big", "b").await.expect_err("the answer is too large");
+    assert!(err.is_indefinite(), "{err:?}");
+    let ClientError::Indefinite { last, .. } = &err else { panic!("{err:?}") };
+    assert!(matches!(&**last, ClientError::Rejected(s) if s.code() == tonic::Code::OutOfRange), "{last:?}");
+    let value = cluster.client().get("big").await.unwrap().unwrap().value;
+    assert_eq!(value, Bytes::from("b"), "the write took effect all the same");
+    // A refusal by the server's validation, before anything was proposed, is certain.
+    let err = small.set("", "x").await.expect_err("empty key");
+    assert!(
+        !err.is_indefinite() && matches!(&err, ClientError::Rejected(s) if s.code() == tonic::Code::InvalidArgument)
+    );
+}
+
+/// An attempt that gets no answer in time is sent again with the same write
+/// id, and the write applies once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_retried_after_a_lost_answer_applies_once() {
+    let cluster = LocalCluster::start(3).await;
+    let leader = cluster.leader().await.unwrap();
+    // Every attempt goes to the leader, which proposes each copy: all of them
+    // commit once the followers are back, and the session answers the rest.
+    let mut client = Client::new([cluster.node(leader).api.clone()]).unwrap();
+    client.attempt_timeout = Some(Duration::from_millis(300));
+    client.timeout = Duration::from_secs(20);
+    // Stop the leader's followers: its attempts hang until they are back.
+    let followers: Vec<u64> = (1..=3).filter(|&n| n != leader).collect();
+    for &f in &followers {
+        cluster.pause(f);
+    }
+    let writer = {
+        let client = std::sync::Arc::new(client);
+        let c = client.clone();
+        (tokio::spawn(async move { c.append("once", "x").await }), client)
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for &f in &followers {
+        cluster.resume(f);
+    }
+    let appended = writer.0.await.unwrap().expect("the retried append succeeds");
+    let value = writer.1.get("once").await.unwrap().unwrap().value;
+    assert_eq!(value, Bytes::from("x"), "applied once, although sent several times: {appended:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn stale_reads_are_served_by_a_follower() {
     let cluster = LocalCluster::start(3).await;

@@ -92,6 +92,21 @@ impl LocalCluster {
         }
     }
 
+    /// SIGSTOP (`resume` sends SIGCONT): the node hangs, its connections stay open.
+    pub fn pause(&self, id: u64) {
+        self.signal(id, "-STOP");
+    }
+
+    pub fn resume(&self, id: u64) {
+        self.signal(id, "-CONT");
+    }
+
+    fn signal(&self, id: u64, signal: &str) {
+        let child = self.nodes[(id - 1) as usize].child.as_ref().expect("node is running");
+        let status = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill {signal} node {id}");
+    }
+
     pub fn endpoints(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.api.clone()).collect()
     }

@@ -182,3 +182,36 @@ pub async fn execute(client: &Client, reader: &Client, op: &Op, strings: bool) -
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tonic::Status;
+
+    fn write() -> Op {
+        Op { f: F::Write, key: "k".into(), value: json!(1) }
+    }
+
+    #[test]
+    fn a_write_is_fail_only_when_it_certainly_did_not_happen() {
+        let kind = |e: ClientError| failed(&write(), e).kind;
+        assert_eq!(kind(ClientError::Rejected(Status::invalid_argument("the key is empty"))), EventType::Fail);
+        assert_eq!(kind(ClientError::NoEndpoints), EventType::Fail);
+        // tonic's answer-too-large-to-decode comes after the write applied.
+        assert_eq!(kind(ClientError::Rejected(Status::out_of_range("decoded message too large"))), EventType::Info);
+        assert_eq!(kind(ClientError::Rejected(Status::resource_exhausted("too big"))), EventType::Info);
+        let bad = ClientError::BadEndpoint { endpoint: "x".into(), reason: "redirected to nonsense".into() };
+        assert_eq!(kind(bad), EventType::Info);
+        assert_eq!(kind(ClientError::Timeout { timeout: Duration::from_secs(1), last: "-".into() }), EventType::Info);
+        // A refusal after an attempt that may have reached a leader.
+        let after = ClientError::Indefinite {
+            last: Box::new(ClientError::Rejected(Status::invalid_argument("stale"))),
+            earlier: "no answer".into(),
+        };
+        assert_eq!(kind(after), EventType::Info);
+        // A read changes nothing: whatever went wrong, it did not happen.
+        let read = Op { f: F::Read, key: "k".into(), value: json!(null) };
+        assert_eq!(failed(&read, ClientError::Rejected(Status::out_of_range("x"))).kind, EventType::Fail);
+    }
+}
