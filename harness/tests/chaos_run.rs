@@ -63,7 +63,7 @@ fn a_short_chaos_run_ends_valid_with_its_files_and_leaves_nothing() {
     let dir = tmp.path().join("run");
     let bin = capukv_bin();
     let out = Command::new(CHAOS)
-        .args(["run", "--nodes", "3", "--time-limit", "15", "--nemesis", "all", "--nemesis-interval", "3"])
+        .args(["run", "--nodes", "3", "--time-limit", "19", "--nemesis", "all", "--nemesis-interval", "3"])
         .args(["--quiet-start", "1", "--recovery-time", "3", "--workload", "cas-register", "--seed", "7", "--json"])
         .arg("--out")
         .arg(&dir)
@@ -86,8 +86,17 @@ fn a_short_chaos_run_ends_valid_with_its_files_and_leaves_nothing() {
     assert!(ok > 300, "only {ok} ok operations");
     let struck: Vec<&str> =
         results["nemesis"]["struck"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
-    assert_eq!(struck, ["kill", "netem", "partition", "pause"], "every kind strikes in 4 cycles of `all`");
+    assert_eq!(
+        struck,
+        ["clock", "kill", "netem", "partition", "pause", "power"],
+        "every kind strikes in 6 cycles of `all`"
+    );
     assert_eq!(results["check"]["invalid_keys"], 0);
+    let checks = results["checks"].as_array().unwrap();
+    for name in ["replica-convergence", "log-scan", "operation-stats"] {
+        let f = checks.iter().find(|f| f["check"] == name).unwrap_or_else(|| panic!("no {name} in {checks:?}"));
+        assert_eq!(f["outcome"], "passed", "{f}");
+    }
 
     // The history follows the format, and the checker CLI agrees with the run.
     let check =
@@ -105,7 +114,11 @@ fn a_short_chaos_run_ends_valid_with_its_files_and_leaves_nothing() {
         let log = dir.join(format!("nodes/n{n}/server.log"));
         assert!(std::fs::metadata(&log).map(|m| m.len() > 0).unwrap_or(false), "{} is empty", log.display());
         assert!(!dir.join(format!("nodes/n{n}/data")).exists(), "data directories are removed unless --keep-data");
+        assert!(!dir.join(format!("nodes/n{n}/data.lazyfs")).exists(), "lazyfs backing directories too");
+        assert!(!dir.join(format!("nodes/n{n}/faketime.rc")).exists(), "and the clock files");
     }
+    let mounts: Vec<_> = lazyfs::mounts().unwrap().into_iter().filter(|m| m.starts_with(&dir)).collect();
+    assert_eq!(mounts, Vec::<std::path::PathBuf>::new(), "no lazyfs mount left");
 
     let prefix = topology_prefix(&dir);
     assert_eq!(leftovers(&prefix), Vec::<String>::new());
