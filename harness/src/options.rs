@@ -69,7 +69,7 @@ pub enum Binding {
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum DataFs {
-    /// `fuse` when the nemesis needs it (power, all), else `plain`.
+    /// `fuse` when the nemesis needs it (power; all on the netns runtime), else `plain`.
     #[default]
     Auto,
     /// The run directory's own filesystem.
@@ -173,15 +173,25 @@ pub struct RunOptions {
 impl RunOptions {
     /// Whether the data directories go on lazyfs.
     /// Whether the servers run under libfaketime (clock faults).
+    /// `all` brings the clock and power kinds only where the runtime can
+    /// strike them (netns); asked for by name elsewhere, they are refused.
     pub fn faketime(&self) -> bool {
-        matches!(self.nemesis, NemesisChoice::Clock | NemesisChoice::All)
+        match self.nemesis {
+            NemesisChoice::Clock => true,
+            NemesisChoice::All => self.runtime == RuntimeKind::Netns,
+            _ => false,
+        }
     }
 
     pub fn lazyfs(&self) -> bool {
         match self.data_fs {
             DataFs::Fuse => true,
             DataFs::Plain => false,
-            DataFs::Auto => matches!(self.nemesis, NemesisChoice::Power | NemesisChoice::All),
+            DataFs::Auto => match self.nemesis {
+                NemesisChoice::Power => true,
+                NemesisChoice::All => self.runtime == RuntimeKind::Netns,
+                _ => false,
+            },
         }
     }
 }

@@ -272,6 +272,20 @@ mod tests {
     }
 
     #[test]
+    fn all_on_docker_leaves_out_what_containers_cannot_do_and_asking_for_it_is_refused() {
+        let o = options(&["--nodes", "5", "--time-limit", "60", "--nemesis", "all", "--runtime", "docker"]);
+        assert!(o.validate().is_ok());
+        let kinds: std::collections::BTreeSet<_> = plan(&o, 42).steps.iter().map(|s| s.fault.kind()).collect();
+        assert_eq!(kinds.into_iter().collect::<Vec<_>>(), ["kill", "netem", "partition", "pause"]);
+        for nemesis in ["power", "clock"] {
+            let err = options(&["--nemesis", nemesis, "--runtime", "docker"]).validate().unwrap_err();
+            assert!(err.contains("netns runtime"), "{err}");
+        }
+        let err = options(&["--nemesis", "power", "--data-fs", "plain"]).validate().unwrap_err();
+        assert!(err.contains("lazyfs"), "{err}");
+    }
+
+    #[test]
     fn none_schedules_nothing() {
         assert!(plan(&options(&["--nemesis", "none"]), 1).steps.is_empty());
     }
