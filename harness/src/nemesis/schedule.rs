@@ -156,14 +156,16 @@ fn minority(nodes: u64, rng: &mut SmallRng) -> Vec<u64> {
     chosen
 }
 
-fn fault(kind: NemesisChoice, nodes: u64, netem_turn: usize, rng: &mut SmallRng) -> Fault {
+/// Fault number `turn` of kind `kind` in the run (kinds that cycle through
+/// variants use it, so every run sees each).
+fn fault(kind: NemesisChoice, nodes: u64, turn: usize, rng: &mut SmallRng) -> Fault {
     match kind {
         NemesisChoice::Partition => Fault::Partition { partition: Partition::random(nodes, rng) },
         NemesisChoice::Kill => Fault::Kill { nodes: minority(nodes, rng) },
         NemesisChoice::Pause => Fault::Pause { nodes: minority(nodes, rng) },
         NemesisChoice::Netem => {
             // Each impairment in turn, so a run with several netem faults sees them all.
-            let fault = match netem_turn % 4 {
+            let fault = match turn % 4 {
                 0 => NetemFault::Delay { delay_ms: 50, jitter_ms: 25, correlation: 25.0 },
                 1 => NetemFault::Loss { percent: 20.0 },
                 2 => NetemFault::Duplicate { percent: 30.0 },
@@ -186,11 +188,13 @@ fn fault(kind: NemesisChoice, nodes: u64, netem_turn: usize, rng: &mut SmallRng)
             }
         }
         NemesisChoice::Clock => {
-            let clock = match rng.random_range(0..6) {
+            // Every other clock fault is a slow leader cut off (the one that
+            // tests leases and reads); the others skew a minority's clocks.
+            let clock = match (turn % 2, rng.random_range(0..3)) {
                 // Slow enough that CheckQuorum (an election timeout of ticks)
                 // outlasts the others' election several times over.
-                0..=2 => ClockFault::SlowLeader { rate: [0.1, 0.2, 0.3][rng.random_range(0..3)], cut: true },
-                3 | 4 => ClockFault::Rate {
+                (0, _) => ClockFault::SlowLeader { rate: [0.1, 0.15, 0.2][rng.random_range(0..3)], cut: true },
+                (_, 0 | 1) => ClockFault::Rate {
                     nodes: minority(nodes, rng),
                     rate: [0.1, 0.25, 0.5, 2.0, 5.0][rng.random_range(0..5)],
                 },
@@ -216,7 +220,7 @@ pub fn plan(options: &RunOptions, seed: u64) -> Schedule {
     }
     let mut round: Vec<NemesisChoice> = Vec::new();
     let mut at = options.quiet_start;
-    let mut netem_turn = 0;
+    let mut turns: std::collections::HashMap<NemesisChoice, usize> = std::collections::HashMap::new();
     while at < options.time_limit {
         let kind = match options.nemesis {
             NemesisChoice::All => {
@@ -234,11 +238,14 @@ pub fn plan(options: &RunOptions, seed: u64) -> Schedule {
             }
             single => single,
         };
-        let f = fault(kind, nodes, netem_turn, &mut rng);
-        if kind == NemesisChoice::Netem {
-            netem_turn += 1;
-        }
-        let heal_at = (at + options.nemesis_interval / 2.0).min(options.time_limit);
+        let turn = turns.entry(kind).or_default();
+        let f = fault(kind, nodes, *turn, &mut rng);
+        *turn += 1;
+        // A slow leader is cut off only once its clock is slow (a second or
+        // so after the strike): it holds longer, so that the window in which
+        // it still leads beside a newly elected leader opens.
+        let hold = if matches!(f, Fault::Clock { clock: ClockFault::SlowLeader { .. } }) { 0.8 } else { 0.5 };
+        let heal_at = (at + options.nemesis_interval * hold).min(options.time_limit);
         steps.push(Step { at, heal_at, fault: f });
         at += options.nemesis_interval;
     }
