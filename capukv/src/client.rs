@@ -381,21 +381,23 @@ impl Client {
 
     /// The status of one node, asked directly (no redirect, no retry).
     pub async fn status_of(&self, addr: &str) -> Result<proto::StatusResponse, ClientError> {
-        let channel = self.channel(addr)?;
-        let mut cluster = ClusterClient::new(channel);
-        match tokio::time::timeout(self.timeout, cluster.status(proto::StatusRequest {})).await {
-            Ok(Ok(r)) => Ok(r.into_inner()),
-            Ok(Err(status)) => Err(ClientError::Rejected(status)),
-            Err(_) => Err(ClientError::Timeout { timeout: self.timeout, last: format!("{addr}: no answer") }),
-        }
+        self.ask_node(addr, |mut c| async move { c.status(proto::StatusRequest {}).await }).await
     }
 
     /// The digest of one node's state machine, asked directly (no redirect,
     /// no retry): replicas at the same applied index must agree.
     pub async fn state_hash_of(&self, addr: &str) -> Result<proto::StateHashResponse, ClientError> {
-        let channel = self.channel(addr)?;
-        let mut cluster = ClusterClient::new(channel);
-        match tokio::time::timeout(self.timeout, cluster.state_hash(proto::StateHashRequest {})).await {
+        self.ask_node(addr, |mut c| async move { c.state_hash(proto::StateHashRequest {}).await }).await
+    }
+
+    /// One Cluster call to the node at `addr` itself, within `timeout`.
+    async fn ask_node<T, F, Fut>(&self, addr: &str, call: F) -> Result<T, ClientError>
+    where
+        F: FnOnce(ClusterClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let cluster = ClusterClient::new(self.channel(addr)?);
+        match tokio::time::timeout(self.timeout, call(cluster)).await {
             Ok(Ok(r)) => Ok(r.into_inner()),
             Ok(Err(status)) => Err(ClientError::Rejected(status)),
             Err(_) => Err(ClientError::Timeout { timeout: self.timeout, last: format!("{addr}: no answer") }),
