@@ -114,6 +114,8 @@ pub struct PlantedRuns {
     pub workload: WorkloadKind,
     pub seeds: Option<Seeds>,
     pub nodes: Option<usize>,
+    /// Seconds of workload for these runs (default: the suite's).
+    pub time_limit: Option<f64>,
 }
 
 fn cas_register() -> WorkloadKind {
@@ -166,6 +168,9 @@ pub struct Planned {
     pub expect: Expect,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub planted_bug: Option<String>,
+    /// This run's time limit, when not the suite's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_limit: Option<f64>,
 }
 
 impl Planned {
@@ -193,6 +198,7 @@ impl Planned {
             seed: Some(self.seed),
             out: None,
             planted_bug: self.planted_bug.clone(),
+            time_limit: self.time_limit.unwrap_or(base.time_limit),
             ..base.clone()
         }
     }
@@ -233,6 +239,7 @@ impl Suite {
                                         seed,
                                         expect: m.expect,
                                         planted_bug: None,
+                                        time_limit: None,
                                     });
                                 }
                             }
@@ -253,6 +260,7 @@ impl Suite {
                     seed,
                     expect: x.expect,
                     planted_bug: None,
+                    time_limit: None,
                 });
             }
         }
@@ -269,6 +277,7 @@ impl Suite {
                         seed,
                         expect: Expect::Invalid,
                         planted_bug: Some(p.bug.clone()),
+                        time_limit: p.time_limit,
                     });
                 }
             }
@@ -442,6 +451,7 @@ mod tests {
             seed: 1,
             expect,
             planted_bug: None,
+            time_limit: None,
         };
         let passed = matches!((outcome, expect), ("valid", Expect::Valid) | ("invalid", Expect::Invalid));
         RunResult { outcome: outcome.into(), passed, reason: None, ..RunResult::skipped(&planned, String::new()) }
@@ -509,7 +519,7 @@ mod tests {
         let bugs: std::collections::BTreeSet<_> = planned.iter().filter_map(|p| p.planted_bug.as_deref()).collect();
         assert!(bugs.len() >= 3, "smoke's power subset: at least three planted bugs that must be caught: {bugs:?}");
         assert!(planned.iter().filter(|p| p.planted_bug.is_some()).all(|p| p.expect == Expect::Invalid));
-        let estimate: f64 = planned.len() as f64 * (smoke.time_limit + RUN_OVERHEAD_S);
+        let estimate: f64 = planned.iter().map(|p| p.time_limit.unwrap_or(smoke.time_limit) + RUN_OVERHEAD_S).sum();
         assert!(estimate <= smoke.budget_minutes * 60.0, "smoke must fit its budget: {estimate} s");
         let nightly = Suite::read(&root.join("nightly.toml")).unwrap();
         assert!(nightly.plan().len() >= 20);

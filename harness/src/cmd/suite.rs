@@ -64,7 +64,7 @@ pub fn main(args: SuiteArgs) -> i32 {
     let mut results: Vec<RunResult> = Vec::new();
     for (i, p) in planned.iter().enumerate() {
         let elapsed = started.elapsed().as_secs_f64();
-        let estimate = suite.time_limit + RUN_OVERHEAD_S;
+        let estimate = p.time_limit.unwrap_or(suite.time_limit) + RUN_OVERHEAD_S;
         if elapsed + estimate > budget {
             let why = format!("would end past the {} min budget ({elapsed:.0} s used)", suite.budget_minutes);
             results.push(RunResult::skipped(p, why));
