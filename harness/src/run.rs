@@ -515,19 +515,25 @@ async fn drive(
     Ok(RunOutcome { dir: dir.to_path_buf(), exit_code: code, results })
 }
 
-/// A short name for why a run is invalid, the same for runs that failed the
-/// same way (so repeated failures group in a suite's summary): the check
-/// that failed, what kind of thing failed it, and the fault kinds in force
-/// when it was first seen, e.g. `linearizability[read] under partition`.
-fn signature(history: &History, report: &checker::CheckReport, results: &serde_json::Value) -> String {
-    let first_unplaced = report
+/// The earliest-invoked operation, over every invalid key, that the checker
+/// could not place after the longest linearizable prefix.
+fn first_unplaced(report: &checker::CheckReport) -> Option<&checker::Operation> {
+    report
         .results
         .iter()
         .filter_map(|k| {
             let cx = k.counterexample.as_ref()?;
             cx.unplaced.iter().filter_map(|u| k.ops.get(u.op)).min_by_key(|op| op.invoke_time)
         })
-        .min_by_key(|op| op.invoke_time);
+        .min_by_key(|op| op.invoke_time)
+}
+
+/// A short name for why a run is invalid, the same for runs that failed the
+/// same way (so repeated failures group in a suite's summary): the check
+/// that failed, what kind of thing failed it, and the fault kinds in force
+/// when it was first seen, e.g. `linearizability[read] under partition`.
+fn signature(history: &History, report: &checker::CheckReport, results: &serde_json::Value) -> String {
+    let first_unplaced = first_unplaced(report);
     let failed_check = results["checks"]
         .as_array()
         .and_then(|c| c.iter().find(|f| f["outcome"] == "failed"))
@@ -553,15 +559,7 @@ fn detection(history: &History, report: &checker::CheckReport) -> serde_json::Va
         .iter()
         .find(|e| e.process == Process::Nemesis && e.kind == EventType::Invoke && e.f != "heal-all")
         .map(|e| seconds(e.time));
-    let first_unplaced = report
-        .results
-        .iter()
-        .filter_map(|k| {
-            let cx = k.counterexample.as_ref()?;
-            cx.unplaced.iter().filter_map(|u| k.ops.get(u.op).map(|op| op.invoke_time)).min()
-        })
-        .min()
-        .map(seconds);
+    let first_unplaced = first_unplaced(report).map(|op| seconds(op.invoke_time));
     json!({"first_fault_s": first_fault, "first_unplaced_s": first_unplaced})
 }
 
