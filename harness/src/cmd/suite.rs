@@ -8,7 +8,10 @@ use clap::Args;
 use harness::exit;
 use harness::options::RunOptions;
 use harness::run::{RunSettings, run};
-use harness::suite::{Detection, Expect, RUN_OVERHEAD_S, RunResult, Suite, detection_matrix, exit_status, junit};
+use harness::suite::{
+    Detection, Expect, RUN_OVERHEAD_S, RunResult, Suite, caught_already, detection_matrix, exit_status, junit,
+    not_needed, settle_until_caught,
+};
 
 #[derive(Args)]
 pub struct SuiteArgs {
@@ -63,6 +66,10 @@ pub fn main(args: SuiteArgs) -> i32 {
     }
     let mut results: Vec<RunResult> = Vec::new();
     for (i, p) in planned.iter().enumerate() {
+        if caught_already(&results, p) {
+            results.push(not_needed(p));
+            continue;
+        }
         let elapsed = started.elapsed().as_secs_f64();
         let estimate = p.time_limit.unwrap_or(suite.time_limit) + RUN_OVERHEAD_S;
         if elapsed + estimate > budget {
@@ -109,6 +116,7 @@ pub fn main(args: SuiteArgs) -> i32 {
             break;
         }
     }
+    settle_until_caught(&mut results);
     let code = exit_status(&results);
     let passed = results.iter().filter(|r| r.passed).count();
     let matrix = detection_matrix(&results);
