@@ -369,8 +369,11 @@ pub fn not_needed(p: &Planned) -> RunResult {
 /// The misses of an `until_caught` group pass when another seed of the
 /// group caught the bug; their outcome stays what it was.
 pub fn settle_until_caught(results: &mut [RunResult]) {
-    let caught: Vec<Planned> =
-        results.iter().filter(|r| r.planned.until_caught && r.outcome == "invalid").map(|r| r.planned.clone()).collect();
+    let caught: Vec<Planned> = results
+        .iter()
+        .filter(|r| r.planned.until_caught && r.outcome == "invalid")
+        .map(|r| r.planned.clone())
+        .collect();
     for r in results.iter_mut().filter(|r| !r.passed && r.outcome == "valid") {
         if caught.iter().any(|c| same_group(c, &r.planned)) {
             r.passed = true;
