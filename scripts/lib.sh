@@ -55,6 +55,9 @@ ensure_build_env() {
     ensure_packages
     ensure_rust
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/capukv/target}"
+    # On a fresh machine it does not exist yet, and test.sh writes the test
+    # build's messages into it before cargo would make it.
+    mkdir -p "$CARGO_TARGET_DIR"
 }
 
 # The directory holding the librocksdb.a that a cargo build made, from the
