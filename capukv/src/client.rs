@@ -390,6 +390,15 @@ impl Client {
         self.ask_node(addr, |mut c| async move { c.state_hash(proto::StateHashRequest {}).await }).await
     }
 
+    /// Arms failpoint `name` with `actions` on the node at `addr` (empty
+    /// actions disarm; an empty name only lists), and returns what is armed
+    /// there. Refused by a build without the `failpoints` feature.
+    pub async fn failpoint(&self, addr: &str, name: &str, actions: &str) -> Result<Vec<(String, String)>, ClientError> {
+        let request = proto::FailpointRequest { name: name.to_string(), actions: actions.to_string() };
+        let r = self.ask_node(addr, |mut c| async move { c.failpoint(request).await }).await?;
+        Ok(r.armed.into_iter().map(|a| (a.name, a.actions)).collect())
+    }
+
     /// One Cluster call to the node at `addr` itself, within `timeout`.
     async fn ask_node<T, F, Fut>(&self, addr: &str, call: F) -> Result<T, ClientError>
     where
@@ -437,4 +446,90 @@ fn endpoint(addr: &str) -> Result<Endpoint, ClientError> {
         .connect_timeout(Duration::from_millis(500))
         .http2_keep_alive_interval(Duration::from_secs(1))
         .keep_alive_timeout(Duration::from_secs(2)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio_stream::wrappers::TcpListenerStream;
+    use tonic::{Request, Response, Status};
+
+    use super::*;
+    use crate::proto::kv_server::{Kv, KvServer};
+
+    /// A node that always says the other one leads, and counts the asking.
+    struct Deflecting {
+        other: String,
+        asked: Arc<AtomicUsize>,
+    }
+
+    impl Deflecting {
+        fn redirect<T>(&self) -> Result<Response<T>, Status> {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            let mut status = Status::failed_precondition("not the leader");
+            status.metadata_mut().insert(LEADER_HEADER, self.other.parse().expect("an address is a header value"));
+            Err(status)
+        }
+    }
+
+    #[tonic::async_trait]
+    impl Kv for Deflecting {
+        async fn get(&self, _: Request<proto::GetRequest>) -> Result<Response<proto::GetResponse>, Status> {
+            self.redirect()
+        }
+        async fn put(&self, _: Request<proto::PutRequest>) -> Result<Response<proto::PutResponse>, Status> {
+            self.redirect()
+        }
+        async fn delete(&self, _: Request<proto::DeleteRequest>) -> Result<Response<proto::DeleteResponse>, Status> {
+            self.redirect()
+        }
+        async fn cas(&self, _: Request<proto::CasRequest>) -> Result<Response<proto::CasResponse>, Status> {
+            self.redirect()
+        }
+        async fn append(
+            &self,
+            _: Request<proto::AppendRequest>,
+        ) -> Result<Response<proto::AppendValueResponse>, Status> {
+            self.redirect()
+        }
+        async fn scan(&self, _: Request<proto::ScanRequest>) -> Result<Response<proto::ScanResponse>, Status> {
+            self.redirect()
+        }
+        async fn delete_range(
+            &self,
+            _: Request<proto::DeleteRangeRequest>,
+        ) -> Result<Response<proto::DeleteRangeResponse>, Status> {
+            self.redirect()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_nodes_naming_each_other_leader_are_asked_with_backoff_not_in_a_spin() {
+        let a = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let b = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr_a, addr_b) = (a.local_addr().unwrap().to_string(), b.local_addr().unwrap().to_string());
+        let asked = Arc::new(AtomicUsize::new(0));
+        let mut servers = Vec::new();
+        for (listener, other) in [(a, addr_b.clone()), (b, addr_a.clone())] {
+            let node = Deflecting { other, asked: asked.clone() };
+            servers.push(tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(KvServer::new(node))
+                    .serve_with_incoming(TcpListenerStream::new(listener)),
+            ));
+        }
+        let mut client = Client::new([addr_a, addr_b]).unwrap();
+        client.timeout = Duration::from_secs(2);
+        let err = client.get("k").await.unwrap_err();
+        assert!(matches!(err, ClientError::Timeout { .. }), "{err}");
+        // Doubling from 10 ms up to 500 ms: about a dozen asks in 2 s. A
+        // spin would make thousands.
+        let n = asked.load(Ordering::SeqCst);
+        assert!((3..=40).contains(&n), "{n} asks in 2 s");
+        for s in servers {
+            s.abort();
+        }
+    }
 }

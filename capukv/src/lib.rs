@@ -8,6 +8,8 @@
 //!   exactly-once client sessions.
 //! - [`server`]: a node: the Raft loop, the transport and the gRPC services.
 //! - [`client`]: the client library; [`bench`]: the load generator.
+//! - [`failpoints`]: named crash, stall and error windows in the server
+//!   (working with the feature `failpoints` only).
 //! - `planted` (feature `planted-bugs` only): bugs planted on purpose, to
 //!   measure what the harness and the simulation catch.
 
@@ -15,6 +17,7 @@ pub mod bench;
 pub mod client;
 mod coalesce;
 mod convert;
+pub mod failpoints;
 #[cfg(feature = "planted-bugs")]
 pub mod planted;
 pub mod proto;

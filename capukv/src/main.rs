@@ -95,6 +95,17 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         check: Option<String>,
     },
+    /// List the server's failpoints (`server --failpoint`, `failpoint`) and
+    /// the window each opens; with --check, exit 0 only if this build has
+    /// them working (the `failpoints` feature).
+    Failpoints {
+        #[arg(long)]
+        check: bool,
+    },
+    /// Arm failpoint NAME with ACTIONS (`1*panic`, `sleep(500)`, `return`,
+    /// `off`) on the node at the first endpoint; with neither, list what is
+    /// armed there.
+    Failpoint { name: Option<String>, actions: Option<String> },
     /// Run the Raft core's seeded simulation (as the tests do) and print how
     /// many seeds broke an invariant; with --planted-bug, against a core with
     /// that bug planted (a `planted-bugs` build).
@@ -155,6 +166,10 @@ struct ServerArgs {
     /// feature only; see capukv/src/planted.rs for the catalogue).
     #[arg(long, value_name = "NAME")]
     planted_bug: Option<String>,
+    /// Arm a failpoint at startup, NAME=ACTIONS (repeatable; builds with the
+    /// `failpoints` feature only; `capukv failpoints` lists them).
+    #[arg(long, value_name = "NAME=ACTIONS")]
+    failpoint: Vec<String>,
 }
 
 #[derive(Args)]
@@ -257,6 +272,19 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Server(_) => unreachable!("handled above"),
         Command::PlantedBugs { check } => return planted_bugs(check.as_deref(), json),
+        Command::Failpoints { check } => return list_failpoints(check, json),
+        Command::Failpoint { name, actions } => {
+            let endpoint = args.endpoints.first().context("no --endpoints given")?;
+            let armed =
+                client.failpoint(endpoint, name.as_deref().unwrap_or(""), actions.as_deref().unwrap_or("")).await?;
+            for (name, actions) in armed {
+                if json {
+                    println!("{}", serde_json::json!({"name": name, "actions": actions}));
+                } else {
+                    println!("{name}\t{actions}");
+                }
+            }
+        }
         Command::Simulate { seeds, first_seed, planted_bug } => {
             return simulate(seeds, first_seed, planted_bug.as_deref(), json);
         }
@@ -404,8 +432,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 }
 
 async fn serve(s: ServerArgs) -> anyhow::Result<()> {
+    capukv::failpoints::install_panic_hook();
     if let Some(name) = &s.planted_bug {
         plant(name)?;
+    }
+    for spec in &s.failpoint {
+        capukv::failpoints::arm_spec(spec)?;
     }
     let mut peers = HashMap::new();
     for p in &s.peers {
@@ -428,6 +460,24 @@ async fn serve(s: ServerArgs) -> anyhow::Result<()> {
     cfg.request_timeout = Duration::from_millis(s.request_timeout_ms.max(1));
     server::run(cfg, shutdown_signal()).await?;
     Ok(())
+}
+
+fn list_failpoints(check: bool, json: bool) -> anyhow::Result<u8> {
+    use capukv::failpoints;
+    if check {
+        if !failpoints::compiled() {
+            bail!(failpoints::FailpointError::NotCompiled);
+        }
+        return Ok(0);
+    }
+    for f in failpoints::ALL {
+        if json {
+            println!("{}", serde_json::json!({"name": f.name, "window": f.window, "compiled": failpoints::compiled()}));
+        } else {
+            println!("{}\t{}", f.name, f.window);
+        }
+    }
+    Ok(0)
 }
 
 #[cfg(feature = "planted-bugs")]

@@ -118,7 +118,8 @@ impl Api {
         {
             return Ok(());
         }
-        confirmed
+        confirmed?;
+        crate::failpoints::pass(crate::failpoints::READ_BEFORE_ANSWER).await.map_err(Status::unavailable)
     }
 }
 
@@ -265,6 +266,25 @@ impl proto::cluster_server::Cluster for Api {
             sessions: d.sessions,
             revision: d.revision,
         }))
+    }
+
+    async fn failpoint(
+        &self,
+        request: Request<proto::FailpointRequest>,
+    ) -> Result<Response<proto::FailpointResponse>, Status> {
+        use crate::failpoints::{self, FailpointError};
+        let r = request.into_inner();
+        if !r.name.is_empty() {
+            failpoints::arm(&r.name, &r.actions).map_err(|e| match e {
+                FailpointError::NotCompiled => Status::failed_precondition(e.to_string()),
+                _ => Status::invalid_argument(e.to_string()),
+            })?;
+        } else if !failpoints::compiled() {
+            return Err(Status::failed_precondition(FailpointError::NotCompiled.to_string()));
+        }
+        let armed =
+            failpoints::armed().into_iter().map(|(name, actions)| proto::ArmedFailpoint { name, actions }).collect();
+        Ok(Response::new(proto::FailpointResponse { id: self.id, armed }))
     }
 
     async fn transfer_leader(

@@ -17,6 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::raft_loop::{Event, Rejection, Reply};
+// The failpoint macros are empty without the `failpoints` feature.
+#[cfg_attr(not(feature = "failpoints"), allow(unused_imports))]
+use crate::failpoints as fp;
 use crate::proto;
 use crate::raft::{Entry, Index, Snapshot, Term};
 use crate::state_machine::{self, StateMachine};
@@ -33,6 +36,15 @@ pub enum ApplyTask {
     /// Confirmed ReadIndex reads: answered once the state machine reaches
     /// their index.
     Reads(Vec<(Index, Reply<()>)>),
+}
+
+/// Clears the snapshot thread's busy flag when dropped.
+struct ClearOnDrop(Arc<AtomicBool>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 pub struct Applier {
@@ -134,8 +146,10 @@ impl Applier {
         if entries.is_empty() {
             return Ok(());
         }
+        fail::fail_point!(fp::APPLY_BEFORE_ENTRIES, |_| Err(StorageError::Injected(fp::APPLY_BEFORE_ENTRIES)));
         let results = self.sm.apply(entries)?;
         self.applied.store(self.sm.applied(), Ordering::Release);
+        fail::fail_point!(fp::APPLY_AFTER_ENTRIES, |_| Err(StorageError::Injected(fp::APPLY_AFTER_ENTRIES)));
         let mut results = results.into_iter().peekable();
         for e in entries.drain(..) {
             let result = match results.peek() {
@@ -178,12 +192,18 @@ impl Applier {
         self.snapshot_index = applied;
         let (storage, events, busy) = (self.sm.storage().clone(), self.events.clone(), self.snapshotting.clone());
         let spawned = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
-            let taken = state_machine::snapshot(&storage).and_then(|(index, data)| {
+            // Cleared however the thread ends, a panic included: a flag left
+            // set would stop every later snapshot (and compaction).
+            let _busy = ClearOnDrop(busy);
+            let taken = (|| -> Result<(Index, bytes::Bytes), StorageError> {
+                fail::fail_point!(fp::SNAPSHOT_BEFORE_SAVE, |_| Err(StorageError::Injected(fp::SNAPSHOT_BEFORE_SAVE)));
+                let (index, data) = state_machine::snapshot(&storage)?;
                 // The log may lose entries up to `index` only once the state
                 // machine's writes up to there survive a crash without them.
                 storage.flush_state_machine()?;
+                fail::fail_point!(fp::SNAPSHOT_AFTER_SAVE, |_| Err(StorageError::Injected(fp::SNAPSHOT_AFTER_SAVE)));
                 Ok((index, data))
-            });
+            })();
             match taken {
                 Ok((index, data)) => {
                     let _ = events.send(Event::Compact { index, data });
@@ -191,7 +211,6 @@ impl Applier {
                 // Not fatal: the log stays uncompacted until the next try.
                 Err(e) => tracing::error!(error = %e, "snapshot for log compaction failed"),
             }
-            busy.store(false, Ordering::Release);
         });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the snapshot thread");
@@ -218,5 +237,49 @@ impl Applier {
         for (_, reply) in self.reads.drain(..) {
             let _ = reply.send(Err(Rejection::Unavailable("the node is stopping; retry".into())));
         }
+    }
+}
+
+#[cfg(all(test, feature = "failpoints"))]
+mod failpoints_tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::failpoints as fp;
+    use crate::raft::EntryKind;
+    use crate::storage::{Identity, Storage};
+
+    #[test]
+    fn failpoints_a_panic_in_the_snapshot_thread_does_not_stop_later_snapshots() {
+        let dir = std::env::temp_dir().join(format!("capukv-apply-snapshot-panic-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let identity = Identity { node_id: 1, cluster: "t".into(), voters: vec![1] };
+        let storage = Storage::open(&dir, &identity).unwrap();
+        let sm = StateMachine::open(storage.clone(), 2).unwrap();
+        let (tasks, task_rx) = crossbeam_channel::unbounded();
+        let (events_tx, events) = crossbeam_channel::unbounded();
+        let applier = Applier::new(sm, task_rx, events_tx, Arc::new(AtomicU64::new(0)), 5, 0);
+        fp::arm(fp::SNAPSHOT_BEFORE_SAVE, "1*panic").unwrap();
+        let thread = std::thread::spawn(move || applier.run());
+        let mut next = 1;
+        let mut compacted = None;
+        // The first snapshot thread panics; a later batch must start another.
+        for _ in 0..50 {
+            let batch: Vec<Entry> = (next..next + 5)
+                .map(|index| Entry { index, term: 1, kind: EntryKind::Noop, data: Bytes::new() })
+                .collect();
+            next += 5;
+            tasks.send(ApplyTask::Entries(batch)).unwrap();
+            if let Ok(Event::Compact { index, .. }) = events.recv_timeout(std::time::Duration::from_millis(100)) {
+                compacted = Some(index);
+                break;
+            }
+        }
+        drop(tasks);
+        thread.join().unwrap().unwrap();
+        fp::arm(fp::SNAPSHOT_BEFORE_SAVE, "off").unwrap();
+        drop(storage);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(compacted.is_some_and(|i| i > 5), "no snapshot after the one that panicked: {compacted:?}");
     }
 }

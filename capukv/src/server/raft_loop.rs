@@ -22,6 +22,9 @@ use tokio::sync::oneshot;
 
 use super::apply::{Applier, ApplyTask};
 use super::transport::Transport;
+// The failpoint macros are empty without the `failpoints` feature.
+#[cfg_attr(not(feature = "failpoints"), allow(unused_imports))]
+use crate::failpoints as fp;
 use crate::proto;
 use crate::raft::{Index, Message, NodeId, Raft, RaftError, Ready, Role, Snapshot, Term};
 use crate::state_machine::{ApplyError, StateMachine};
@@ -288,10 +291,25 @@ impl RaftLoop {
         // leader sends first, so that its followers write while it does;
         // this thread steps no reply until the batch is durable.
         let (before, after) = if send_first { (messages, Vec::new()) } else { (Vec::new(), messages) };
+        #[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
+        let sent_first = !before.is_empty() && !entries.is_empty();
         for m in before {
             self.transport.send(m);
         }
+        #[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
+        let writes = snapshot.is_some() || !entries.is_empty() || hard_state.is_some();
+        fail::fail_point!(fp::RAFT_AFTER_SEND_BEFORE_PERSIST, sent_first, |_| Err(StorageError::Injected(
+            fp::RAFT_AFTER_SEND_BEFORE_PERSIST
+        )));
+        fail::fail_point!(fp::SNAPSHOT_BEFORE_INSTALL, snapshot.is_some(), |_| Err(StorageError::Injected(
+            fp::SNAPSHOT_BEFORE_INSTALL
+        )));
+        fail::fail_point!(fp::RAFT_BEFORE_PERSIST, writes, |_| Err(StorageError::Injected(fp::RAFT_BEFORE_PERSIST)));
         self.storage.persist(snapshot.as_ref(), &entries, hard_state.as_ref())?;
+        fail::fail_point!(fp::RAFT_AFTER_PERSIST, writes, |_| Err(StorageError::Injected(fp::RAFT_AFTER_PERSIST)));
+        fail::fail_point!(fp::SNAPSHOT_AFTER_INSTALL, snapshot.is_some(), |_| Err(StorageError::Injected(
+            fp::SNAPSHOT_AFTER_INSTALL
+        )));
         for m in after {
             self.transport.send(m);
         }
@@ -332,6 +350,7 @@ impl RaftLoop {
     fn compact(&mut self, index: Index, data: Bytes) -> Result<(), StorageError> {
         match self.raft.compact(index, data.clone()) {
             Ok(meta) => {
+                fail::fail_point!(fp::RAFT_BEFORE_COMPACT, |_| Err(StorageError::Injected(fp::RAFT_BEFORE_COMPACT)));
                 self.storage.compact(&Snapshot { meta, data })?;
                 tracing::info!(node = self.raft.id(), index = meta.index, "compacted the log");
             }

@@ -10,8 +10,8 @@
 //! for the Raft loop. Each stream also says which API address its sender
 //! serves clients on, so a follower can redirect clients to the leader.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -23,6 +23,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::raft_loop::Event;
 use crate::convert::{message_from_proto, message_to_proto};
+use crate::failpoints as fp;
 use crate::proto::{self, raft_client::RaftClient};
 use crate::raft::{Message, MessageBody, NodeId, Snapshot, SnapshotMeta};
 
@@ -45,6 +46,10 @@ pub struct Transport {
     runtime: tokio::runtime::Handle,
     events: Sender<Event>,
     id: NodeId,
+    /// Peers a snapshot is streaming to now: the core asks again every
+    /// election timeout while it waits, and a second transfer beside the
+    /// first would only slow both down.
+    streaming: Arc<Mutex<HashSet<NodeId>>>,
 }
 
 impl Transport {
@@ -63,14 +68,18 @@ impl Transport {
             senders.insert(peer, tx);
         }
         let snapshots = peers.iter().map(|(&p, a)| (p, a.clone())).collect();
-        Transport { peers: senders, snapshots, runtime, events, id }
+        Transport { peers: senders, snapshots, runtime, events, id, streaming: Arc::default() }
     }
 
     pub fn send(&self, m: Message) {
         if let MessageBody::Snapshot(snapshot) = m.body {
-            let addr = self.snapshots[&m.to].clone();
-            let events = self.events.clone();
             let (from, to, term) = (self.id, m.to, m.term);
+            if !self.streaming.lock().expect("not poisoned").insert(to) {
+                tracing::debug!(to, "a snapshot to this peer is still streaming; not starting another");
+                return;
+            }
+            let Some(addr) = self.snapshots.get(&to).cloned() else { return };
+            let (events, streaming) = (self.events.clone(), self.streaming.clone());
             self.runtime.spawn(async move {
                 let delivered = match send_snapshot(&addr, from, to, term, snapshot).await {
                     Ok(()) => true,
@@ -79,6 +88,7 @@ impl Transport {
                         false
                     }
                 };
+                streaming.lock().expect("not poisoned").remove(&to);
                 let _ = events.send(Event::SnapshotSent { to, delivered });
             });
             return;
@@ -186,8 +196,9 @@ async fn send_snapshot(addr: &str, from: NodeId, to: NodeId, term: u64, snapshot
             break;
         }
     }
+    fp::pass(fp::SNAPSHOT_BEFORE_SEND).await?;
     client.install_snapshot(tokio_stream::iter(chunks)).await.map_err(|e| e.to_string())?;
-    Ok(())
+    fp::pass(fp::SNAPSHOT_AFTER_SEND).await
 }
 
 /// The incoming side: the `Raft` gRPC service.
@@ -238,9 +249,79 @@ impl proto::raft_server::Raft for RaftService {
         if data.len() as u64 != h.total_bytes {
             return Err(Status::invalid_argument(format!("snapshot has {} of {} bytes", data.len(), h.total_bytes)));
         }
+        fp::pass(fp::SNAPSHOT_AFTER_RECEIVE).await.map_err(Status::unavailable)?;
         let snapshot = Snapshot { meta: SnapshotMeta { index: h.index, term: h.snapshot_term }, data: data.freeze() };
         let m = Message { from: h.from, to: h.to, term: h.term, body: MessageBody::Snapshot(snapshot) };
         self.events.send(Event::Message(m)).map_err(|_| Status::unavailable("the node is shutting down"))?;
         Ok(Response::new(proto::SnapshotAck {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use tokio_stream::wrappers::TcpListenerStream;
+
+    use super::*;
+
+    /// A peer that takes a second over each snapshot and counts them.
+    struct SlowPeer {
+        installs: Arc<AtomicUsize>,
+    }
+
+    #[tonic::async_trait]
+    impl proto::raft_server::Raft for SlowPeer {
+        async fn send(&self, r: Request<Streaming<proto::RaftMessage>>) -> Result<Response<proto::SendAck>, Status> {
+            let mut stream = r.into_inner();
+            while stream.message().await?.is_some() {}
+            Ok(Response::new(proto::SendAck {}))
+        }
+
+        async fn install_snapshot(
+            &self,
+            r: Request<Streaming<proto::SnapshotChunk>>,
+        ) -> Result<Response<proto::SnapshotAck>, Status> {
+            self.installs.fetch_add(1, Ordering::SeqCst);
+            let mut stream = r.into_inner();
+            while stream.message().await?.is_some() {}
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok(Response::new(proto::SnapshotAck {}))
+        }
+    }
+
+    fn snapshot_to(to: NodeId) -> Message {
+        let snapshot = Snapshot { meta: SnapshotMeta { index: 10, term: 1 }, data: Bytes::from(vec![1u8; 1000]) };
+        Message { from: 1, to, term: 1, body: MessageBody::Snapshot(snapshot) }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_is_not_sent_again_while_one_still_streams() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let installs = Arc::new(AtomicUsize::new(0));
+        let peer = SlowPeer { installs: installs.clone() };
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(proto::raft_server::RaftServer::new(peer))
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+        let (events_tx, events) = crossbeam_channel::unbounded();
+        let peers = HashMap::from([(1, "127.0.0.1:1".to_string()), (2, addr)]);
+        let transport = Transport::start(1, "127.0.0.1:2".into(), &peers, tokio::runtime::Handle::current(), events_tx);
+        // What the core does while it waits: the same snapshot, again and again.
+        for _ in 0..3 {
+            transport.send(snapshot_to(2));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let reported = tokio::task::spawn_blocking(move || events.recv_timeout(Duration::from_secs(5))).await.unwrap();
+        assert!(matches!(reported, Ok(Event::SnapshotSent { to: 2, delivered: true })), "{:?}", reported.is_ok());
+        assert_eq!(installs.load(Ordering::SeqCst), 1, "one transfer at a time");
+        // Once it is over, the next one goes.
+        transport.send(snapshot_to(2));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(installs.load(Ordering::SeqCst), 2);
+        server.abort();
     }
 }
