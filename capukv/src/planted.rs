@@ -26,6 +26,7 @@
 //! | `follower-stale-reads` | a follower serves linearizable reads from its own state | server, KV API | stale reads on a lagging or cut-off follower: `partition`, `pause` |
 //! | `no-sessions` | exactly-once sessions are off: a retried write applies again | server, state machine | a write whose answer was lost and that the client retried applies twice: `pause`, `netem`, lost-append/linearizability checks |
 //! | `vote-not-durable` | a vote is written but not synced before the vote is granted | server, `Storage::persist` | two leaders in a term after a power loss: `power` |
+//! | `trust-damaged-log` | a node starts on whatever its damaged log still holds: RocksDB's default point-in-time WAL recovery (replay stops quietly at a bad record), and no durability-mark check | server, `Storage::open` | a node that lost synced entries votes and serves as if it had them: `corrupt`, lost-append/linearizability checks |
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -45,10 +46,11 @@ pub enum Bug {
     FollowerStaleReads,
     NoSessions,
     VoteNotDurable,
+    TrustDamagedLog,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 12] = [
+    pub const ALL: [Bug; 13] = [
         Bug::ReadIndexNoQuorum,
         Bug::ReadIndexBeforeTermCommit,
         Bug::CommitAlone,
@@ -61,6 +63,7 @@ impl Bug {
         Bug::FollowerStaleReads,
         Bug::NoSessions,
         Bug::VoteNotDurable,
+        Bug::TrustDamagedLog,
     ];
 
     pub fn name(self) -> &'static str {
@@ -77,6 +80,7 @@ impl Bug {
             Bug::FollowerStaleReads => "follower-stale-reads",
             Bug::NoSessions => "no-sessions",
             Bug::VoteNotDurable => "vote-not-durable",
+            Bug::TrustDamagedLog => "trust-damaged-log",
         }
     }
 

@@ -11,6 +11,8 @@
 //! applied): after a crash the node reapplies the log from the state
 //! machine's last flush, and the log is compacted only up to a flushed point.
 
+mod mark;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use prost::Message as _;
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DB, Direction, FlushOptions, IteratorMode, Options, WriteBatch, WriteOptions,
+    ColumnFamily, ColumnFamilyDescriptor, DB, DBRecoveryMode, Direction, FlushOptions, IteratorMode, Options,
+    WriteBatch, WriteOptions,
 };
 
 use crate::proto;
@@ -56,6 +59,15 @@ pub enum StorageError {
         .dir.display()
     )]
     Corrupt { dir: PathBuf, file: String, what: String },
+    #[error("cannot write the durability mark {}: {source}", .path.display())]
+    Mark {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// What a failpoint's `return` action stands for (a disk that failed).
+    #[error("failpoint {0}: an injected storage failure")]
+    Injected(&'static str),
     #[error("storage I/O failed in {}: {source}", .dir.display())]
     Io {
         dir: PathBuf,
@@ -86,6 +98,12 @@ pub struct Storage {
     last_index: AtomicU64,
     /// The hard state last written.
     last_hard_state: std::sync::Mutex<HardState>,
+    /// Term of the entry at `last_index` (0: not known).
+    last_term: AtomicU64,
+    /// How far the log was made durable ([`mark`]), and what the mark said
+    /// at open, checked against the log by [`Storage::load_raft_state`].
+    mark: std::sync::Mutex<mark::MarkFile>,
+    mark_at_open: Option<mark::Mark>,
 }
 
 impl Storage {
@@ -103,12 +121,27 @@ impl Storage {
         opts.create_if_missing(fresh);
         opts.create_missing_column_families(fresh);
         opts.set_paranoid_checks(true);
+        // Every write CapuKV acknowledges was synced: only an incomplete
+        // record at the WAL's end (a write a crash cut short) may be
+        // dropped; a damaged record before it is corruption, not the end of
+        // the log (RocksDB's default would silently stop replaying there).
+        opts.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
+        #[cfg(feature = "planted-bugs")]
+        let trust_damaged_log = crate::planted::active(crate::planted::Bug::TrustDamagedLog);
+        #[cfg(not(feature = "planted-bugs"))]
+        let trust_damaged_log = false;
+        // Planted: RocksDB's default recovery, which stops at a bad record.
+        if trust_damaged_log {
+            opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+        }
         // The state machine's column families are written without the WAL;
         // flushing all families together keeps what a crash leaves of them
         // (applied index, keys, sessions) at one consistent point.
         opts.set_atomic_flush(true);
         let cfs = CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| open_error(dir, &e))?;
+        let (mark, mark_at_open) =
+            mark::MarkFile::open(dir).map_err(|source| StorageError::Mark { path: dir.join(mark::FILE), source })?;
         let storage = Storage {
             db,
             dir: dir.into(),
@@ -116,6 +149,10 @@ impl Storage {
             entries_synced: AtomicU64::new(0),
             last_index: AtomicU64::new(0),
             last_hard_state: std::sync::Mutex::new(HardState::default()),
+            last_term: AtomicU64::new(0),
+            mark: std::sync::Mutex::new(mark),
+            // Planted: the mark is kept but never checked.
+            mark_at_open: if fresh || trust_damaged_log { None } else { mark_at_open },
         };
         storage.check_identity(identity, fresh)?;
         Ok(Arc::new(storage))
@@ -185,9 +222,52 @@ impl Storage {
             entries.push(entry);
         }
         let last = entries.last().map_or(first - 1, |e| e.index);
+        let last_term = entries.last().map(|e| e.term).or(snapshot.as_ref().map(|s| s.meta.term)).unwrap_or(0);
+        self.check_mark(last, first - 1, &entries, &hard_state)?;
         self.last_index.store(last, Ordering::Relaxed);
+        self.last_term.store(last_term, Ordering::Relaxed);
         *self.last_hard_state.lock().expect("not poisoned") = hard_state;
         Ok(PersistedState { hard_state, snapshot, entries })
+    }
+
+    /// Refuses a log or hard state that ends below what the durability mark
+    /// says was durable: synced data is gone (a file truncated, rolled back
+    /// or lost), and this node must not vote or serve on what is left.
+    fn check_mark(
+        &self,
+        last: Index,
+        snapshot_index: Index,
+        entries: &[Entry],
+        hard_state: &HardState,
+    ) -> Result<(), StorageError> {
+        let Some(m) = self.mark_at_open else { return Ok(()) };
+        let gone = |what: String| StorageError::Corrupt {
+            dir: self.dir.clone(),
+            file: "the Raft log (RocksDB's WAL, tables and MANIFEST)".into(),
+            what,
+        };
+        if last < m.last_index {
+            return Err(gone(format!(
+                "the log ends at index {last}, but entries up to {} were made durable before: synced entries are gone",
+                m.last_index
+            )));
+        }
+        if m.last_term != 0 && m.last_index > snapshot_index {
+            let at = entries.get((m.last_index - snapshot_index - 1) as usize).map(|e| e.term);
+            if at != Some(m.last_term) {
+                return Err(gone(format!(
+                    "entry {} has term {at:?}, but an entry of term {} was made durable there",
+                    m.last_index, m.last_term
+                )));
+            }
+        }
+        if hard_state.term < m.term || (hard_state.term == m.term && m.vote.is_some() && hard_state.vote != m.vote) {
+            return Err(gone(format!(
+                "the hard state is at term {} (vote {:?}), but term {} (vote {:?}) was made durable: a vote would be forgotten",
+                hard_state.term, hard_state.vote, m.term, m.vote
+            )));
+        }
+        Ok(())
     }
 
     /// Makes what a Ready asks durable, in one synced batch: a received
@@ -205,10 +285,22 @@ impl Storage {
         let mut batch = WriteBatch::default();
         let log = self.cf(CF_LOG);
         let mut last = self.last_index.load(Ordering::Relaxed);
+        let mut last_term = self.last_term.load(Ordering::Relaxed);
+        // The log may end lower after this batch: the mark goes down first.
+        let shortest = match (snapshot, entries.first()) {
+            (Some(snap), _) => Some(snap.meta.index.min(last)),
+            (None, Some(first)) if first.index <= last => Some(first.index - 1),
+            _ => None,
+        };
+        if let Some(to) = shortest {
+            let mut mark = self.mark.lock().expect("not poisoned");
+            mark.lower_to(to).map_err(|source| StorageError::Mark { path: mark.path().into(), source })?;
+        }
         if let Some(snap) = snapshot {
             batch.delete_range_cf(log, 0u64.to_be_bytes(), u64::MAX.to_be_bytes());
             batch.put_cf(self.cf(CF_RAFT), KEY_SNAPSHOT, encode_snapshot(snap));
             last = snap.meta.index;
+            last_term = snap.meta.term;
         }
         if let Some(first) = entries.first() {
             if first.index <= last {
@@ -219,6 +311,7 @@ impl Storage {
                 batch.put_cf(log, e.index.to_be_bytes(), encode_entry(e));
             }
             last = entries.last().expect("non-empty").index;
+            last_term = entries.last().expect("non-empty").term;
         }
         if let Some(hs) = hard_state {
             batch.put_cf(self.cf(CF_RAFT), KEY_HARD_STATE, encode_hard_state(hs));
@@ -253,12 +346,22 @@ impl Storage {
             self.db.flush_wal(true).map_err(|e| self.io(e))?;
         }
         self.last_index.store(last, Ordering::Relaxed);
-        if let Some(hs) = hard_state {
-            *self.last_hard_state.lock().expect("not poisoned") = *hs;
-        }
+        self.last_term.store(last_term, Ordering::Relaxed);
+        let durable = {
+            let mut hs = self.last_hard_state.lock().expect("not poisoned");
+            if let Some(new) = hard_state {
+                *hs = *new;
+            }
+            *hs
+        };
         if !commit_only {
             self.syncs.fetch_add(1, Ordering::Relaxed);
             self.entries_synced.fetch_add(entries.len() as u64, Ordering::Relaxed);
+            // Only now is it durable; the mark may say so (unsynced: it
+            // never claims more than the WAL holds).
+            let mut mark = self.mark.lock().expect("not poisoned");
+            let now = mark::Mark { last_index: last, last_term, term: durable.term, vote: durable.vote };
+            mark.raise(now).map_err(|source| StorageError::Mark { path: mark.path().into(), source })?;
         }
         Ok(())
     }
@@ -353,4 +456,113 @@ fn encode_snapshot(s: &Snapshot) -> Vec<u8> {
 fn decode_snapshot(raw: &[u8]) -> Option<Snapshot> {
     let word = |i: usize| Some(u64::from_le_bytes(raw.get(i * 8..i * 8 + 8)?.try_into().ok()?));
     Some(Snapshot { meta: SnapshotMeta { index: word(0)?, term: word(1)? }, data: Bytes::copy_from_slice(&raw[16..]) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A data directory removed when the test ends.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let dir = std::env::temp_dir().join(format!("capukv-storage-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn identity() -> Identity {
+        Identity { node_id: 1, cluster: "test".into(), voters: vec![1, 2, 3] }
+    }
+
+    fn entry(index: Index, term: u64) -> Entry {
+        Entry { index, term, kind: EntryKind::Command, data: Bytes::from(vec![7u8; 200]) }
+    }
+
+    /// Opens `dir` and syncs entries 1..=n of term 1, one batch each, as a
+    /// follower would; closed again on return (the WAL keeps them).
+    fn write_log(dir: &Path, n: u64) {
+        let s = Storage::open(dir, &identity()).unwrap();
+        s.load_raft_state().unwrap();
+        for i in 1..=n {
+            let hs = HardState { term: 1, vote: Some(2), commit: i - 1 };
+            s.persist(None, &[entry(i, 1)], Some(&hs)).unwrap();
+        }
+    }
+
+    /// The largest WAL file of `dir`.
+    fn wal(dir: &Path) -> PathBuf {
+        let mut logs: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+            .map(|e| (e.metadata().unwrap().len(), e.path()))
+            .collect();
+        logs.sort();
+        logs.pop().expect("a WAL file").1
+    }
+
+    fn reopen(dir: &Path) -> Result<PersistedState, StorageError> {
+        Storage::open(dir, &identity())?.load_raft_state()
+    }
+
+    #[test]
+    fn a_damaged_record_inside_the_wal_is_corruption_not_the_end_of_the_log() {
+        let dir = TempDir::new("wal-flip");
+        write_log(&dir.0, 60);
+        let wal = wal(&dir.0);
+        let mut bytes = std::fs::read(&wal).unwrap();
+        let middle = bytes.len() / 3;
+        bytes[middle] ^= 0x10;
+        std::fs::write(&wal, bytes).unwrap();
+        // Without the mark only RocksDB's own recovery can tell.
+        std::fs::remove_file(dir.0.join(mark::FILE)).unwrap();
+        match reopen(&dir.0) {
+            Err(StorageError::Corrupt { what, .. }) => assert!(what.contains("Corruption"), "{what}"),
+            Err(e) => panic!("expected a corruption error, got {e}"),
+            Ok(state) => panic!("opened with {} of 60 entries: the rest were dropped silently", state.entries.len()),
+        }
+    }
+
+    #[test]
+    fn a_wal_cut_short_below_what_was_synced_refuses_to_start() {
+        let dir = TempDir::new("wal-cut");
+        write_log(&dir.0, 60);
+        let wal = wal(&dir.0);
+        let len = std::fs::metadata(&wal).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&wal).unwrap().set_len(len / 2).unwrap();
+        match reopen(&dir.0) {
+            Err(StorageError::Corrupt { what, .. }) => assert!(what.contains("synced entries are gone"), "{what}"),
+            Err(e) => panic!("expected a corruption error, got {e}"),
+            Ok(state) => panic!("opened with {} of 60 synced entries", state.entries.len()),
+        }
+    }
+
+    #[test]
+    fn a_log_shortened_by_a_new_leader_and_a_missing_or_torn_mark_start_normally() {
+        let dir = TempDir::new("wal-conflict");
+        write_log(&dir.0, 10);
+        {
+            let s = Storage::open(&dir.0, &identity()).unwrap();
+            s.load_raft_state().unwrap();
+            // A new leader of term 2 replaces entries 6..=10 with 6..=7.
+            let hs = HardState { term: 2, vote: Some(3), commit: 5 };
+            s.persist(None, &[entry(6, 2), entry(7, 2)], Some(&hs)).unwrap();
+        }
+        let state = reopen(&dir.0).unwrap();
+        assert_eq!(state.entries.last().map(|e| (e.index, e.term)), Some((7, 2)));
+        assert_eq!(state.hard_state.term, 2);
+        std::fs::write(dir.0.join(mark::FILE), b"torn").unwrap();
+        assert_eq!(reopen(&dir.0).unwrap().entries.len(), 7, "an unreadable mark checks nothing");
+        std::fs::remove_file(dir.0.join(mark::FILE)).unwrap();
+        assert_eq!(reopen(&dir.0).unwrap().entries.len(), 7, "a directory from before the mark opens");
+    }
 }
