@@ -166,6 +166,16 @@ impl Netem {
         self.nft(&nft::partition(peers))
     }
 
+    /// Drops what `peers` send to this node, one way only: they still hear
+    /// it (a one-way partition).
+    pub fn deafen(&mut self, peers: &[Ipv4Addr]) -> Result<()> {
+        if peers.is_empty() {
+            return Err(NetemError::InvalidFault("a one-way partition from no peers".into()));
+        }
+        tracing::info!(target = %self.target(), ?peers, "one-way partition: deaf to peers");
+        self.nft(&nft::deafen(peers))
+    }
+
     /// Removes everything this handle added. Safe to call twice.
     pub fn heal(&mut self) -> Result<()> {
         let mut first_error: Option<NetemError> = None;

@@ -44,6 +44,12 @@ pub fn partition(peers: &[Ipv4Addr]) -> String {
     )
 }
 
+/// One way only: what `peers` send is dropped on arrival; what we send
+/// them still goes out (a TCP peer then sees data without the ACKs).
+pub fn deafen(peers: &[Ipv4Addr]) -> String {
+    format!("add rule ip {TABLE} input ip saddr {} drop comment \"one-way\"\n", addresses(peers))
+}
+
 pub fn loss(scope: &Scope, iface: &str, percent: f64) -> String {
     format!("add rule ip {TABLE} output {} {} drop comment \"loss\"\n", outgoing(scope, iface), fraction(percent))
 }
@@ -82,5 +88,9 @@ mod tests {
         );
         let p = partition(&peers[..1]);
         assert!(p.contains("output ip daddr { 10.1.2.3 } drop") && p.contains("input ip saddr { 10.1.2.3 } drop"));
+        assert_eq!(
+            deafen(&peers),
+            "add rule ip capukv_netem input ip saddr { 10.1.2.3, 10.1.2.4 } drop comment \"one-way\"\n"
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,8 @@ pub struct EchoServer {
     stop: Arc<AtomicBool>,
     thread: Option<thread::JoinHandle<()>>,
     pub addr: SocketAddr,
+    /// Datagrams received (and echoed): what reached this side.
+    pub heard: Arc<AtomicU64>,
 }
 
 impl EchoServer {
@@ -25,15 +27,18 @@ impl EchoServer {
         let addr = socket.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let heard = Arc::new(AtomicU64::new(0));
+        let count = heard.clone();
         let thread = thread::Builder::new().name("probe-echo".into()).spawn(move || {
             let mut buf = [0u8; 2048];
             while !flag.load(Ordering::Relaxed) {
                 if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                    count.fetch_add(1, Ordering::Relaxed);
                     let _ = socket.send_to(&buf[..n], from);
                 }
             }
         })?;
-        Ok(EchoServer { stop, thread: Some(thread), addr })
+        Ok(EchoServer { stop, thread: Some(thread), addr, heard })
     }
 }
 

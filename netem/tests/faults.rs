@@ -177,6 +177,22 @@ fn partition_delivers_nothing_to_its_peer_and_heal_restores_it() {
 }
 
 #[test]
+fn a_one_way_partition_drops_only_what_the_peer_sends() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = lab();
+    let mut netem = lab.netem();
+    netem.deafen(&[lab.topology.host(2).addr]).unwrap();
+    let heard_before = lab.echoes[0].heard.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(lab.probe(2, 200, Duration::from_millis(1)).received, 0, "host 1 must not hear host 2");
+    let heard = lab.echoes[0].heard.load(std::sync::atomic::Ordering::Relaxed) - heard_before;
+    assert_eq!(heard, 200, "host 2 must still hear host 1");
+    assert_eq!(lab.probe(3, 200, Duration::from_millis(1)).received, 200, "the other peer must be untouched");
+    netem.heal().unwrap();
+    lab.assert_nothing_of_ours_remains();
+    assert_eq!(lab.probe(2, 200, Duration::from_millis(1)).received, 200, "heal must restore delivery");
+}
+
+#[test]
 fn a_link_fault_leaves_the_other_destination_untouched() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let lab = lab();
