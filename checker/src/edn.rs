@@ -303,6 +303,7 @@ fn event_of(op: &Edn, position: u64, independent: bool) -> Result<Event, String>
         value,
         time: int("time")?.unwrap_or(0),
         error,
+        fault: None,
     })
 }
 

@@ -57,6 +57,21 @@ pub struct Event {
     pub time: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A nemesis event's own word on the fault band it opens or closes in
+    /// the report (an extension; without it the report reads the band from
+    /// Jepsen's `f` names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<FaultMark>,
+}
+
+/// The fault a nemesis event starts or ends, named by the nemesis itself,
+/// with the colour its band is drawn in (`#rrggbb`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultMark {
+    pub kind: String,
+    pub starts: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colour: Option<String>,
 }
 
 /// A whole history, in recorded order.
@@ -150,6 +165,8 @@ struct RawEvent {
     time: Option<u64>,
     #[serde(default)]
     error: Option<serde_json::Value>,
+    #[serde(default)]
+    fault: Option<FaultMark>,
 }
 
 fn parse_event(line: &str) -> Result<Event, String> {
@@ -180,6 +197,7 @@ fn parse_event(line: &str) -> Result<Event, String> {
         value: raw.value,
         time: raw.time.ok_or_else(|| missing("time"))?,
         error,
+        fault: raw.fault,
     };
     if event.process != Process::Nemesis && !OPERATIONS.contains(&event.f.as_str()) {
         return Err(format!("unknown operation `{}` (expected one of {})", event.f, OPERATIONS.join(", ")));

@@ -29,7 +29,7 @@ pub mod synth;
 pub mod value;
 
 pub use check::{Budget, CheckReport, KeyReport, Verdict, check_history};
-pub use history::{Event, EventType, History, HistoryError, Process};
+pub use history::{Event, EventType, FaultMark, History, HistoryError, Process};
 pub use model::ModelKind;
 pub use operation::{Input, Operation, Output};
 pub use value::Value;

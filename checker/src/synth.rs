@@ -232,5 +232,6 @@ fn event(
         value,
         time: now * 1_000,
         error: None,
+        fault: None,
     }
 }

@@ -14,12 +14,11 @@ const HEIGHT: u32 = 340;
 /// drawn (fail and info always are), and the caption says so.
 const MAX_POINTS: usize = 15_000;
 
-pub fn fault_colour(kind: &str) -> RGBColor {
-    match kind {
-        "partition" => RGBColor(230, 120, 40),
-        "kill" => RGBColor(200, 40, 40),
-        "pause" => RGBColor(120, 80, 200),
-        "netem" => RGBColor(40, 140, 200),
+/// A `#rrggbb` colour (grey when it is not one).
+pub fn parse_colour(hex: &str) -> RGBColor {
+    let channel = |i: usize| hex.get(i..i + 2).and_then(|c| u8::from_str_radix(c, 16).ok());
+    match (hex.len(), hex.starts_with('#'), channel(1), channel(3), channel(5)) {
+        (7, true, Some(r), Some(g), Some(b)) => RGBColor(r, g, b),
         _ => RGBColor(120, 120, 120),
     }
 }
@@ -83,7 +82,7 @@ fn draw_faults<Y>(
     Y::ValueType: Clone + 'static,
 {
     for w in faults {
-        let colour = fault_colour(&w.kind);
+        let colour = parse_colour(&w.colour);
         let (a, b) = (secs(w.start), secs(w.end).max(secs(w.start) + min_width));
         let _ = chart.draw_series(std::iter::once(Rectangle::new(
             [(a, y0.clone()), (b, y1.clone())],

@@ -63,13 +63,15 @@ impl Span {
     }
 }
 
-/// A fault in force from `start` to `end` (ns), by kind.
+/// A fault in force from `start` to `end` (ns), by kind, drawn in `colour`
+/// (`#rrggbb`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct FaultWindow {
     pub kind: String,
     pub start: u64,
     pub end: u64,
     pub detail: String,
+    pub colour: String,
 }
 
 #[derive(Debug, Default)]
@@ -88,7 +90,29 @@ pub fn lanes(processes: impl IntoIterator<Item = u64>) -> std::collections::BTre
     sorted.into_iter().enumerate().map(|(lane, p)| (p, lane)).collect()
 }
 
-/// The fault kind a nemesis event starts, or ends (`false`).
+/// Colours of the fault kinds Jepsen's names imply, for histories whose
+/// nemesis events do not bring their own ([`crate::FaultMark`]).
+fn default_colour(kind: &str) -> &'static str {
+    match kind {
+        "partition" => "#e67828",
+        "kill" => "#c82828",
+        "pause" => "#7850c8",
+        "netem" => "#288cc8",
+        _ => "#787878",
+    }
+}
+
+/// The fault a nemesis event starts or ends (`false`), with its colour: as
+/// the event marks it, else by Jepsen's `f` names.
+fn fault_of(e: &crate::Event) -> Option<(String, bool, String)> {
+    if let Some(m) = &e.fault {
+        let colour = m.colour.clone().unwrap_or_else(|| default_colour(&m.kind).to_string());
+        return Some((m.kind.clone(), m.starts, colour));
+    }
+    fault_event(&e.f).map(|(kind, starts)| (kind.to_string(), starts, default_colour(kind).to_string()))
+}
+
+/// The fault kind a nemesis event starts, or ends (`false`), by Jepsen's names.
 fn fault_event(f: &str) -> Option<(&'static str, bool)> {
     Some(match f {
         "start-partition" => ("partition", true),
@@ -103,10 +127,25 @@ fn fault_event(f: &str) -> Option<(&'static str, bool)> {
     })
 }
 
+/// A fault struck and not yet healed, and the `f` that struck it.
+struct OpenFault {
+    kind: String,
+    start: u64,
+    detail: String,
+    colour: String,
+    f: String,
+}
+
+impl OpenFault {
+    fn closed(self, end: u64) -> FaultWindow {
+        FaultWindow { kind: self.kind, start: self.start, end, detail: self.detail, colour: self.colour }
+    }
+}
+
 pub fn from_history(history: &History) -> Spans {
     let mut spans = Spans::default();
     let mut open: HashMap<u64, usize> = HashMap::new();
-    let mut open_faults: Vec<(String, u64, String)> = Vec::new();
+    let mut open_faults: Vec<OpenFault> = Vec::new();
     for e in &history.events {
         spans.end = spans.end.max(e.time);
         match e.process {
@@ -141,29 +180,35 @@ pub fn from_history(history: &History) -> Spans {
                 }
             },
             Process::Nemesis => {
-                // Only invocations mark when a fault strikes or heals.
+                // Only invocations mark when a fault strikes or heals; the
+                // info after a strike says what it did.
                 if e.kind != EventType::Invoke {
                     if let Some(last) = open_faults.last_mut()
                         && e.kind == EventType::Info
                         && e.error.is_none()
-                        && fault_event(&e.f).is_some_and(|(_, starts)| starts)
+                        && e.f == last.f
                     {
-                        last.2 = e.value.to_string();
+                        last.detail = e.value.to_string();
                     }
                     continue;
                 }
                 if e.f == "heal-all" {
-                    for (kind, start, detail) in open_faults.drain(..) {
-                        spans.faults.push(FaultWindow { kind, start, end: e.time, detail });
+                    for o in open_faults.drain(..) {
+                        spans.faults.push(o.closed(e.time));
                     }
                     continue;
                 }
-                match fault_event(&e.f) {
-                    Some((kind, true)) => open_faults.push((kind.to_string(), e.time, e.value.to_string())),
-                    Some((kind, false)) => {
-                        if let Some(pos) = open_faults.iter().position(|(k, ..)| k == kind) {
-                            let (kind, start, detail) = open_faults.remove(pos);
-                            spans.faults.push(FaultWindow { kind, start, end: e.time, detail });
+                match fault_of(e) {
+                    Some((kind, true, colour)) => open_faults.push(OpenFault {
+                        kind,
+                        start: e.time,
+                        detail: e.value.to_string(),
+                        colour,
+                        f: e.f.clone(),
+                    }),
+                    Some((kind, false, _)) => {
+                        if let Some(pos) = open_faults.iter().position(|o| o.kind == kind) {
+                            spans.faults.push(open_faults.remove(pos).closed(e.time));
                         }
                     }
                     None => {}
@@ -172,8 +217,8 @@ pub fn from_history(history: &History) -> Spans {
         }
     }
     let end = spans.end;
-    for (kind, start, detail) in open_faults {
-        spans.faults.push(FaultWindow { kind, start, end, detail });
+    for o in open_faults {
+        spans.faults.push(o.closed(end));
     }
     spans.faults.sort_by_key(|w| w.start);
     spans

@@ -25,7 +25,7 @@ pub fn data(spans: &Spans) -> String {
         })
         .collect();
     let faults: Vec<serde_json::Value> =
-        spans.faults.iter().map(|w| json!([ms(w.start), ms(w.end), w.kind, w.detail])).collect();
+        spans.faults.iter().map(|w| json!([ms(w.start), ms(w.end), w.kind, w.detail, w.colour])).collect();
     let data = json!({
         "end": ms(spans.end),
         "lanes": lanes.keys().collect::<Vec<_>>(),
@@ -46,7 +46,8 @@ pub const SCRIPT: &str = r#"
   const ctx = canvas.getContext('2d');
   const LANE = 14, LEFT = 60, TOP = 20;
   const colours = ['#289646', '#dc3232', '#f0aa14'];
-  const faultColours = {partition: 'rgba(230,120,40,0.13)', kill: 'rgba(200,40,40,0.13)', pause: 'rgba(120,80,200,0.13)', netem: 'rgba(40,140,200,0.13)'};
+  // A band's colour comes with it (#rrggbb), drawn faint.
+  const faint = (hex) => /^#[0-9a-fA-F]{6}$/.test(hex || '') ? hex + '22' : 'rgba(120,120,120,0.13)';
   const byLane = data.lanes.map(() => []);
   for (const op of data.ops) byLane[op[0]].push(op);
   for (const lane of byLane) lane.sort((a, b) => a[1] - b[1]);
@@ -70,7 +71,7 @@ pub const SCRIPT: &str = r#"
     ctx.clearRect(0, 0, canvas.width, canvas.height);
     for (const f of data.faults) {
       if (f[1] < t0 || f[0] > t1) continue;
-      ctx.fillStyle = faultColours[f[2]] || 'rgba(120,120,120,0.13)';
+      ctx.fillStyle = faint(f[4]);
       ctx.fillRect(x(f[0]), TOP, Math.max(1, x(f[1]) - x(f[0])), canvas.height - TOP);
       ctx.fillStyle = '#555'; ctx.font = '11px sans-serif'; ctx.fillText(f[2], x(f[0]) + 2, 12);
     }
