@@ -21,14 +21,15 @@ ROCKSDB_OUT="$(rocksdb_out_dir "$CARGO_TARGET_DIR/test-build.json")"
 step "cargo clippy (RocksDB from $ROCKSDB_OUT)"
 ROCKSDB_LIB_DIR="$ROCKSDB_OUT" ROCKSDB_STATIC=1 cargo clippy --workspace --all-targets --locked -- -D warnings
 ROCKSDB_LIB_DIR="$ROCKSDB_OUT" ROCKSDB_STATIC=1 \
-    cargo clippy -p capukv --all-targets --features planted-bugs --locked -- -D warnings
-# The server with the planted bugs compiled in, for the power tests and the
-# smoke suite's power subset (its own binary name: the real one is untouched).
+    cargo clippy -p capukv --all-targets --features planted-bugs,failpoints --locked -- -D warnings
+# The server with the planted bugs and the failpoints compiled in, for the
+# power and failpoint tests and the smoke suite's power subset (its own
+# binary name: the real one is untouched).
 # Built for one package, cargo would resolve librocksdb-sys anew and compile
 # RocksDB again: it links the test build's library too.
 step "cargo build capukv-planted"
 ROCKSDB_LIB_DIR="$ROCKSDB_OUT" ROCKSDB_STATIC=1 \
-    cargo build -p capukv --features planted-bugs --bin capukv-planted --locked
+    cargo build -p capukv --features planted-bugs,failpoints --bin capukv-planted --locked
 
 # The Docker tests need the image; build it from the test build's binary
 # (scripts/image.sh alone builds the release one).
@@ -38,9 +39,11 @@ bash scripts/image.sh --binary "$CARGO_TARGET_DIR/debug/capukv"
 
 step "cargo test"
 cargo test --workspace --locked
-step "cargo test (planted bugs against the simulation)"
+step "cargo test (planted bugs against the simulation; failpoints armed)"
 ROCKSDB_LIB_DIR="$ROCKSDB_OUT" ROCKSDB_STATIC=1 \
-    cargo test -p capukv --features planted-bugs --locked --test planted_simulation
+    cargo test -p capukv --features planted-bugs,failpoints --locked --test planted_simulation
+ROCKSDB_LIB_DIR="$ROCKSDB_OUT" ROCKSDB_STATIC=1 \
+    cargo test -p capukv --features planted-bugs,failpoints --locked --lib failpoints
 
 # The smoke suite: real chaos runs (netns runtime, root) that must all pass,
 # including one unsafe on purpose that the checker must catch.

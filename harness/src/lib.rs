@@ -1,7 +1,8 @@
 //! The chaos harness: runs a CapuKV cluster, injects faults, records the
 //! history and checks it. It composes `capukv`, `netem` and `checker`.
 //!
-//! - [`options`]: what defines a run (and run.json's record of it).
+//! - [`options`]: what defines a run (and run.json's record of it);
+//!   [`knobs`]: the servers' Raft knobs, fixed or drawn from the seed.
 //! - [`runtime`]: where nodes run ([`runtime::netns`]: namespaces on a bridge).
 //! - [`nemesis`]: the seeded fault schedule and the faults themselves.
 //! - [`workload`]: what clients ask of the store, and the model that judges it.
@@ -14,6 +15,7 @@
 
 pub mod checks;
 pub mod exit;
+pub mod knobs;
 pub mod nemesis;
 pub mod options;
 pub mod progress;

@@ -44,7 +44,15 @@ pub enum NemesisChoice {
     /// Clocks that run fast or slow or jump (libfaketime), and a leader
     /// whose clock runs slow while it is cut off from its peers.
     Clock,
-    /// All of the above, each in turn.
+    /// Disk corruption on one node per run (stopped first): bits flipped in,
+    /// truncation of, or zeros in a file of its data directory, then a restart.
+    Corrupt,
+    /// Failpoints armed in one server: crashes in named windows (before and
+    /// after the log is written, a snapshot sent or installed...), stalls
+    /// and failed writes. Needs the failpoints build (capukv-planted).
+    Failpoint,
+    /// All of the above, each in turn (power, clock and failpoint where the
+    /// run can strike them), now and then two at once.
     All,
 }
 
@@ -168,6 +176,28 @@ pub struct RunOptions {
     #[arg(long)]
     #[serde(default)]
     pub torn_writes: bool,
+    /// Run the failpoints build of the server (`capukv-planted`, as for
+    /// planted bugs), so that `--nemesis all` includes failpoints too.
+    /// Implied by `--nemesis failpoint`.
+    #[arg(long)]
+    #[serde(default)]
+    pub failpoints: bool,
+    /// The servers' Raft knobs: `random` draws them from the seed within
+    /// safe ranges (tick around --tick-ms, election timeout, heartbeat,
+    /// snapshot threshold), as etcd's robustness suite does; `fixed` keeps
+    /// the defaults. Recorded in run.json.
+    #[arg(long, value_enum, default_value_t = KnobsChoice::Random)]
+    #[serde(default)]
+    pub server_knobs: KnobsChoice,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum KnobsChoice {
+    /// The defaults (what runs recorded before knobs existed used).
+    #[default]
+    Fixed,
+    Random,
 }
 
 impl RunOptions {
@@ -179,6 +209,31 @@ impl RunOptions {
         match self.nemesis {
             NemesisChoice::Clock => true,
             NemesisChoice::All => self.runtime == RuntimeKind::Netns,
+            _ => false,
+        }
+    }
+
+    /// Whether the servers are the failpoints build (the planted twin):
+    /// asked for, implied by the nemesis, or by a planted bug (same binary).
+    pub fn failpoints_build(&self) -> bool {
+        self.failpoints || self.nemesis == NemesisChoice::Failpoint || self.planted_bug.is_some()
+    }
+
+    /// Whether disk corruption is struck (a data directory the harness can
+    /// reach: the netns runtime).
+    pub fn corruption(&self) -> bool {
+        match self.nemesis {
+            NemesisChoice::Corrupt => true,
+            NemesisChoice::All => self.runtime == RuntimeKind::Netns,
+            _ => false,
+        }
+    }
+
+    /// Whether failpoint faults are struck.
+    pub fn failpoints(&self) -> bool {
+        match self.nemesis {
+            NemesisChoice::Failpoint => true,
+            NemesisChoice::All => self.failpoints_build() && self.runtime == RuntimeKind::Netns,
             _ => false,
         }
     }
@@ -258,6 +313,12 @@ impl RunOptions {
         }
         if self.faketime() && self.runtime == RuntimeKind::Docker {
             return Err("--nemesis clock (and all) needs the netns runtime: the capukv image carries no libfaketime (its FROM scratch image holds only the server and the libraries ldd lists)".into());
+        }
+        if self.nemesis == NemesisChoice::Corrupt && self.runtime == RuntimeKind::Docker {
+            return Err("--nemesis corrupt needs the netns runtime: a container's data directory is a volume the harness does not reach".into());
+        }
+        if self.nemesis == NemesisChoice::Failpoint && self.runtime == RuntimeKind::Docker {
+            return Err("--nemesis failpoint needs the netns runtime: the capukv image holds the normal build, which has no failpoints".into());
         }
         if self.tick_ms == 0 {
             return Err("--tick-ms must be at least 1".into());

@@ -63,6 +63,21 @@ impl Recorder {
         value: serde_json::Value,
         error: Option<String>,
     ) {
+        self.record_marked(kind, process, f, key, value, error, None);
+    }
+
+    /// [`Recorder::record`], with the fault band a nemesis event opens or closes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_marked(
+        &self,
+        kind: EventType,
+        process: Process,
+        f: &str,
+        key: Option<&str>,
+        value: serde_json::Value,
+        error: Option<String>,
+        fault: Option<checker::FaultMark>,
+    ) {
         if let Process::Client(_) = process {
             let counter = match kind {
                 EventType::Invoke => &self.counts.invoked,
@@ -82,6 +97,7 @@ impl Recorder {
             value,
             time: self.now(),
             error,
+            fault,
         };
         sink.next_index += 1;
         // Straight into the buffer, no line string per event; flushed at once

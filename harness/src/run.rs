@@ -194,14 +194,25 @@ fn require_root() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The server binary: the real one, or with a planted bug its planted twin.
+/// The server binary: the real one, or for planted bugs and failpoints its
+/// twin built with both.
 fn server_binary(options: &RunOptions) -> anyhow::Result<std::path::PathBuf> {
     let given = options.capukv_bin.as_deref();
-    match options.planted_bug {
-        None => find_binary(given, "capukv"),
-        Some(_) => crate::runtime::netns::planted_binary(given),
+    if options.failpoints_build() { crate::runtime::netns::planted_binary(given) } else { find_binary(given, "capukv") }
+        .map_err(anyhow::Error::msg)
+}
+
+/// Asks the server binary whether its failpoints work, so that the normal
+/// build given for a failpoint run fails at once, saying which to build.
+fn check_failpoints(binary: &std::path::Path) -> anyhow::Result<()> {
+    let out = std::process::Command::new(binary)
+        .args(["failpoints", "--check"])
+        .output()
+        .with_context(|| format!("running {}", binary.display()))?;
+    if !out.status.success() {
+        bail!("failpoints: {}: {}", binary.display(), String::from_utf8_lossy(&out.stderr).trim());
     }
-    .map_err(anyhow::Error::msg)
+    Ok(())
 }
 
 /// Asks the server binary whether it carries the planted bug `bug`, so that
@@ -239,6 +250,9 @@ pub async fn run(mut options: RunOptions, settings: RunSettings) -> anyhow::Resu
     {
         check_planted(&binary, bug)?;
     }
+    if options.failpoints() {
+        check_failpoints(&binary)?;
+    }
     if options.runtime == RuntimeKind::Docker && !crate::runtime::docker::available() {
         bail!("--runtime docker: no Docker engine answers (is dockerd running?)");
     }
@@ -257,6 +271,7 @@ pub async fn run(mut options: RunOptions, settings: RunSettings) -> anyhow::Resu
         started_at: rundir::timestamp(SystemTime::now()),
         runtime: json!(null),
         network_backends: Vec::new(),
+        server_knobs: crate::knobs::ServerKnobs::for_run(&options, seed),
     };
     record.write(&dir)?;
     let progress = Arc::new(Progress::new(settings.progress));
@@ -285,11 +300,21 @@ pub async fn run(mut options: RunOptions, settings: RunSettings) -> anyhow::Resu
 
     progress.phase("starting");
     let creating = Instant::now();
+    let knobs = &record.server_knobs;
     let settings_for_servers = ServerSettings {
         binary,
-        tick_ms: options.tick_ms,
-        snapshot_every: 1000,
-        extra_args: server_args(&options),
+        tick_ms: knobs.tick_ms,
+        snapshot_every: knobs.snapshot_every,
+        extra_args: [
+            server_args(&options),
+            vec![
+                "--election-ticks".into(),
+                knobs.election_ticks.to_string(),
+                "--heartbeat-ticks".into(),
+                knobs.heartbeat_ticks.to_string(),
+            ],
+        ]
+        .concat(),
         lazyfs: options.lazyfs().then_some(lazyfs::Options { torn_writes: options.torn_writes, seed }),
         faketime: if options.faketime() && options.runtime == RuntimeKind::Netns {
             Some(crate::runtime::netns::find_faketime().map_err(anyhow::Error::msg)?)
@@ -306,7 +331,8 @@ pub async fn run(mut options: RunOptions, settings: RunSettings) -> anyhow::Resu
             )
         }
         RuntimeKind::Docker => {
-            let (nodes, dir2, tick, args) = (options.nodes, dir.clone(), options.tick_ms, server_args(&options));
+            let args = [record.server_knobs.args(), server_args(&options)].concat();
+            let (nodes, dir2, tick) = (options.nodes, dir.clone(), record.server_knobs.tick_ms);
             Arc::new(tokio::task::spawn_blocking(move || DockerRuntime::create(nodes, &dir2, tick, args)).await??)
         }
     };
@@ -435,7 +461,7 @@ async fn drive(
         "replay": record.replay,
         "duration_s": started.elapsed().as_secs_f64(),
         "operations": {"invoked": counts.0, "ok": counts.1, "fail": counts.2, "info": counts.3},
-        "nemesis": {"struck": struck, "scheduled": record.schedule.steps.len(), "backends": record.network_backends},
+        "nemesis": {"struck": struck.clone(), "scheduled": record.schedule.steps.len(), "backends": record.network_backends},
         "final_reads": final_values,
         // Creating the namespaces or containers, then starting the servers until one leads.
         "cluster_start": {
@@ -485,7 +511,18 @@ async fn drive(
     }
     let logs: Vec<(String, &std::path::Path)> =
         shared.nodes.iter().map(|n| (n.name.clone(), n.log.as_path())).collect();
-    findings.push(checks::logs::check(&logs, &[]));
+    // A failpoint's crash or injected error is written with its name; a
+    // node whose disk was corrupted on purpose may say so.
+    let mut excused = checks::logs::Excuses::default();
+    if struck.iter().any(|k| k == "failpoint") {
+        excused.everywhere.push("failpoint".into());
+    }
+    for &node in nemesis.corrupted.lock().expect("not poisoned").iter() {
+        for pattern in ["corrupt", "Corruption", "checksum"] {
+            excused.on_node.push((format!("n{node}"), pattern.into()));
+        }
+    }
+    findings.push(checks::logs::check(&logs, &excused));
     findings.push(checks::stats::check(&history.events, options.min_ok_share));
     reasons.extend(
         findings.iter().filter(|f| f.outcome == checks::Outcome::Failed).map(|f| format!("{}: {}", f.check, f.summary)),

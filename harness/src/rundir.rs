@@ -81,6 +81,14 @@ pub struct RunRecord {
     pub runtime: serde_json::Value,
     #[serde(default)]
     pub network_backends: Vec<String>,
+    /// The servers' Raft knobs (drawn from the seed with `--server-knobs
+    /// random`); a record from before knobs ran with the fixed ones.
+    #[serde(default = "default_knobs")]
+    pub server_knobs: crate::knobs::ServerKnobs,
+}
+
+fn default_knobs() -> crate::knobs::ServerKnobs {
+    crate::knobs::ServerKnobs::fixed(50)
 }
 
 impl RunRecord {

@@ -63,7 +63,7 @@ fn a_short_chaos_run_ends_valid_with_its_files_and_leaves_nothing() {
     let dir = tmp.path().join("run");
     let bin = capukv_bin();
     let out = Command::new(CHAOS)
-        .args(["run", "--nodes", "3", "--time-limit", "19", "--nemesis", "all", "--nemesis-interval", "3"])
+        .args(["run", "--nodes", "3", "--time-limit", "22", "--nemesis", "all", "--nemesis-interval", "3"])
         .args(["--quiet-start", "1", "--recovery-time", "3", "--workload", "cas-register", "--seed", "7", "--json"])
         .arg("--out")
         .arg(&dir)
@@ -88,8 +88,8 @@ fn a_short_chaos_run_ends_valid_with_its_files_and_leaves_nothing() {
         results["nemesis"]["struck"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
     assert_eq!(
         struck,
-        ["clock", "kill", "netem", "partition", "pause", "power"],
-        "every kind strikes in 6 cycles of `all`"
+        ["clock", "corrupt", "kill", "netem", "partition", "pause", "power"],
+        "every kind strikes in 7 cycles of `all`"
     );
     assert_eq!(results["check"]["invalid_keys"], 0);
     let checks = results["checks"].as_array().unwrap();
@@ -253,4 +253,78 @@ expect = "invalid"
     let written =
         std::fs::read_dir(reports.join("suites")).unwrap().next().unwrap().unwrap().path().join("summary.json");
     assert!(written.is_file(), "summary.json is written");
+}
+
+/// The failpoints build beside `capukv` (scripts/test.sh builds it).
+fn planted_twin() -> std::path::PathBuf {
+    let twin = capukv_bin().with_file_name("capukv-planted");
+    assert!(
+        twin.is_file(),
+        "no {}: build it with `cargo build -p capukv --features planted-bugs,failpoints --bin capukv-planted` (scripts/test.sh does)",
+        twin.display()
+    );
+    twin
+}
+
+#[test]
+fn failpoints_crash_nodes_in_their_windows_and_a_clean_cluster_stays_valid() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_root();
+    planted_twin();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let out = Command::new(CHAOS)
+        .args(["run", "--nodes", "3", "--time-limit", "20", "--nemesis", "failpoint", "--nemesis-interval", "4"])
+        .args(["--quiet-start", "1", "--recovery-time", "3", "--workload", "append", "--seed", "5", "--json"])
+        .arg("--out")
+        .arg(&dir)
+        .arg("--capukv-bin")
+        .arg(capukv_bin())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    let results = read_json(&dir.join("results.json"));
+    assert_eq!(results["verdict"], "valid");
+    assert_eq!(results["nemesis"]["struck"], serde_json::json!(["failpoint"]));
+    for f in results["checks"].as_array().unwrap() {
+        assert_eq!(f["outcome"], "passed", "{f}");
+    }
+    // Each strike names the node, the failpoint and its actions; some crashed
+    // their node (restarted at the heal), and said so in its log.
+    let history = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    let infos: Vec<serde_json::Value> = history
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["process"] == "nemesis" && e["type"] == "info")
+        .collect();
+    let armed: Vec<&serde_json::Value> = infos.iter().filter(|e| e["f"] == "start-failpoint").collect();
+    assert!(armed.len() >= 4, "{armed:?}");
+    assert!(armed.iter().all(|e| e["value"]["point"].is_string() || e["value"]["skipped"].is_string()), "{armed:?}");
+    let restarted: usize = infos
+        .iter()
+        .filter(|e| e["f"] == "stop-failpoint" || e["f"] == "heal-all")
+        .map(|e| e["value"]["restarted"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert!(restarted >= 1, "no failpoint crashed its node: {infos:?}");
+    let logs: String = (1..=3)
+        .map(|n| std::fs::read_to_string(dir.join(format!("nodes/n{n}/server.log"))).unwrap_or_default())
+        .collect();
+    assert!(logs.contains("on purpose"), "a crash names its failpoint in the log");
+    assert_eq!(leftovers(&topology_prefix(&dir)), Vec::<String>::new());
+    assert_eq!(processes_mentioning(&dir), Vec::<String>::new());
+
+    // The normal build has no failpoints: refused before anything starts.
+    let lonely = tmp.path().join("bin");
+    std::fs::create_dir(&lonely).unwrap();
+    std::fs::copy(capukv_bin(), lonely.join("capukv")).unwrap();
+    let out = Command::new(CHAOS)
+        .args(["run", "--nemesis", "failpoint", "--time-limit", "5", "--capukv-bin"])
+        .arg(lonely.join("capukv"))
+        .arg("--reports")
+        .arg(tmp.path().join("reports"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no failpoints compiled in"), "{out:?}");
 }

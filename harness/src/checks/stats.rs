@@ -68,6 +68,7 @@ mod tests {
             value: json!(null),
             time: 0,
             error: None,
+            fault: None,
         }
     }
 

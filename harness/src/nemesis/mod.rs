@@ -1,8 +1,17 @@
 //! The nemesis: strikes the scheduled faults through the runtime (processes)
 //! and `netem` (the network), records each fault and heal in the history,
-//! and heals everything at the end.
+//! and heals everything at the end. Each fault kind is one module
+//! implementing [`kind::FaultKind`], registered in [`kind::KINDS`].
 
+pub mod clock;
+pub mod corrupt;
+pub mod failpoint;
+pub mod impairment;
+pub mod kill;
+pub mod kind;
 pub mod partition;
+pub mod pause;
+pub mod power;
 pub mod schedule;
 
 use std::collections::BTreeSet;
@@ -11,22 +20,35 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use checker::{EventType, Process};
-use netem::{Netem, Scope};
+use netem::Netem;
+use rand::Rng;
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
 use serde_json::json;
 use tokio::sync::watch;
 
 use crate::recorder::Recorder;
 use crate::runtime::Runtime;
-pub use schedule::{ClockFault, Fault, Schedule, Step};
+pub use clock::ClockFault;
+pub use failpoint::{FailAction, FailTarget, FailpointFault};
+pub use impairment::NetemFault;
+use kind::names;
+pub use schedule::{Fault, Schedule, Step};
 
 /// Applies faults to a cluster. Dropping it heals the network (netem handles heal on drop).
 pub struct Nemesis {
-    runtime: Arc<dyn Runtime>,
+    pub(crate) runtime: Arc<dyn Runtime>,
     recorder: Arc<Recorder>,
     seed: u64,
     netems: Mutex<Vec<Option<Netem>>>,
     /// What is in force now, for the progress display.
     pub active: Mutex<Option<String>>,
+    /// Failpoints armed and not yet disarmed: (node, failpoint).
+    pub(crate) armed: Mutex<BTreeSet<(u64, String)>>,
+    /// Nodes whose data directory was corrupted on purpose (their logs may
+    /// report it), and those that then refused to start.
+    pub corrupted: Mutex<BTreeSet<u64>>,
+    pub refused: Mutex<BTreeSet<u64>>,
     /// Kinds that struck at least once.
     pub struck: Mutex<BTreeSet<String>>,
     /// Network backends in use, by fault kind, for run.json.
@@ -58,17 +80,20 @@ impl Nemesis {
             seed,
             netems: Mutex::new((0..n).map(|_| None).collect()),
             active: Mutex::new(None),
+            armed: Mutex::new(BTreeSet::new()),
+            corrupted: Mutex::new(BTreeSet::new()),
+            refused: Mutex::new(BTreeSet::new()),
             struck: Mutex::new(BTreeSet::new()),
             backends: Mutex::new(Vec::new()),
         }
     }
 
-    fn addr(&self, id: u64) -> Ipv4Addr {
+    pub(crate) fn addr(&self, id: u64) -> Ipv4Addr {
         self.runtime.nodes()[(id - 1) as usize].ip
     }
 
     /// Runs `f` on node `id`'s netem handle, opening it on first use.
-    fn with_netem<T>(&self, id: u64, f: impl FnOnce(&mut Netem) -> netem::Result<T>) -> anyhow::Result<T> {
+    pub(crate) fn with_netem<T>(&self, id: u64, f: impl FnOnce(&mut Netem) -> netem::Result<T>) -> anyhow::Result<T> {
         let mut netems = self.netems.lock().expect("not poisoned");
         let slot = &mut netems[(id - 1) as usize];
         // A restarted container has a new namespace: the old handle is useless.
@@ -98,89 +123,26 @@ impl Nemesis {
         self.recorder.record(kind, Process::Nemesis, f, None, value, error);
     }
 
-    /// Strikes `fault`; returns what it did, with node names resolved.
+    /// Strikes `fault` through its kind; returns what it did.
     fn strike(&self, fault: &Fault, leader: Option<u64>) -> anyhow::Result<serde_json::Value> {
-        let n = self.runtime.nodes().len() as u64;
-        match fault {
-            Fault::Partition { partition } => {
-                let grudge = partition.grudge(n, leader);
-                for (node, cut) in &grudge {
-                    if !cut.is_empty() {
-                        let peers: Vec<Ipv4Addr> = cut.iter().map(|&p| self.addr(p)).collect();
-                        self.with_netem(*node, |h| h.partition(&peers))?;
-                    }
-                }
-                let cuts: serde_json::Map<String, serde_json::Value> = grudge
-                    .iter()
-                    .map(|(node, cut)| {
-                        (format!("n{node}"), json!(cut.iter().map(|c| format!("n{c}")).collect::<Vec<_>>()))
-                    })
-                    .collect();
-                Ok(json!({"shape": partition.name(), "leader": leader.map(|l| format!("n{l}")), "cuts": cuts}))
-            }
-            Fault::Kill { nodes } => {
-                for &id in nodes {
-                    self.runtime.kill(id)?;
-                }
-                Ok(json!({"nodes": names(nodes)}))
-            }
-            Fault::Pause { nodes } => {
-                for &id in nodes {
-                    self.runtime.pause(id)?;
-                }
-                Ok(json!({"nodes": names(nodes)}))
-            }
-            Fault::Power { nodes } => {
-                let mut lost = serde_json::Map::new();
-                for &id in nodes {
-                    self.runtime.kill(id)?;
-                }
-                // Only once every node of the group is down: a power failure
-                // takes them at one instant.
-                for &id in nodes {
-                    lost.insert(format!("n{id}"), self.runtime.lose_unsynced(id)?);
-                }
-                Ok(json!({"nodes": names(nodes), "lost": lost}))
-            }
-            Fault::Clock { clock } => match clock {
-                ClockFault::Rate { nodes, rate } => {
-                    for &id in nodes {
-                        self.runtime.set_clock(id, 0.0, *rate)?;
-                    }
-                    Ok(json!({"nodes": names(nodes), "rate": rate}))
-                }
-                ClockFault::Bump { nodes, offset_s } => {
-                    for &id in nodes {
-                        self.runtime.set_clock(id, *offset_s, 1.0)?;
-                    }
-                    Ok(json!({"nodes": names(nodes), "offset_s": offset_s}))
-                }
-                ClockFault::SlowLeader { rate, cut } => {
-                    let Some(leader) = leader else {
-                        return Ok(json!({"skipped": "no leader to slow down"}));
-                    };
-                    self.runtime.set_clock(leader, 0.0, *rate)?;
-                    if *cut {
-                        // Cut only once the slow clock is in force: until then
-                        // the leader's CheckQuorum runs at full speed.
-                        std::thread::sleep(crate::runtime::CLOCK_TAKES_EFFECT);
-                        self.cut_off(leader)?;
-                    }
-                    Ok(json!({"leader": format!("n{leader}"), "rate": rate, "cut": cut}))
-                }
-            },
-            Fault::Netem { nodes, fault } => {
-                let impairment = fault.impairment();
-                for &id in nodes {
-                    self.with_netem(id, |h| h.impair(&Scope::All, &impairment))?;
-                }
-                Ok(json!({"nodes": names(nodes), "impairment": fault}))
-            }
+        kind::of(fault).strike(self, fault, leader)
+    }
+
+    /// Heals `fault` through its kind.
+    fn heal(&self, fault: &Fault) -> anyhow::Result<serde_json::Value> {
+        kind::of(fault).heal(self, fault)
+    }
+
+    /// Starts `nodes` again (after a kill or a power failure).
+    pub(crate) fn start_nodes(&self, nodes: &[u64]) -> anyhow::Result<serde_json::Value> {
+        for &id in nodes {
+            self.runtime.start(id)?;
         }
+        Ok(json!({"nodes": names(nodes)}))
     }
 
     /// Cuts `node` off from every other node (clients still reach it).
-    fn cut_off(&self, node: u64) -> anyhow::Result<()> {
+    pub(crate) fn cut_off(&self, node: u64) -> anyhow::Result<()> {
         let n = self.runtime.nodes().len() as u64;
         for (from, cut) in partition::Partition::IsolateLeader.grudge(n, Some(node)) {
             if !cut.is_empty() {
@@ -191,7 +153,7 @@ impl Nemesis {
         Ok(())
     }
 
-    fn heal_clocks(&self) -> anyhow::Result<()> {
+    pub(crate) fn heal_clocks(&self) -> anyhow::Result<()> {
         if self.runtime.has_clocks() {
             for node in self.runtime.nodes() {
                 self.runtime.set_clock(node.id, 0.0, 1.0)?;
@@ -200,35 +162,7 @@ impl Nemesis {
         Ok(())
     }
 
-    fn heal(&self, fault: &Fault) -> anyhow::Result<serde_json::Value> {
-        match fault {
-            Fault::Clock { clock } => {
-                self.heal_clocks()?;
-                if matches!(clock, ClockFault::SlowLeader { cut: true, .. }) {
-                    self.heal_network()?;
-                }
-                Ok(json!("clocks reset"))
-            }
-            Fault::Partition { .. } | Fault::Netem { .. } => {
-                self.heal_network()?;
-                Ok(json!("healed"))
-            }
-            Fault::Kill { nodes } | Fault::Power { nodes } => {
-                for &id in nodes {
-                    self.runtime.start(id)?;
-                }
-                Ok(json!({"nodes": names(nodes)}))
-            }
-            Fault::Pause { nodes } => {
-                for &id in nodes {
-                    self.runtime.resume(id)?;
-                }
-                Ok(json!({"nodes": names(nodes)}))
-            }
-        }
-    }
-
-    fn heal_network(&self) -> anyhow::Result<()> {
+    pub(crate) fn heal_network(&self) -> anyhow::Result<()> {
         let mut netems = self.netems.lock().expect("not poisoned");
         for handle in netems.iter_mut().flatten() {
             handle.heal()?;
@@ -242,10 +176,11 @@ impl Nemesis {
         self: &Arc<Self>,
         f: &str,
         invoked: serde_json::Value,
+        mark: checker::FaultMark,
         what: String,
         op: impl FnOnce(&Nemesis) -> anyhow::Result<serde_json::Value> + Send + 'static,
     ) -> anyhow::Result<serde_json::Value> {
-        self.record(EventType::Invoke, f, invoked, None);
+        self.recorder.record_marked(EventType::Invoke, Process::Nemesis, f, None, invoked, None, Some(mark));
         let me = self.clone();
         match tokio::task::spawn_blocking(move || op(&me)).await? {
             Ok(value) => {
@@ -259,43 +194,63 @@ impl Nemesis {
         }
     }
 
-    /// Strikes and heals the schedule's faults at their times, until `stop`.
-    /// A fault in force when `stop` comes is healed by [`Nemesis::heal_everything`].
+    /// Strikes and heals the schedule's faults at their times, until `stop`;
+    /// faults may overlap (the schedule keeps those that would undo each
+    /// other apart). A fault in force when `stop` comes is healed by
+    /// [`Nemesis::heal_everything`].
     pub async fn run(
         self: Arc<Self>,
         schedule: Schedule,
         start: Instant,
         mut stop: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        for step in schedule.steps {
-            let (strike_f, heal_f) = step.fault.event_names();
-            if !sleep_until(start + Duration::from_secs_f64(step.at), &mut stop).await {
-                return Ok(());
-            }
-            let leader = match &step.fault {
-                Fault::Partition {
-                    partition: partition::Partition::IsolateLeader | partition::Partition::LeaderMinority { .. },
-                }
-                | Fault::Clock { clock: ClockFault::SlowLeader { .. } } => current_leader(&*self.runtime).await,
-                _ => None,
-            };
-            let fault = step.fault.clone();
-            let value = self
-                .act(strike_f, json!(step.fault), format!("striking {}", step.fault.kind()), move |n| {
-                    n.strike(&fault, leader)
-                })
-                .await?;
-            *self.active.lock().expect("not poisoned") = Some(format!("{} {}", step.fault.kind(), value));
-            self.struck.lock().expect("not poisoned").insert(step.fault.kind().to_string());
-            let on_time = sleep_until(start + Duration::from_secs_f64(step.heal_at), &mut stop).await;
-            if !on_time {
+        let mut timeline: Vec<(f64, bool, usize)> = Vec::new();
+        for (i, step) in schedule.steps.iter().enumerate() {
+            timeline.push((step.at, true, i));
+            timeline.push((step.heal_at, false, i));
+        }
+        // By time; at the same instant a heal goes before a strike.
+        timeline.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut in_force: std::collections::BTreeMap<usize, String> = std::collections::BTreeMap::new();
+        for (at, strike, i) in timeline {
+            let step = &schedule.steps[i];
+            if !sleep_until(start + Duration::from_secs_f64(at), &mut stop).await {
                 return Ok(()); // the final heal takes it from here
             }
+            let (strike_f, heal_f) = step.fault.event_names();
             let fault = step.fault.clone();
-            let healed =
-                self.act(heal_f, json!(null), format!("healing {}", step.fault.kind()), move |n| n.heal(&fault)).await;
-            *self.active.lock().expect("not poisoned") = None;
-            healed?;
+            if strike {
+                let leader = if kind::of(&step.fault).needs_leader(&step.fault) {
+                    current_leader(&*self.runtime).await
+                } else {
+                    None
+                };
+                let value = self
+                    .act(
+                        strike_f,
+                        json!(step.fault),
+                        step.fault.mark(true),
+                        format!("striking {}", step.fault.kind()),
+                        move |n| n.strike(&fault, leader),
+                    )
+                    .await?;
+                in_force.insert(i, format!("{} {}", step.fault.kind(), value));
+                self.struck.lock().expect("not poisoned").insert(step.fault.kind().to_string());
+            } else {
+                let healed = self
+                    .act(
+                        heal_f,
+                        json!(null),
+                        step.fault.mark(false),
+                        format!("healing {}", step.fault.kind()),
+                        move |n| n.heal(&fault),
+                    )
+                    .await;
+                in_force.remove(&i);
+                healed?;
+            }
+            let shown = in_force.values().cloned().collect::<Vec<_>>().join(" + ");
+            *self.active.lock().expect("not poisoned") = (!shown.is_empty()).then_some(shown);
         }
         Ok(())
     }
@@ -304,18 +259,21 @@ impl Nemesis {
     pub fn heal_everything(&self) -> anyhow::Result<()> {
         self.record(EventType::Invoke, "heal-all", json!(null), None);
         let network = self.heal_network().and(self.heal_clocks());
+        // Disarmed first, so that a node started below does not crash again.
+        let failpoints = failpoint::disarm_all(self);
         let mut restarted = Vec::new();
         for node in self.runtime.nodes() {
             // Resuming a process that is not stopped is harmless.
             let _ = self.runtime.resume(node.id);
-            if !self.runtime.is_running(node.id) {
+            // A node that refused its corrupted data directory stays down.
+            if !self.runtime.is_running(node.id) && !self.refused.lock().expect("not poisoned").contains(&node.id) {
                 self.runtime.start(node.id)?;
                 restarted.push(node.id);
             }
         }
         *self.active.lock().expect("not poisoned") = None;
         self.record(EventType::Info, "heal-all", json!({"restarted": names(&restarted)}), None);
-        network
+        network.and(failpoints.map(drop))
     }
 }
 
@@ -341,8 +299,15 @@ pub fn kinds_in_force(events: &[checker::Event], at: Option<u64>) -> Vec<String>
     kinds.into_iter().collect()
 }
 
-fn names(nodes: &[u64]) -> Vec<String> {
-    nodes.iter().map(|n| format!("n{n}")).collect()
+/// A minority of the nodes, at least one, at random.
+pub(crate) fn minority(nodes: u64, rng: &mut SmallRng) -> Vec<u64> {
+    let most = ((nodes - 1) / 2).max(1);
+    let count = rng.random_range(1..=most);
+    let mut ids: Vec<u64> = (1..=nodes).collect();
+    ids.shuffle(rng);
+    let mut chosen = ids[..count as usize].to_vec();
+    chosen.sort();
+    chosen
 }
 
 /// Sleeps until `deadline`; false if `stop` came first.

@@ -2,41 +2,19 @@
 //! to run.json so `replay` strikes the same faults at the same moments.
 
 use rand::rngs::SmallRng;
-use rand::seq::SliceRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+pub use super::clock::ClockFault;
+use super::corrupt::CorruptFault;
+pub use super::failpoint::{FailAction, FailTarget, FailpointFault};
+pub use super::impairment::NetemFault;
+use super::kind::{self, Draw, FaultKind};
 use super::partition::Partition;
 use crate::options::{NemesisChoice, RunOptions};
 
-/// A network impairment the nemesis applies to some nodes' outgoing traffic.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "impairment", rename_all = "kebab-case")]
-pub enum NetemFault {
-    Delay { delay_ms: u64, jitter_ms: u64, correlation: f64 },
-    Loss { percent: f64 },
-    Duplicate { percent: f64 },
-    Reorder { percent: f64, delay_ms: u64 },
-}
-
-impl NetemFault {
-    pub fn impairment(&self) -> netem::Impairment {
-        use std::time::Duration;
-        match *self {
-            NetemFault::Delay { delay_ms, jitter_ms, correlation } => netem::Impairment {
-                delay_correlation: correlation,
-                ..netem::Impairment::delay(Duration::from_millis(delay_ms), Duration::from_millis(jitter_ms))
-            },
-            NetemFault::Loss { percent } => netem::Impairment::loss(percent),
-            NetemFault::Duplicate { percent } => netem::Impairment::duplicate(percent),
-            NetemFault::Reorder { percent, delay_ms } => {
-                netem::Impairment::reorder(percent, Duration::from_millis(delay_ms))
-            }
-        }
-    }
-}
-
-/// One fault.
+/// One fault: the data its kind ([`kind::of`]) strikes it with.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Fault {
@@ -62,70 +40,56 @@ pub enum Fault {
     Clock {
         clock: ClockFault,
     },
-}
-
-/// What a clock fault does.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "clock", rename_all = "kebab-case")]
-pub enum ClockFault {
-    /// These nodes' clocks (wall and monotonic) run at `rate` times real time.
-    Rate { nodes: Vec<u64>, rate: f64 },
-    /// These nodes' clocks jump by `offset_s` seconds (either way).
-    Bump { nodes: Vec<u64>, offset_s: f64 },
-    /// Whoever leads when it strikes runs at `rate` (slow), and, with `cut`,
-    /// is cut off from its peers (not from its clients): its CheckQuorum
-    /// fires late while the others elect a new leader, the window in which
-    /// a leader that trusts its lease or its own reads is wrong.
-    SlowLeader { rate: f64, cut: bool },
+    /// A failpoint armed in one server (a build with the `failpoints`
+    /// feature): a crash, stall or error in a named window. Disarmed at the
+    /// heal, and the node restarted if it crashed.
+    Failpoint {
+        failpoint: FailpointFault,
+    },
+    /// kill -9 the run's victim, damage a file of its data directory, and
+    /// (at the heal) start it again: it must refuse, naming the file, or
+    /// come back with its data intact.
+    Corrupt {
+        corrupt: CorruptFault,
+    },
 }
 
 impl Fault {
     /// The nemesis kind, as `--nemesis` names it.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Fault::Partition { .. } => "partition",
-            Fault::Kill { .. } => "kill",
-            Fault::Pause { .. } => "pause",
-            Fault::Netem { .. } => "netem",
-            Fault::Power { .. } => "power",
-            Fault::Clock { .. } => "clock",
-        }
+        kind::of(self).name()
     }
 
     /// History `f` names for striking and healing, as in Jepsen.
     pub fn event_names(&self) -> (&'static str, &'static str) {
-        match self {
-            Fault::Partition { .. } => ("start-partition", "stop-partition"),
-            Fault::Kill { .. } => ("kill", "start"),
-            Fault::Pause { .. } => ("pause", "resume"),
-            Fault::Netem { .. } => ("start-netem", "stop-netem"),
-            Fault::Power { .. } => ("power-off", "power-on"),
-            Fault::Clock { .. } => ("clock-skew", "clock-reset"),
-        }
+        kind::of(self).events()
     }
-}
 
-impl Fault {
-    /// Every kind with a sample fault, to map history names back to kinds.
-    fn samples() -> [Fault; 6] {
-        [
-            Fault::Partition { partition: Partition::IsolateLeader },
-            Fault::Kill { nodes: vec![] },
-            Fault::Pause { nodes: vec![] },
-            Fault::Netem { nodes: vec![], fault: NetemFault::Loss { percent: 0.0 } },
-            Fault::Power { nodes: vec![] },
-            Fault::Clock { clock: ClockFault::Bump { nodes: vec![], offset_s: 0.0 } },
-        ]
+    /// The colour of this kind's bands in the report.
+    pub fn colour(&self) -> &'static str {
+        kind::of(self).colour()
+    }
+
+    /// The mark of the history event that strikes (`starts`) or heals it.
+    pub fn mark(&self, starts: bool) -> checker::FaultMark {
+        checker::FaultMark { kind: self.kind().into(), starts, colour: Some(self.colour().into()) }
+    }
+
+    /// Faults of one class may not overlap: network and clock faults heal
+    /// every network fault at once; process faults stop and start nodes.
+    /// Faults of the two classes may.
+    pub fn is_network(&self) -> bool {
+        kind::of(self).network()
     }
 
     /// The kind whose strike is recorded as `f`.
     pub fn kind_struck_by(f: &str) -> Option<&'static str> {
-        Fault::samples().iter().find(|s| s.event_names().0 == f).map(Fault::kind)
+        kind::by_event(f, true).map(|k| k.name())
     }
 
     /// The kind whose heal is recorded as `f`.
     pub fn kind_healed_by(f: &str) -> Option<&'static str> {
-        Fault::samples().iter().find(|s| s.event_names().1 == f).map(Fault::kind)
+        kind::by_event(f, false).map(|k| k.name())
     }
 }
 
@@ -142,113 +106,64 @@ pub struct Schedule {
     pub steps: Vec<Step>,
 }
 
-const KINDS: [NemesisChoice; 4] =
-    [NemesisChoice::Partition, NemesisChoice::Kill, NemesisChoice::Pause, NemesisChoice::Netem];
-
-/// A minority of the nodes, at least one, at random.
-fn minority(nodes: u64, rng: &mut SmallRng) -> Vec<u64> {
-    let most = ((nodes - 1) / 2).max(1);
-    let count = rng.random_range(1..=most);
-    let mut ids: Vec<u64> = (1..=nodes).collect();
-    ids.shuffle(rng);
-    let mut chosen = ids[..count as usize].to_vec();
-    chosen.sort();
-    chosen
-}
-
-/// Fault number `turn` of kind `kind` in the run (kinds that cycle through
-/// variants use it, so every run sees each).
-fn fault(kind: NemesisChoice, nodes: u64, turn: usize, rng: &mut SmallRng) -> Fault {
-    match kind {
-        NemesisChoice::Partition => Fault::Partition { partition: Partition::random(nodes, rng) },
-        NemesisChoice::Kill => Fault::Kill { nodes: minority(nodes, rng) },
-        NemesisChoice::Pause => Fault::Pause { nodes: minority(nodes, rng) },
-        NemesisChoice::Netem => {
-            // Each impairment in turn, so a run with several netem faults sees them all.
-            let fault = match turn % 4 {
-                0 => NetemFault::Delay { delay_ms: 50, jitter_ms: 25, correlation: 25.0 },
-                1 => NetemFault::Loss { percent: 20.0 },
-                2 => NetemFault::Duplicate { percent: 30.0 },
-                _ => NetemFault::Reorder { percent: 25.0, delay_ms: 20 },
-            };
-            let mut ids: Vec<u64> = (1..=nodes).collect();
-            ids.shuffle(rng);
-            let count = rng.random_range(1..=nodes as usize);
-            let mut chosen = ids[..count].to_vec();
-            chosen.sort();
-            Fault::Netem { nodes: chosen, fault }
-        }
-        NemesisChoice::Power => {
-            // A coordinated power failure of the whole cluster now and then:
-            // what no node fsynced is then gone everywhere at once.
-            if rng.random_bool(0.4) {
-                Fault::Power { nodes: (1..=nodes).collect() }
-            } else {
-                Fault::Power { nodes: minority(nodes, rng) }
-            }
-        }
-        NemesisChoice::Clock => {
-            // Every other clock fault is a slow leader cut off (the one that
-            // tests leases and reads); the others skew a minority's clocks.
-            let clock = match (turn % 2, rng.random_range(0..3)) {
-                // Slow enough that CheckQuorum (an election timeout of ticks)
-                // outlasts the others' election several times over.
-                (0, _) => ClockFault::SlowLeader { rate: [0.1, 0.15, 0.2][rng.random_range(0..3)], cut: true },
-                (_, 0 | 1) => ClockFault::Rate {
-                    nodes: minority(nodes, rng),
-                    rate: [0.1, 0.25, 0.5, 2.0, 5.0][rng.random_range(0..5)],
-                },
-                _ => ClockFault::Bump {
-                    nodes: minority(nodes, rng),
-                    offset_s: [-30.0, -5.0, -1.0, 1.0, 5.0, 60.0][rng.random_range(0..6)],
-                },
-            };
-            Fault::Clock { clock }
-        }
-        NemesisChoice::None | NemesisChoice::All => unreachable!("not a single kind"),
-    }
-}
-
 /// Faults every `nemesis_interval` seconds after the quiet start, each held for
-/// half the interval; `all` takes the kinds in turn, in a seeded order per round.
+/// half the interval; `all` takes the kinds in turn, in a seeded order per
+/// round, and now and then (a third of the faults, by the seed) strikes a
+/// second fault of the other class inside the first: a kill during a
+/// partition, a pause during netem.
 pub fn plan(options: &RunOptions, seed: u64) -> Schedule {
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7300);
     let nodes = options.nodes as u64;
     let mut steps = Vec::new();
-    if options.nemesis == NemesisChoice::None {
+    let single = kind::by_choice(options.nemesis);
+    if options.nemesis != NemesisChoice::All && single.is_none() {
         return Schedule { steps };
     }
-    let mut round: Vec<NemesisChoice> = Vec::new();
+    let kinds: Vec<&'static dyn FaultKind> = kind::KINDS.iter().copied().filter(|k| k.in_all(options)).collect();
+    // One node per run takes every disk corruption: never more than a minority.
+    let ctx = Draw { nodes, victim: 1 + (seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 33) % nodes };
+    let mut round: Vec<&'static dyn FaultKind> = Vec::new();
     let mut at = options.quiet_start;
-    let mut turns: std::collections::HashMap<NemesisChoice, usize> = std::collections::HashMap::new();
+    let mut turns: std::collections::HashMap<&'static str, usize> = std::collections::HashMap::new();
+    let mut next = |kind: &'static dyn FaultKind, rng: &mut SmallRng| {
+        let turn = turns.entry(kind.name()).or_default();
+        let f = kind.draw(&ctx, *turn, rng);
+        *turn += 1;
+        f
+    };
     while at < options.time_limit {
-        let kind = match options.nemesis {
-            NemesisChoice::All => {
+        let kind = match single {
+            Some(kind) => kind,
+            None => {
                 if round.is_empty() {
-                    round = KINDS.to_vec();
-                    if options.lazyfs() {
-                        round.push(NemesisChoice::Power);
-                    }
-                    if options.faketime() {
-                        round.push(NemesisChoice::Clock);
-                    }
+                    round = kinds.clone();
                     round.shuffle(&mut rng);
                 }
                 round.pop().expect("refilled")
             }
-            single => single,
         };
-        let turn = turns.entry(kind).or_default();
-        let f = fault(kind, nodes, *turn, &mut rng);
-        *turn += 1;
+        let f = next(kind, &mut rng);
         // A slow leader is cut off only once its clock is slow (a second or
         // so after the strike): it holds longer, so that the window in which
         // it still leads beside a newly elected leader opens.
         let hold = if matches!(f, Fault::Clock { clock: ClockFault::SlowLeader { .. } }) { 0.8 } else { 0.5 };
         let heal_at = (at + options.nemesis_interval * hold).min(options.time_limit);
         steps.push(Step { at, heal_at, fault: f });
+        if single.is_none() && kind.overlaps() && rng.random_bool(1.0 / 3.0) {
+            let others: Vec<&'static dyn FaultKind> =
+                kinds.iter().copied().filter(|k| k.overlaps() && k.network() != kind.network()).collect();
+            if let Some(&other) = others.choose(&mut rng) {
+                let span = heal_at - at;
+                let (start, end) = (at + span * 0.2, at + span * 0.9);
+                if start < end {
+                    let f = next(other, &mut rng);
+                    steps.push(Step { at: start, heal_at: end, fault: f });
+                }
+            }
+        }
         at += options.nemesis_interval;
     }
+    steps.sort_by(|a, b| a.at.total_cmp(&b.at));
     Schedule { steps }
 }
 
@@ -262,12 +177,12 @@ mod tests {
 
     #[test]
     fn all_strikes_every_kind_within_a_minute_and_the_seed_decides_everything() {
-        let o = options(&["--nodes", "5", "--time-limit", "60", "--nemesis", "all"]);
+        let o = options(&["--nodes", "5", "--time-limit", "60", "--nemesis", "all", "--nemesis-interval", "8"]);
         let a = plan(&o, 42);
         assert_eq!(a, plan(&o, 42), "same seed, same schedule");
         assert_ne!(a, plan(&o, 43));
         let kinds: std::collections::BTreeSet<_> = a.steps.iter().map(|s| s.fault.kind()).collect();
-        assert_eq!(kinds.len(), 6, "every kind, power and clock included: {kinds:?}");
+        assert_eq!(kinds.len(), 7, "every kind, power, clock and corrupt included: {kinds:?}");
         for s in &a.steps {
             assert!(s.at >= 3.0 && s.at < s.heal_at && s.heal_at <= 60.0);
             if let Fault::Kill { nodes } | Fault::Pause { nodes } = &s.fault {
@@ -284,12 +199,80 @@ mod tests {
         assert!(o.validate().is_ok());
         let kinds: std::collections::BTreeSet<_> = plan(&o, 42).steps.iter().map(|s| s.fault.kind()).collect();
         assert_eq!(kinds.into_iter().collect::<Vec<_>>(), ["kill", "netem", "partition", "pause"]);
-        for nemesis in ["power", "clock"] {
+        for nemesis in ["power", "clock", "corrupt", "failpoint"] {
             let err = options(&["--nemesis", nemesis, "--runtime", "docker"]).validate().unwrap_err();
             assert!(err.contains("netns runtime"), "{err}");
         }
         let err = options(&["--nemesis", "power", "--data-fs", "plain"]).validate().unwrap_err();
         assert!(err.contains("lazyfs"), "{err}");
+    }
+
+    #[test]
+    fn all_overlaps_a_process_fault_with_a_network_fault_and_never_two_of_a_class() {
+        let o = options(&["--nodes", "5", "--time-limit", "120", "--nemesis", "all", "--failpoints"]);
+        let mut overlaps = 0;
+        for seed in 0..20 {
+            let steps = plan(&o, seed).steps;
+            assert!(steps.iter().any(|s| s.fault.kind() == "failpoint"), "--failpoints brings failpoint into all");
+            for (i, a) in steps.iter().enumerate() {
+                for b in &steps[i + 1..] {
+                    if b.at < a.heal_at && a.at < b.heal_at {
+                        overlaps += 1;
+                        assert_ne!(a.fault.is_network(), b.fault.is_network(), "{a:?} overlaps {b:?}");
+                        assert!(b.at > a.at && b.heal_at < a.heal_at, "a second fault lies inside the first");
+                    }
+                }
+            }
+        }
+        assert!(overlaps >= 20, "about a third of the faults overlap: {overlaps}");
+        let single = options(&["--nodes", "5", "--time-limit", "120", "--nemesis", "kill"]);
+        let steps = plan(&single, 3).steps;
+        assert!(steps.windows(2).all(|w| w[0].heal_at <= w[1].at), "one kind alone never overlaps");
+    }
+
+    #[test]
+    fn netem_parameters_and_the_corruption_victim_come_from_the_seed() {
+        let o = options(&["--nodes", "5", "--time-limit", "120", "--nemesis", "netem"]);
+        let delays: std::collections::BTreeSet<u64> = (0..10)
+            .flat_map(|seed| plan(&o, seed).steps)
+            .filter_map(|s| match s.fault {
+                Fault::Netem { fault: NetemFault::Delay { delay_ms, .. }, .. } => Some(delay_ms),
+                _ => None,
+            })
+            .collect();
+        assert!(delays.len() > 5, "delays drawn, not a preset: {delays:?}");
+        let c = options(&["--nodes", "5", "--time-limit", "60", "--nemesis", "corrupt"]);
+        for seed in 0..10 {
+            let victims: std::collections::BTreeSet<u64> = plan(&c, seed)
+                .steps
+                .iter()
+                .map(|s| match &s.fault {
+                    Fault::Corrupt { corrupt } => corrupt.node,
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            assert_eq!(victims.len(), 1, "one victim per run: {victims:?}");
+        }
+    }
+
+    #[test]
+    fn failpoint_faults_name_real_failpoints_and_cover_the_snapshot_windows() {
+        let o = options(&["--nodes", "3", "--time-limit", "300", "--nemesis", "failpoint", "--nemesis-interval", "5"]);
+        let faults: Vec<FailpointFault> = plan(&o, 1)
+            .steps
+            .into_iter()
+            .map(|s| match s.fault {
+                Fault::Failpoint { failpoint } => failpoint,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        for f in &faults {
+            assert!(capukv::failpoints::find(&f.point).is_ok(), "{f:?}");
+        }
+        assert!(faults.iter().any(|f| f.snapshot_catch_up && f.action == FailAction::Panic));
+        assert!(faults.iter().any(|f| matches!(f.action, FailAction::Sleep { .. })));
+        assert!(faults.iter().any(|f| f.action == FailAction::Error));
+        assert_eq!(FailAction::Sleep { ms: 200 }.actions(), "sleep(200)");
     }
 
     #[test]

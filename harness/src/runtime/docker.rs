@@ -40,7 +40,7 @@ pub struct DockerRuntime {
     nodes: Vec<NodeInfo>,
     peers: String,
     tick_ms: u64,
-    /// More arguments for every `capukv server`.
+    /// More arguments for every `capukv server` (the Raft knobs among them).
     extra_args: Vec<String>,
     torn_down: Mutex<bool>,
 }
@@ -126,10 +126,6 @@ impl DockerRuntime {
             &node.raft_addr,
             "--peers",
             &self.peers,
-            "--tick-ms",
-            &self.tick_ms.to_string(),
-            "--snapshot-every",
-            "1000",
         ]
         .iter()
         .map(|s| s.to_string())

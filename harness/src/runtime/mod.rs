@@ -98,6 +98,13 @@ pub trait Runtime: Send + Sync {
             "node n{id}: this runtime cannot lose unsynced writes (its data directories are not on lazyfs)"
         )))
     }
+    /// Node `id`'s data directory as the server sees it (through its lazyfs
+    /// mount, if any), for the corrupt nemesis; `None` where the harness
+    /// cannot reach it.
+    fn data_dir(&self, id: u64) -> Option<PathBuf> {
+        let _ = id;
+        None
+    }
     /// Whether the nodes' clocks can be skewed ([`Runtime::set_clock`]).
     fn has_clocks(&self) -> bool {
         false

@@ -243,6 +243,10 @@ impl Runtime for NetnsRuntime {
         self.settings.faketime.is_some()
     }
 
+    fn data_dir(&self, id: u64) -> Option<PathBuf> {
+        self.data_dirs.get(self.index(id)).cloned()
+    }
+
     fn set_clock(&self, id: u64, offset_s: f64, rate: f64) -> Result<()> {
         if self.settings.faketime.is_none() {
             return Err(RuntimeError::Other(format!("node n{id}: its server runs without libfaketime")));

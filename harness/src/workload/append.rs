@@ -91,6 +91,7 @@ mod tests {
             value,
             time: 0,
             error: None,
+            fault: None,
         }
     }
 

@@ -1,0 +1,61 @@
+//! A power failure: kill -9 a minority, or now and then every node at once,
+//! then lose everything they had not fsynced (data directories on lazyfs);
+//! the heal starts them again. SIGKILL alone keeps the page cache, so only
+//! this shows a log that is never synced.
+
+use rand::Rng;
+use rand::rngs::SmallRng;
+use serde_json::{Value, json};
+
+use super::kind::{Draw, FaultKind, names};
+use super::{Fault, Nemesis, minority};
+use crate::options::{NemesisChoice, RunOptions};
+
+pub struct PowerKind;
+
+impl FaultKind for PowerKind {
+    fn choice(&self) -> NemesisChoice {
+        NemesisChoice::Power
+    }
+    fn name(&self) -> &'static str {
+        "power"
+    }
+    fn events(&self) -> (&'static str, &'static str) {
+        ("power-off", "power-on")
+    }
+    fn colour(&self) -> &'static str {
+        "#a0522d"
+    }
+    fn network(&self) -> bool {
+        false
+    }
+    fn in_all(&self, options: &RunOptions) -> bool {
+        options.lazyfs()
+    }
+    fn draw(&self, ctx: &Draw, _: usize, rng: &mut SmallRng) -> Fault {
+        // A coordinated power failure of the whole cluster now and then:
+        // what no node fsynced is then gone everywhere at once.
+        if rng.random_bool(0.4) {
+            Fault::Power { nodes: (1..=ctx.nodes).collect() }
+        } else {
+            Fault::Power { nodes: minority(ctx.nodes, rng) }
+        }
+    }
+    fn strike(&self, n: &Nemesis, fault: &Fault, _: Option<u64>) -> anyhow::Result<Value> {
+        let Fault::Power { nodes } = fault else { unreachable!("a power fault") };
+        for &id in nodes {
+            n.runtime.kill(id)?;
+        }
+        // Only once every node of the group is down: a power failure takes
+        // them at one instant.
+        let mut lost = serde_json::Map::new();
+        for &id in nodes {
+            lost.insert(format!("n{id}"), n.runtime.lose_unsynced(id)?);
+        }
+        Ok(json!({"nodes": names(nodes), "lost": lost}))
+    }
+    fn heal(&self, n: &Nemesis, fault: &Fault) -> anyhow::Result<Value> {
+        let Fault::Power { nodes } = fault else { unreachable!("a power fault") };
+        n.start_nodes(nodes)
+    }
+}
