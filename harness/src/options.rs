@@ -182,6 +182,12 @@ pub struct RunOptions {
     #[arg(long)]
     #[serde(default)]
     pub failpoints: bool,
+    /// How many nodes disk corruption strikes at once (the same ones all
+    /// run): 1, a minority, by default; more is a disk that lied on a
+    /// majority, which no Raft survives but must not survive silently.
+    #[arg(long, default_value_t = 1)]
+    #[serde(default = "one")]
+    pub corrupt_nodes: usize,
     /// The servers' Raft knobs: `random` draws them from the seed within
     /// safe ranges (tick around --tick-ms, election timeout, heartbeat,
     /// snapshot threshold), as etcd's robustness suite does; `fixed` keeps
@@ -251,6 +257,10 @@ impl RunOptions {
     }
 }
 
+fn one() -> usize {
+    1
+}
+
 fn default_min_ok_share() -> f64 {
     0.1
 }
@@ -313,6 +323,9 @@ impl RunOptions {
         }
         if self.faketime() && self.runtime == RuntimeKind::Docker {
             return Err("--nemesis clock (and all) needs the netns runtime: the capukv image carries no libfaketime (its FROM scratch image holds only the server and the libraries ldd lists)".into());
+        }
+        if !(1..=self.nodes).contains(&self.corrupt_nodes) {
+            return Err(format!("--corrupt-nodes {}: 1 to --nodes ({})", self.corrupt_nodes, self.nodes));
         }
         if self.nemesis == NemesisChoice::Corrupt && self.runtime == RuntimeKind::Docker {
             return Err("--nemesis corrupt needs the netns runtime: a container's data directory is a volume the harness does not reach".into());

@@ -518,7 +518,7 @@ async fn drive(
         excused.everywhere.push("failpoint".into());
     }
     for &node in nemesis.corrupted.lock().expect("not poisoned").iter() {
-        for pattern in ["corrupt", "Corruption", "checksum"] {
+        for pattern in ["is corrupt", "Corruption", "checksum"] {
             excused.on_node.push((format!("n{node}"), pattern.into()));
         }
     }

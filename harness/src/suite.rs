@@ -28,6 +28,7 @@
 //! nemesis = ["partition", "all"]
 //! workload = "cas-register"  # default
 //! until_caught = true        # seeds in turn until one catches it (CI gates)
+//! corrupt_nodes = 5          # --corrupt-nodes for these runs
 //! ```
 //!
 //! Runs with planted bugs fill the summary's detection matrix: bug ×
@@ -123,6 +124,8 @@ pub struct PlantedRuns {
     /// fail the build; the misses still count in the detection matrix.
     #[serde(default)]
     pub until_caught: bool,
+    /// `--corrupt-nodes` for these runs (default 1).
+    pub corrupt_nodes: Option<usize>,
 }
 
 fn cas_register() -> WorkloadKind {
@@ -181,6 +184,8 @@ pub struct Planned {
     /// One of a group of seeds tried until one catches the planted bug.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub until_caught: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub corrupt_nodes: Option<usize>,
 }
 
 impl Planned {
@@ -209,6 +214,7 @@ impl Planned {
             out: None,
             planted_bug: self.planted_bug.clone(),
             time_limit: self.time_limit.unwrap_or(base.time_limit),
+            corrupt_nodes: self.corrupt_nodes.unwrap_or(base.corrupt_nodes),
             ..base.clone()
         }
     }
@@ -251,6 +257,7 @@ impl Suite {
                                         planted_bug: None,
                                         time_limit: None,
                                         until_caught: false,
+                                        corrupt_nodes: None,
                                     });
                                 }
                             }
@@ -273,6 +280,7 @@ impl Suite {
                     planted_bug: None,
                     time_limit: None,
                     until_caught: false,
+                    corrupt_nodes: None,
                 });
             }
         }
@@ -291,6 +299,7 @@ impl Suite {
                         planted_bug: Some(p.bug.clone()),
                         time_limit: p.time_limit,
                         until_caught: p.until_caught,
+                        corrupt_nodes: p.corrupt_nodes,
                     });
                 }
             }
@@ -511,6 +520,7 @@ mod tests {
             planted_bug: None,
             time_limit: None,
             until_caught: false,
+            corrupt_nodes: None,
         };
         let passed = matches!((outcome, expect), ("valid", Expect::Valid) | ("invalid", Expect::Invalid));
         RunResult { outcome: outcome.into(), passed, reason: None, ..RunResult::skipped(&planned, String::new()) }

@@ -10,8 +10,10 @@ use std::path::Path;
 use super::{Finding, Outcome};
 
 /// What makes a line suspicious (matched case-sensitively, as the server
-/// writes them: the panic handler's text, tracing's level, our errors).
-pub const PATTERNS: [&str; 4] = ["panicked at", " ERROR ", "corrupt", "Corruption"];
+/// writes them: the panic handler's text, tracing's level, our storage
+/// error, RocksDB's). Not the bare word "corrupt": a path may hold it (a
+/// run directory named for the corrupt nemesis).
+pub const PATTERNS: [&str; 4] = ["panicked at", " ERROR ", "is corrupt", "Corruption"];
 
 /// Lines reported at most (the count says how many there were).
 const MAX_LINES: usize = 50;
@@ -70,6 +72,24 @@ pub fn check(logs: &[(String, &Path)], excused: &Excuses) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_that_names_the_corrupt_nemesis_is_no_corruption_report() {
+        let dir = std::env::temp_dir().join(format!("capukv-logscan-path-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("server.log");
+        std::fs::write(
+            &log,
+            "2026-12-02T01:57:17Z  INFO capukv::server: node started id=1 dir=/r/20261202T015717Z-append-corrupt/nodes/n1/data\n",
+        )
+        .unwrap();
+        let logs = [("n1".to_string(), log.as_path())];
+        assert_eq!(check(&logs, &Excuses::default()).outcome, Outcome::Passed);
+        std::fs::write(&log, "error: the data directory /r/n1/data is corrupt: Corruption: checksum mismatch\n")
+            .unwrap();
+        assert_eq!(check(&logs, &Excuses::default()).outcome, Outcome::Failed);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn errors_and_panics_fail_unless_excused() {

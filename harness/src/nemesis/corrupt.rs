@@ -7,7 +7,9 @@
 //! the file, or start with its data intact; never serve or vote on data
 //! that is wrong. A node that refuses stays down (until membership changes
 //! land, it cannot rejoin empty), and the cluster serves on with the rest.
-//! One node per run is the victim, so a minority is never exceeded.
+//! One node per run is the victim, so a minority is never exceeded, unless
+//! `--corrupt-nodes` asks for more: a disk that lied on a majority, which no
+//! Raft cluster can survive, but which it must not survive silently.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -151,43 +153,71 @@ impl FaultKind for CorruptKind {
         options.corruption()
     }
     fn draw(&self, ctx: &Draw, _: usize, rng: &mut SmallRng) -> Fault {
-        Fault::Corrupt { corrupt: CorruptFault::random(ctx.victim, rng) }
+        Fault::Corrupt { corrupt: ctx.victims.iter().map(|&v| CorruptFault::random(v, rng)).collect() }
     }
+    /// Kills every victim first (one event, as a power failure would be),
+    /// then damages each; a victim that refused its data before stays down.
     fn strike(&self, n: &Nemesis, fault: &Fault, _: Option<u64>) -> anyhow::Result<Value> {
         let Fault::Corrupt { corrupt } = fault else { unreachable!("a corrupt fault") };
-        let node = corrupt.node;
-        let dir = n
-            .runtime
-            .data_dir(node)
-            .ok_or_else(|| anyhow::anyhow!("this runtime does not reach node n{node}'s data directory"))?;
-        n.runtime.kill(node)?;
-        n.corrupted.lock().expect("not poisoned").insert(node);
-        damage(&dir, corrupt).map_err(|e| anyhow::anyhow!("corrupting {}: {e}", dir.display()))
+        let refused = n.refused.lock().expect("not poisoned").clone();
+        let (skip, strike): (Vec<&CorruptFault>, Vec<&CorruptFault>) =
+            corrupt.iter().partition(|c| refused.contains(&c.node));
+        for c in &strike {
+            n.runtime.kill(c.node)?;
+        }
+        let mut done = Vec::new();
+        for c in strike {
+            let node = c.node;
+            let dir = n
+                .runtime
+                .data_dir(node)
+                .ok_or_else(|| anyhow::anyhow!("this runtime does not reach node n{node}'s data directory"))?;
+            n.corrupted.lock().expect("not poisoned").insert(node);
+            done.push(damage(&dir, c).map_err(|e| anyhow::anyhow!("corrupting {}: {e}", dir.display()))?);
+        }
+        for c in skip {
+            let why = format!("n{} refused its damaged data directory before and stays down", c.node);
+            done.push(json!({"node": format!("n{}", c.node), "skipped": why}));
+        }
+        Ok(json!({"damaged": done}))
     }
-    /// Starts the node again and waits (bounded) to see whether it refuses:
-    /// a refusal is by design, and its reason recorded; the node then stays
+    /// Starts the victims again and waits (bounded) to see which refuse: a
+    /// refusal is by design, and its reason recorded; such a node then stays
     /// down.
     fn heal(&self, n: &Nemesis, fault: &Fault) -> anyhow::Result<Value> {
         let Fault::Corrupt { corrupt } = fault else { unreachable!("a corrupt fault") };
-        let node = corrupt.node;
-        if n.refused.lock().expect("not poisoned").contains(&node) {
-            return Ok(json!({"node": format!("n{node}"), "refused": "refused to start before; stays down"}));
-        }
-        n.runtime.start(node)?;
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if !n.runtime.is_running(node) {
-                let log = &n.runtime.nodes()[(node - 1) as usize].log;
-                let reason = std::fs::read_to_string(log)
-                    .ok()
-                    .and_then(|text| text.lines().rev().find(|l| l.contains("corrupt")).map(str::to_string))
-                    .unwrap_or_else(|| "exited at startup".into());
-                n.refused.lock().expect("not poisoned").insert(node);
-                return Ok(json!({"node": format!("n{node}"), "refused": reason}));
+        let mut outcome = serde_json::Map::new();
+        let mut started = Vec::new();
+        for c in corrupt {
+            let name = format!("n{}", c.node);
+            if n.refused.lock().expect("not poisoned").contains(&c.node) {
+                outcome.insert(name, json!({"refused": "refused to start before; stays down"}));
+            } else if !n.runtime.is_running(c.node) {
+                n.runtime.start(c.node)?;
+                started.push(c.node);
             }
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        // A refusal comes at startup, within a second or so; wait until every
+        // restarted victim refused or the time is up.
+        while Instant::now() < deadline && started.iter().any(|&id| n.runtime.is_running(id)) {
             std::thread::sleep(Duration::from_millis(100));
         }
-        Ok(json!({"node": format!("n{node}"), "started": true}))
+        for id in started {
+            let name = format!("n{id}");
+            if n.runtime.is_running(id) {
+                outcome.insert(name, json!({"started": true}));
+                continue;
+            }
+            let log = &n.runtime.nodes()[(id - 1) as usize].log;
+            let reason = std::fs::read_to_string(log)
+                .ok()
+                .and_then(|text| text.lines().rev().find(|l| l.contains("corrupt")).map(str::to_string))
+                .unwrap_or_else(|| "exited at startup".into());
+            n.refused.lock().expect("not poisoned").insert(id);
+            outcome.insert(name, json!({"refused": reason}));
+        }
+        Ok(Value::Object(outcome))
     }
 }
 

@@ -3,7 +3,6 @@
 //! the heal starts them again. SIGKILL alone keeps the page cache, so only
 //! this shows a log that is never synced.
 
-use rand::Rng;
 use rand::rngs::SmallRng;
 use serde_json::{Value, json};
 
@@ -32,10 +31,14 @@ impl FaultKind for PowerKind {
     fn in_all(&self, options: &RunOptions) -> bool {
         options.lazyfs()
     }
-    fn draw(&self, ctx: &Draw, _: usize, rng: &mut SmallRng) -> Fault {
-        // A coordinated power failure of the whole cluster now and then:
-        // what no node fsynced is then gone everywhere at once.
-        if rng.random_bool(0.4) {
+    fn draw(&self, ctx: &Draw, turn: usize, rng: &mut SmallRng) -> Fault {
+        // Every other one a coordinated power failure of the whole cluster:
+        // what no node fsynced is then gone everywhere at once, the loss a
+        // minority's failure shows only by luck (its peers still hold the
+        // entries). Measured with 40% drawn at random (suites/faults.toml,
+        // 10 seeds): the 8 runs that had one caught a log never fsynced,
+        // the 2 that had none did not.
+        if turn % 2 == 0 {
             Fault::Power { nodes: (1..=ctx.nodes).collect() }
         } else {
             Fault::Power { nodes: minority(ctx.nodes, rng) }

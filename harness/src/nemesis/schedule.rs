@@ -46,11 +46,11 @@ pub enum Fault {
     Failpoint {
         failpoint: FailpointFault,
     },
-    /// kill -9 the run's victim, damage a file of its data directory, and
-    /// (at the heal) start it again: it must refuse, naming the file, or
-    /// come back with its data intact.
+    /// kill -9 the run's victims (one node unless asked), damage a file of
+    /// each one's data directory, and (at the heal) start them again: each
+    /// must refuse, naming the file, or come back with its data intact.
     Corrupt {
-        corrupt: CorruptFault,
+        corrupt: Vec<CorruptFault>,
     },
 }
 
@@ -120,8 +120,11 @@ pub fn plan(options: &RunOptions, seed: u64) -> Schedule {
         return Schedule { steps };
     }
     let kinds: Vec<&'static dyn FaultKind> = kind::KINDS.iter().copied().filter(|k| k.in_all(options)).collect();
-    // One node per run takes every disk corruption: never more than a minority.
-    let ctx = Draw { nodes, victim: 1 + (seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 33) % nodes };
+    // The same nodes take every disk corruption of the run: one, never more
+    // than a minority, unless --corrupt-nodes asks.
+    let first = (seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 33) % nodes;
+    let victims = (0..options.corrupt_nodes.clamp(1, options.nodes) as u64).map(|i| 1 + (first + i) % nodes).collect();
+    let ctx = Draw { nodes, victims };
     let mut round: Vec<&'static dyn FaultKind> = Vec::new();
     let mut at = options.quiet_start;
     let mut turns: std::collections::HashMap<&'static str, usize> = std::collections::HashMap::new();
@@ -246,12 +249,18 @@ mod tests {
             let victims: std::collections::BTreeSet<u64> = plan(&c, seed)
                 .steps
                 .iter()
-                .map(|s| match &s.fault {
-                    Fault::Corrupt { corrupt } => corrupt.node,
+                .flat_map(|s| match &s.fault {
+                    Fault::Corrupt { corrupt } => corrupt.iter().map(|c| c.node).collect::<Vec<_>>(),
                     other => panic!("{other:?}"),
                 })
                 .collect();
             assert_eq!(victims.len(), 1, "one victim per run: {victims:?}");
+        }
+        let all = options(&["--nodes", "5", "--time-limit", "30", "--nemesis", "corrupt", "--corrupt-nodes", "5"]);
+        for s in plan(&all, 4).steps {
+            let Fault::Corrupt { corrupt } = s.fault else { panic!() };
+            let nodes: std::collections::BTreeSet<u64> = corrupt.iter().map(|c| c.node).collect();
+            assert_eq!(nodes.len(), 5, "asked for the whole cluster");
         }
     }
 
