@@ -38,7 +38,7 @@ impl FaultKind for PowerKind {
         // entries). Measured with 40% drawn at random (suites/faults.toml,
         // 10 seeds): the 8 runs that had one caught a log never fsynced,
         // the 2 that had none did not.
-        if turn % 2 == 0 {
+        if turn.is_multiple_of(2) {
             Fault::Power { nodes: (1..=ctx.nodes).collect() }
         } else {
             Fault::Power { nodes: minority(ctx.nodes, rng) }
