@@ -133,12 +133,15 @@ impl Nemesis {
         kind::of(fault).heal(self, fault)
     }
 
-    /// Starts `nodes` again (after a kill or a power failure).
+    /// Starts `nodes` again (after a kill or a power failure), but for
+    /// those that refused their damaged data directory: they stay down.
     pub(crate) fn start_nodes(&self, nodes: &[u64]) -> anyhow::Result<serde_json::Value> {
-        for &id in nodes {
+        let refused = self.refused.lock().expect("not poisoned").clone();
+        let started: Vec<u64> = nodes.iter().copied().filter(|id| !refused.contains(id)).collect();
+        for &id in &started {
             self.runtime.start(id)?;
         }
-        Ok(json!({"nodes": names(nodes)}))
+        Ok(json!({"nodes": names(&started)}))
     }
 
     /// Cuts `node` off from every other node (clients still reach it).

@@ -34,16 +34,19 @@ impl FaultKind for PauseKind {
     }
     fn strike(&self, n: &Nemesis, fault: &Fault, _: Option<u64>) -> anyhow::Result<Value> {
         let Fault::Pause { nodes } = fault else { unreachable!("a pause fault") };
-        for &id in nodes {
+        // A node that is down (one that refused its damaged data) cannot be paused.
+        let (up, down): (Vec<u64>, Vec<u64>) = nodes.iter().partition(|&&id| n.runtime.is_running(id));
+        for &id in &up {
             n.runtime.pause(id)?;
         }
-        Ok(json!({"nodes": names(nodes)}))
+        Ok(json!({"nodes": names(&up), "down": names(&down)}))
     }
     fn heal(&self, n: &Nemesis, fault: &Fault) -> anyhow::Result<Value> {
         let Fault::Pause { nodes } = fault else { unreachable!("a pause fault") };
-        for &id in nodes {
+        let up: Vec<u64> = nodes.iter().copied().filter(|&id| n.runtime.is_running(id)).collect();
+        for &id in &up {
             n.runtime.resume(id)?;
         }
-        Ok(json!({"nodes": names(nodes)}))
+        Ok(json!({"nodes": names(&up)}))
     }
 }
