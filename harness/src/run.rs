@@ -202,28 +202,16 @@ fn server_binary(options: &RunOptions) -> anyhow::Result<std::path::PathBuf> {
         .map_err(anyhow::Error::msg)
 }
 
-/// Asks the server binary whether its failpoints work, so that the normal
-/// build given for a failpoint run fails at once, saying which to build.
-fn check_failpoints(binary: &std::path::Path) -> anyhow::Result<()> {
+/// Asks the server binary a question it answers by its exit status
+/// (`planted-bugs --check NAME`, `failpoints --check`), so that a wrong
+/// binary fails at once with the server's own words.
+fn check_binary(binary: &std::path::Path, args: &[&str], what: &str) -> anyhow::Result<()> {
     let out = std::process::Command::new(binary)
-        .args(["failpoints", "--check"])
+        .args(args)
         .output()
         .with_context(|| format!("running {}", binary.display()))?;
     if !out.status.success() {
-        bail!("failpoints: {}: {}", binary.display(), String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(())
-}
-
-/// Asks the server binary whether it carries the planted bug `bug`, so that
-/// a wrong binary or name fails at once with the server's own words.
-fn check_planted(binary: &std::path::Path, bug: &str) -> anyhow::Result<()> {
-    let out = std::process::Command::new(binary)
-        .args(["planted-bugs", "--check", bug])
-        .output()
-        .with_context(|| format!("running {}", binary.display()))?;
-    if !out.status.success() {
-        bail!("--planted-bug {bug}: {}: {}", binary.display(), String::from_utf8_lossy(&out.stderr).trim());
+        bail!("{what}: {}: {}", binary.display(), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(())
 }
@@ -248,10 +236,10 @@ pub async fn run(mut options: RunOptions, settings: RunSettings) -> anyhow::Resu
     if let Some(bug) = &options.planted_bug
         && options.runtime == RuntimeKind::Netns
     {
-        check_planted(&binary, bug)?;
+        check_binary(&binary, &["planted-bugs", "--check", bug], &format!("--planted-bug {bug}"))?;
     }
     if options.failpoints() {
-        check_failpoints(&binary)?;
+        check_binary(&binary, &["failpoints", "--check"], "failpoints")?;
     }
     if options.runtime == RuntimeKind::Docker && !crate::runtime::docker::available() {
         bail!("--runtime docker: no Docker engine answers (is dockerd running?)");

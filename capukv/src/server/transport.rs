@@ -74,11 +74,11 @@ impl Transport {
     pub fn send(&self, m: Message) {
         if let MessageBody::Snapshot(snapshot) = m.body {
             let (from, to, term) = (self.id, m.to, m.term);
+            let Some(addr) = self.snapshots.get(&to).cloned() else { return };
             if !self.streaming.lock().expect("not poisoned").insert(to) {
                 tracing::debug!(to, "a snapshot to this peer is still streaming; not starting another");
                 return;
             }
-            let Some(addr) = self.snapshots.get(&to).cloned() else { return };
             let (events, streaming) = (self.events.clone(), self.streaming.clone());
             self.runtime.spawn(async move {
                 let delivered = match send_snapshot(&addr, from, to, term, snapshot).await {
