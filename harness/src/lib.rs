@@ -10,7 +10,7 @@
 //! - [`run`]: one run from start to verdict; [`rundir`]: its files;
 //!   [`report`]: its index.html; [`site`]: the index of many runs.
 //! - [`checks`]: end-of-run checks beside the checker's (replicas, logs, statistics).
-//! - [`suite`]: suites of runs from a TOML matrix.
+//! - [`suite`]: suites of runs from a TOML matrix; [`trend`]: suites over time.
 //! - [`exit`]: the exit statuses every subcommand of `capukv-chaos` shares.
 
 pub mod checks;
@@ -26,4 +26,5 @@ pub mod rundir;
 pub mod runtime;
 pub mod site;
 pub mod suite;
+pub mod trend;
 pub mod workload;

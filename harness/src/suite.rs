@@ -327,6 +327,12 @@ pub struct RunResult {
     /// not place, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detect_s: Option<f64>,
+    /// Successful operations per second of the workload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ops_per_s: Option<f64>,
+    /// Seconds the checker took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checker_s: Option<f64>,
 }
 
 /// Outcome of a run left out because an earlier seed of its
@@ -351,6 +357,8 @@ impl RunResult {
             reason: Some(reason),
             signature: None,
             detect_s: None,
+            ops_per_s: None,
+            checker_s: None,
         }
     }
 }

@@ -312,6 +312,78 @@ pub fn quantiles(spans: &Spans) -> String {
     })
 }
 
+/// One line of a [`per_point`] chart: a value at each point, `None` where
+/// that point has none (the line breaks there).
+pub struct Series<'a> {
+    pub name: &'a str,
+    /// `#rrggbb`.
+    pub colour: &'a str,
+    pub values: Vec<Option<f64>>,
+}
+
+/// A small chart of a few series over points in order, one labelled x
+/// position each (e.g. one per suite run): a dot per value, joined to the
+/// next. Used for trends, where the x axis is runs, not time.
+pub fn per_point(title: &str, y_desc: &str, labels: &[String], series: &[Series<'_>]) -> String {
+    let n = labels.len().max(1);
+    let max = series.iter().flat_map(|s| s.values.iter().flatten()).copied().fold(0.0f64, f64::max);
+    let max = if max > 0.0 { max * 1.15 } else { 1.0 };
+    let label_of = |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() < 1e-6 && i >= 0.0 {
+            labels.get(i as usize).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (WIDTH, 260)).into_drawing_area();
+        let _ = root.fill(&WHITE);
+        let drawn = (|| -> Result<(), String> {
+            let mut chart = ChartBuilder::on(&root)
+                .caption(title, ("sans-serif", 16))
+                .margin(12)
+                .x_label_area_size(32)
+                .y_label_area_size(56)
+                .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..max)
+                .map_err(err)?;
+            chart
+                .configure_mesh()
+                .x_labels(n.min(12))
+                .x_label_formatter(&label_of)
+                .y_desc(y_desc)
+                .y_label_formatter(&label)
+                .light_line_style(WHITE)
+                .draw()
+                .map_err(err)?;
+            for s in series {
+                let colour = parse_colour(s.colour);
+                let points: Vec<(f64, f64)> =
+                    s.values.iter().enumerate().filter_map(|(i, v)| v.map(|v| (i as f64, v))).collect();
+                // Segments of consecutive points only: a missing value breaks the line.
+                for pair in s.values.windows(2).enumerate() {
+                    if let (i, [Some(a), Some(b)]) = pair {
+                        let segment = [(i as f64, *a), (i as f64 + 1.0, *b)];
+                        chart.draw_series(LineSeries::new(segment, colour.stroke_width(2))).map_err(err)?;
+                    }
+                }
+                chart
+                    .draw_series(points.into_iter().map(|p| Circle::new(p, 3, colour.filled())))
+                    .map_err(err)?
+                    .label(s.name)
+                    .legend(move |(x, y)| Circle::new((x + 8, y), 3, colour.filled()));
+            }
+            draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)
+        })();
+        if let Err(e) = drawn {
+            let _ = root.draw(&Text::new(format!("plot failed: {e}"), (20, 20), ("sans-serif", 14).into_font()));
+        }
+        let _ = root.present();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,5 +396,24 @@ mod tests {
         assert_eq!(label(&0.30000000000000004), "0.300");
         assert_eq!(label(&1234.6), "1235");
         assert_eq!(label(&0.0), "0.00");
+    }
+
+    #[test]
+    fn a_per_point_chart_draws_a_dot_per_value_and_breaks_at_gaps() {
+        let labels: Vec<String> = ["12-01", "12-02", "12-03"].map(String::from).to_vec();
+        let svg = per_point(
+            "Detection rate",
+            "%",
+            &labels,
+            &[Series { name: "caught", colour: "#2a9d46", values: vec![Some(50.0), None, Some(90.0)] }],
+        );
+        assert!(svg.starts_with("<svg"), "{svg}");
+        assert!(svg.contains("Detection rate") && svg.contains("12-03") && svg.contains("caught"));
+        // Two dots and the legend's; no segment across the gap.
+        assert_eq!(svg.matches("<circle").count(), 3, "{svg}");
+        assert_eq!(svg.matches("stroke=\"#2A9D46\" stroke-width=\"2\"").count(), 0, "{svg}");
+        let joined =
+            per_point("t", "y", &labels, &[Series { name: "s", colour: "#2a9d46", values: vec![Some(1.0); 3] }]);
+        assert_eq!(joined.matches("stroke=\"#2A9D46\" stroke-width=\"2\"").count(), 2, "{joined}");
     }
 }

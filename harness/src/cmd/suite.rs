@@ -103,6 +103,8 @@ pub fn main(args: SuiteArgs) -> i32 {
                 let d = &o.results["detection"];
                 r.detect_s =
                     d["first_unplaced_s"].as_f64().map(|u| (u - d["first_fault_s"].as_f64().unwrap_or(0.0)).max(0.0));
+                r.ops_per_s = o.results["throughput"]["ok_per_s"].as_f64();
+                r.checker_s = o.results["check"]["elapsed_ms"].as_f64().map(|ms| ms / 1000.0);
                 r.dir = Some(o.dir.display().to_string());
             }
             Err(e) => r.reason = Some(format!("{e:#}")),
@@ -125,6 +127,8 @@ pub fn main(args: SuiteArgs) -> i32 {
         "suite": suite.name,
         "file": args.suite,
         "started_at": stamp,
+        // What was tested: the commit this harness (and the server beside it) was built from.
+        "git_commit": env!("CAPUKV_GIT_COMMIT"),
         "duration_s": started.elapsed().as_secs_f64(),
         "budget_s": budget,
         "runs": results.len(),
