@@ -4,15 +4,16 @@
 
 use std::collections::HashSet;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::history::{History, HistoryError};
+use crate::key::Key;
 use crate::model::{CasRegister, Kv, ModelKind, Register};
 use crate::operation::{Input, Operation, Output, pair};
-use crate::search::{Counterexample, Limits, Outcome, search};
+use crate::search::{CANCELLED, Counterexample, Limits, Outcome, search};
 use crate::value::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -34,18 +35,22 @@ pub struct Budget {
     pub memory_bytes: usize,
     /// Keys searched at once (0: one per core).
     pub threads: usize,
+    /// Search every key to the end, for a full report. Without it the check
+    /// stops at the first key proven not linearizable (that settles the
+    /// verdict); keys not yet decided then are listed as not searched.
+    pub all_keys: bool,
 }
 
 impl Default for Budget {
     fn default() -> Budget {
-        Budget { timeout: Duration::from_secs(60), memory_bytes: 1 << 30, threads: 0 }
+        Budget { timeout: Duration::from_secs(60), memory_bytes: 1 << 30, threads: 0, all_keys: false }
     }
 }
 
 /// The verdict for one key, and for an invalid one what shows why.
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyReport {
-    pub key: Option<String>,
+    pub key: Option<Key>,
     pub verdict: Verdict,
     pub operations: usize,
     /// Why the verdict is unknown.
@@ -75,8 +80,11 @@ pub struct CheckReport {
     pub keys: usize,
     pub invalid_keys: usize,
     pub unknown_keys: usize,
+    /// Keys left undecided because an invalid key stopped the check (never
+    /// with [`Budget::all_keys`]); they are not in `results`.
+    pub unsearched_keys: Vec<Option<Key>>,
     pub elapsed_ms: u64,
-    /// Invalid and unknown keys first, then the rest.
+    /// Invalid and unknown keys first, then the rest: every key decided.
     pub results: Vec<KeyReport>,
 }
 
@@ -96,19 +104,14 @@ pub fn check_history(
             return Err(HistoryError::at(&history.source, line, message));
         }
     }
-    let mut keys: Vec<(Option<String>, Vec<Operation>)> = paired.by_key.into_iter().collect();
+    let mut keys: Vec<(Option<Key>, Vec<Operation>)> = paired.by_key.into_iter().collect();
     let mut unobserved = 0;
     for (_, ops) in &mut keys {
         unobserved += set_aside_unobserved_info_writes(ops);
     }
     // Largest first, so one long key does not start last.
     keys.sort_by_key(|(_, ops)| std::cmp::Reverse(ops.len()));
-    let limits = Limits {
-        deadline: started + budget.timeout,
-        memory_bytes: budget.memory_bytes,
-        memory_used: AtomicUsize::new(0),
-        cancelled: AtomicBool::new(false),
-    };
+    let limits = Limits::new(started + budget.timeout, budget.memory_bytes);
     let threads = match budget.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -116,19 +119,35 @@ pub fn check_history(
     .min(keys.len().max(1));
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::with_capacity(keys.len()));
+    let unsearched = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some((key, ops)) = keys.get(i) else { break };
+                    // An invalid key settled the verdict: the rest are not searched.
+                    if limits.cancelled.load(Ordering::Relaxed) {
+                        unsearched.lock().expect("no thread panics holding it").push(key.clone());
+                        continue;
+                    }
                     let report = check_key(key, ops, model, &initial, &limits);
+                    if report.verdict == Verdict::Invalid && !budget.all_keys {
+                        limits.cancelled.store(true, Ordering::Relaxed);
+                    }
+                    // A search the stop cut short decided nothing.
+                    if report.verdict == Verdict::Unknown && report.reason.as_deref() == Some(CANCELLED) {
+                        unsearched.lock().expect("no thread panics holding it").push(key.clone());
+                        continue;
+                    }
                     results.lock().expect("no thread panics holding it").push(report);
                 }
             });
         }
     });
     let mut results = results.into_inner().expect("no thread panics holding it");
+    let mut unsearched_keys = unsearched.into_inner().expect("no thread panics holding it");
+    unsearched_keys.sort();
     results.sort_by(|a, b| rank(a.verdict).cmp(&rank(b.verdict)).then_with(|| a.key.cmp(&b.key)));
     let invalid_keys = results.iter().filter(|r| r.verdict == Verdict::Invalid).count();
     let unknown_keys = results.iter().filter(|r| r.verdict == Verdict::Unknown).count();
@@ -147,9 +166,10 @@ pub fn check_history(
         operations: paired.kept,
         removed: paired.removed,
         unobserved_info_writes: unobserved,
-        keys: results.len(),
+        keys: results.len() + unsearched_keys.len(),
         invalid_keys,
         unknown_keys,
+        unsearched_keys,
         elapsed_ms: started.elapsed().as_millis() as u64,
         results,
     })
@@ -174,7 +194,7 @@ fn input_name(input: &Input) -> &'static str {
 }
 
 fn check_key(
-    key: &Option<String>,
+    key: &Option<Key>,
     ops: &[Operation],
     model: ModelKind,
     initial: &Option<Value>,

@@ -1,12 +1,20 @@
 //! Jepsen's `history.edn`: one op map per line (or one vector of them), as
 //! Jepsen and Knossos write register, cas-register and independent-key
-//! histories. Independent keys are `[key value]` tuples in `:value`.
+//! histories. Independent keys are `[key value]` tuples in `:value`
+//! (jepsen.independent), recognised when any read or write carries one.
+//!
+//! The history is checked by Knossos's rules ([`Semantics::Knossos`]): an
+//! `:ok` read of nil matches any value, every `:fail` did not happen, an
+//! `:info` may have happened at any time after its invocation or never, and
+//! an `:invoke` never completed is an `:info`. Keys keep their EDN type:
+//! the key `1` and the key `"1"` are different keys.
 //!
 //! Only the EDN that histories use is read: nil, booleans, numbers, strings,
 //! keywords, symbols, vectors, lists, maps, sets, tagged values (`#inst`,
 //! record literals) and comments.
 
-use crate::history::{Event, EventType, History, HistoryError, OPERATIONS, Process};
+use crate::history::{Event, EventType, History, HistoryError, OPERATIONS, Process, Semantics};
+use crate::key::Key;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Edn {
@@ -228,16 +236,30 @@ pub fn read_history(text: &str, source: &str) -> Result<History, HistoryError> {
             other => forms.push((line, other)),
         }
     }
+    // A plain register's reads and writes carry scalars (only a cas a
+    // pair), an independent history's every value is a [key value] tuple.
     let independent = forms.iter().any(|(_, op)| {
-        op.get("f") == Some(&Edn::Keyword("read".into()))
+        matches!(op.get("f"), Some(Edn::Keyword(f)) if f == "read" || f == "write")
             && matches!(op.get("value"), Some(Edn::Vector(v)) if v.len() == 2)
     });
-    let mut history = History { source: source.to_string(), ..History::default() };
+    let mut history = History { source: source.to_string(), semantics: Semantics::Knossos, ..History::default() };
     for (position, (line, op)) in forms.into_iter().enumerate() {
         let event = event_of(&op, position as u64, independent).map_err(|m| HistoryError::at(source, line, m))?;
         history.push(event, line)?;
     }
     Ok(history)
+}
+
+/// A key keeps its EDN type: integers and strings are the store's own kinds
+/// of key; a keyword is the string of its printed name (`:a`), and any other
+/// form the string of its JSON rendering.
+fn key_of(k: &Edn) -> Result<Key, String> {
+    Ok(match k {
+        Edn::Int(i) => Key::Int(*i),
+        Edn::Str(s) => Key::Str(s.clone()),
+        Edn::Keyword(k) => Key::Str(format!(":{k}")),
+        other => Key::Str(other.to_json()?.to_string()),
+    })
 }
 
 fn event_of(op: &Edn, position: u64, independent: bool) -> Result<Event, String> {
@@ -278,7 +300,7 @@ fn event_of(op: &Edn, position: u64, independent: bool) -> Result<Event, String>
             Edn::Vector(mut kv) if kv.len() == 2 => {
                 let v = kv.pop().expect("two items");
                 let k = kv.pop().expect("two items");
-                (Some(k.to_json()?.to_string().trim_matches('"').to_string()), v)
+                (Some(key_of(&k)?), v)
             }
             // An invocation of a read in some Jepsen versions carries only nil.
             other => return Err(format!("independent-key history: `:value` must be [key value], not {other:?}")),
@@ -332,7 +354,7 @@ mod tests {
  {:type :ok, :f :read, :value [7 2], :process 0}
  {:type :invoke, :f :cas, :value [8 [1 2]], :process 1}]"#;
         let h = read_history(text, "h.edn").unwrap();
-        assert_eq!(h.events[1].key.as_deref(), Some("7"));
+        assert_eq!(h.events[1].key, Some(Key::Int(7)));
         assert_eq!(h.events[1].value, serde_json::json!(2));
         assert_eq!(h.events[2].value, serde_json::json!([1, 2]));
         assert_eq!(h.events[2].index, 2);

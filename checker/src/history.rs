@@ -1,4 +1,4 @@
-//! History events, as in `shared/history-format.md`, and the JSON Lines
+//! History events, as in `docs/history-format.md`, and the JSON Lines
 //! reader. Every malformed line is an error naming the file, the line and
 //! what is wrong; nothing is guessed.
 
@@ -7,6 +7,8 @@ use std::io::BufRead;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+
+use crate::key::Key;
 
 /// What an event says happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -52,7 +54,7 @@ pub struct Event {
     pub process: Process,
     pub f: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
+    pub key: Option<Key>,
     pub value: serde_json::Value,
     pub time: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -74,6 +76,23 @@ pub struct FaultMark {
     pub colour: Option<String>,
 }
 
+/// How a history's completions are read: they differ between the
+/// project's format and Jepsen's, and a history is checked by the rules
+/// of the tool that wrote it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Semantics {
+    /// JSON Lines (docs/history-format.md): a read of `null` saw the key
+    /// absent; a `cas` that failed with error `"mismatch"` saw a value
+    /// other than the expected one.
+    #[default]
+    Capukv,
+    /// Jepsen's `history.edn`, as knossos.model reads it: a read that
+    /// completed `:ok` with `:value nil` did not learn the value and matches
+    /// any (so it constrains nothing and is removed), and every `:fail`
+    /// did not happen, whatever its `:error`.
+    Knossos,
+}
+
 /// A whole history, in recorded order.
 #[derive(Debug, Clone, Default)]
 pub struct History {
@@ -82,6 +101,7 @@ pub struct History {
     pub source: String,
     /// The line each event was read from (1-based), parallel to `events`.
     pub lines: Vec<usize>,
+    pub semantics: Semantics,
 }
 
 /// A history that cannot be read, with where and why.
@@ -179,9 +199,7 @@ fn parse_event(line: &str) -> Result<Event, String> {
     };
     let key = match raw.key {
         None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(s)) => Some(s),
-        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-        Some(other) => return Err(format!("`key` must be a string, not {other}")),
+        Some(k) => Some(Key::from_json(&k).ok_or_else(|| format!("`key` must be a string or an integer, not {k}"))?),
     };
     let error = match raw.error {
         None | Some(serde_json::Value::Null) => None,

@@ -1,7 +1,7 @@
 //! Linearizability checking of recorded client histories.
 //!
 //! This crate knows nothing of CapuKV. It reads histories in the JSON Lines
-//! format of `shared/history-format.md` (and Jepsen's `history.edn`), pairs
+//! format of `docs/history-format.md` (and Jepsen's `history.edn`), pairs
 //! invocations with completions into [`Operation`]s, splits them by key
 //! (linearizability is compositional) and searches each key for a
 //! linearization against a sequential model, Porcupine-style: Wing & Gong /
@@ -20,6 +20,7 @@
 pub mod check;
 pub mod edn;
 pub mod history;
+pub mod key;
 pub mod model;
 pub mod operation;
 pub mod report;
@@ -29,7 +30,8 @@ pub mod synth;
 pub mod value;
 
 pub use check::{Budget, CheckReport, KeyReport, Verdict, check_history};
-pub use history::{Event, EventType, FaultMark, History, HistoryError, Process};
+pub use history::{Event, EventType, FaultMark, History, HistoryError, Process, Semantics};
+pub use key::Key;
 pub use model::ModelKind;
 pub use operation::{Input, Operation, Output};
 pub use value::Value;

@@ -16,6 +16,7 @@ use std::str::FromStr;
 
 use stateright::semantics::SequentialSpec;
 
+use crate::key::Key;
 use crate::operation::{Input, Output};
 use crate::value::{Value, show};
 
@@ -158,10 +159,10 @@ cell_model!(
 
 /// A whole key-value store; operations name their key.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct KvStore(pub BTreeMap<Option<String>, Option<Value>>);
+pub struct KvStore(pub BTreeMap<Option<Key>, Option<Value>>);
 
 impl SequentialSpec for KvStore {
-    type Op = (Option<String>, Input);
+    type Op = (Option<Key>, Input);
     type Ret = Output;
 
     fn invoke(&mut self, (key, op): &Self::Op) -> Output {

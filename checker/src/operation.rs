@@ -3,13 +3,16 @@
 //! are removed (except a `cas` that failed with `"mismatch"`, which observed
 //! the value), an `info` may take effect at any time after its invocation or
 //! never, an invocation with no completion counts as `info`, and an `info`
-//! read is dropped (it observed nothing anyone saw).
+//! read is dropped (it observed nothing anyone saw). A Jepsen history is
+//! read by Knossos's rules instead ([`Semantics::Knossos`]): an `:ok` read
+//! of nil is dropped too, and so is every `:fail`.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use crate::history::{Event, EventType, History, HistoryError, Process};
+use crate::history::{Event, EventType, History, HistoryError, Process, Semantics};
+use crate::key::Key;
 use crate::value::Value;
 
 /// What an operation asked for.
@@ -45,7 +48,7 @@ pub struct Operation {
     /// Position among the operations of its key.
     pub id: usize,
     pub process: u64,
-    pub key: Option<String>,
+    pub key: Option<Key>,
     pub input: Input,
     pub output: Output,
     /// History index of the invocation.
@@ -96,7 +99,7 @@ impl Operation {
 /// The operations of a history, by key (`None` for a single register).
 #[derive(Debug, Default)]
 pub struct Operations {
-    pub by_key: BTreeMap<Option<String>, Vec<Operation>>,
+    pub by_key: BTreeMap<Option<Key>, Vec<Operation>>,
     /// Events read, and client operations kept after the format's rules.
     pub events: usize,
     pub kept: usize,
@@ -155,7 +158,7 @@ pub fn pair(history: &History) -> Result<Operations, HistoryError> {
                 if e.kind == EventType::Info {
                     retired.insert(process, pos);
                 }
-                let output = output_of(e, &p.input).map_err(|m| fail(pos, m))?;
+                let output = output_of(e, &p.input, history.semantics).map_err(|m| fail(pos, m))?;
                 let completed = e.kind != EventType::Info;
                 match output {
                     None => ops.removed += 1,
@@ -235,15 +238,18 @@ fn input_of(e: &Event) -> Result<Input, String> {
 }
 
 /// The model's view of a completion; `None` when the operation is dropped.
-fn output_of(e: &Event, input: &Input) -> Result<Option<Output>, String> {
+fn output_of(e: &Event, input: &Input, semantics: Semantics) -> Result<Option<Output>, String> {
+    let knossos = semantics == Semantics::Knossos;
     Ok(match e.kind {
         EventType::Invoke => unreachable!("completions only"),
         EventType::Fail => match input {
-            Input::Cas(..) if e.error.as_deref() == Some("mismatch") => Some(Output::CasMismatch),
+            Input::Cas(..) if !knossos && e.error.as_deref() == Some("mismatch") => Some(Output::CasMismatch),
             _ => None,
         },
         EventType::Info if *input == Input::Read => None,
         EventType::Info => Some(Output::Unknown),
+        // Knossos: the client did not learn the value; any value matches.
+        EventType::Ok if knossos && *input == Input::Read && e.value.is_null() => None,
         EventType::Ok => Some(match input {
             Input::Read => match &e.value {
                 serde_json::Value::Null => Output::Read(None),
@@ -280,10 +286,10 @@ mod tests {
 {"index":7,"type":"info","process":4,"f":"read","key":"b","value":null,"time":3}
 {"index":8,"type":"invoke","process":5,"f":"append","key":"b","value":"x","time":4}"#;
         let ops = ops(text).unwrap();
-        let a = &ops.by_key[&Some("a".to_string())];
+        let a = &ops.by_key[&Some(Key::from("a"))];
         assert_eq!(a.len(), 2, "the failed cas that was not a mismatch is removed");
         assert_eq!(a[1].output, Output::CasMismatch);
-        let b = &ops.by_key[&Some("b".to_string())];
+        let b = &ops.by_key[&Some(Key::from("b"))];
         assert_eq!(b.len(), 1, "the info read is dropped");
         assert_eq!((b[0].output.clone(), b[0].ret), (Output::Unknown, None), "an unfinished call counts as info");
         assert_eq!(ops.removed, 2);

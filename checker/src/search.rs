@@ -11,13 +11,40 @@
 //! return at the end of time: it may be linearized anywhere after its call,
 //! and placing it after everything else is the same as it never happening.
 //!
+//! Two prunings keep a history with many concurrent clients from blowing
+//! up; each keeps every linearization that matters (an exchange argument,
+//! stated where the code applies it):
+//!
+//! - **Observations first.** An operation that never changes the value (a
+//!   read, a cas that reported a mismatch), has been invoked and fits the
+//!   current value is linearized at once, and no other choice is tried
+//!   there: any linearization that places it later can place it now.
+//! - **Twins in return order.** Of operations with the same input and the
+//!   same output that are all invoked and not yet linearized, only the one
+//!   that returns first (or, for info operations, the first one) may go
+//!   next: swapping two twins in a linearization changes nothing.
+//!
+//! - **Info operations only where they are seen.** An info operation goes
+//!   next only if it changes the value and some invoked operation that
+//!   depends on the value (not a blind write or delete) fits right after
+//!   it. A shortest linearization never holds an info operation that
+//!   changes nothing, or whose effect nobody sees before it is overwritten
+//!   or the history ends: removing it leaves every other step as it was.
+//!   So the operation after it must be one that depends on the value.
+//!
 //! The set of linearized operations is kept as a Zobrist hash (a 128-bit XOR
 //! of per-operation random keys) rather than a bitset, so a cache entry is a
 //! few bytes however long the history. A hash collision can only prune a
 //! branch, never invent a linearization: it could turn a valid verdict into
 //! an invalid one with probability about 2^-128, and never the reverse.
+//! The first 128 info operations are kept apart, as a bit mask: a node is
+//! pruned when one was searched with the same value, the same other
+//! operations and a subset of those info operations. Having more info
+//! operations left never hurts (they are optional and never return), so
+//! whatever failed with fewer used fails with more; and a shortest
+//! linearization never comes back to a searched node with more used.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -58,7 +85,25 @@ pub struct Limits {
     /// Set by the caller to stop every search (a key of the history was
     /// already found invalid and the caller wants no more).
     pub cancelled: AtomicBool,
+    /// Whether the search prunes (see the module docs). Always, but for the
+    /// test that checks the prunings against the plain search.
+    pub prune: bool,
 }
+
+impl Limits {
+    pub fn new(deadline: Instant, memory_bytes: usize) -> Limits {
+        Limits {
+            deadline,
+            memory_bytes,
+            memory_used: AtomicUsize::new(0),
+            cancelled: AtomicBool::new(false),
+            prune: true,
+        }
+    }
+}
+
+/// The [`Outcome::Unknown`] reason of a search stopped through [`Limits::cancelled`].
+pub const CANCELLED: &str = "cancelled";
 
 /// One step of a linearization: the operation and the state after it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -186,6 +231,154 @@ fn zobrist_keys(n: usize) -> Vec<u128> {
 struct Frame<S> {
     call: usize,
     state: S,
+    /// The time of the first return entry when this node was entered.
+    frontier: u64,
+    /// An observation taken as the only choice at its node: when it fails,
+    /// the node fails.
+    forced: bool,
+    /// Whether the operation before this one was an info operation.
+    after_info: bool,
+    /// Whether its node had moved on to its info operations.
+    info_phase: bool,
+}
+
+/// Marks, in a node's hash, a node entered through an info operation:
+/// fewer operations may follow there.
+const AFTER_INFO: u128 = 0x9d3c_1f7e_55a2_4b08_e6f1_03c7_a2d9_6b41;
+
+/// Whether an operation leaves every value as it found it.
+fn observes_only(op: &Operation) -> bool {
+    matches!(op.output, Output::Read(_) | Output::CasMismatch)
+}
+
+/// Info operations kept in a node's bit mask rather than in its hash.
+const INFO_BITS: usize = 128;
+
+/// The nodes searched: per (hash of the linearized operations outside the
+/// mask, value), the masks of info operations they had linearized, none a
+/// superset of another.
+struct Seen<S> {
+    nodes: HashMap<(u128, S), Vec<u128>>,
+    masks: usize,
+}
+
+impl<S: Eq + Hash + Clone> Seen<S> {
+    /// Records a node; false when it, or one that used a subset of its info
+    /// operations, was searched already.
+    fn visit(&mut self, fixed: u128, state: &S, info: u128) -> bool {
+        let masks = self.nodes.entry((fixed, state.clone())).or_default();
+        if masks.iter().any(|&m| m & !info == 0) {
+            return false;
+        }
+        let before = masks.len();
+        masks.retain(|&m| info & !m != 0);
+        masks.push(info);
+        self.masks = self.masks + masks.len() - before;
+        true
+    }
+
+    fn bytes(&self) -> usize {
+        self.nodes.len() * (std::mem::size_of::<((u128, S), Vec<u128>)>() + 16) + self.masks * 16
+    }
+}
+
+/// Whether an operation sets the value whatever it was.
+fn blind(op: &Operation) -> bool {
+    matches!(op.input, Input::Write(_) | Input::Delete)
+}
+
+/// Whether an operation invoked by the frontier (the calls from `entry` up
+/// to the first return), other than `info`, depends on the value `after`
+/// that `info` leaves and fits it; an info one must also change it.
+fn seen_next<S: SearchState>(list: &EntryList, ops: &[Operation], info: usize, after: &S, mut entry: usize) -> bool {
+    while entry != NIL {
+        let e = list.entries[entry];
+        if !e.is_call {
+            return false;
+        }
+        let op = &ops[e.op];
+        if e.op != info && !blind(op) {
+            let mut next = after.clone();
+            if next.is_valid_step(&op.input, &op.output) && (op.ret.is_some() || next != *after) {
+                return true;
+            }
+        }
+        entry = e.next;
+    }
+    false
+}
+
+/// Twins (same input, same output) in return order, for the
+/// "twins in return order" pruning.
+struct Twins {
+    /// The twins of each operation's class, by (return, id).
+    classes: Vec<Vec<usize>>,
+    /// Each operation's class, and its place in it.
+    class_of: Vec<(usize, usize)>,
+}
+
+/// How many earlier-returning twins one candidate is compared with: a
+/// shorter look can only prune less, never wrongly.
+const TWINS_LOOKED_AT: usize = 16;
+
+impl Twins {
+    fn new(ops: &[Operation]) -> Twins {
+        let mut ids: std::collections::HashMap<(&Input, &Output), usize> = std::collections::HashMap::new();
+        let mut classes: Vec<Vec<usize>> = Vec::new();
+        for op in ops {
+            let next = ids.len();
+            let class = *ids.entry((&op.input, &op.output)).or_insert(next);
+            if class == classes.len() {
+                classes.push(Vec::new());
+            }
+            classes[class].push(op.id);
+        }
+        let mut class_of = vec![(0, 0); ops.len()];
+        for (c, members) in classes.iter_mut().enumerate() {
+            members.sort_unstable_by_key(|&id| (ops[id].ret.unwrap_or(NEVER), id));
+            for (place, &id) in members.iter().enumerate() {
+                class_of[id] = (c, place);
+            }
+        }
+        Twins { classes, class_of }
+    }
+
+    /// Whether a twin of `op` that returns no later is invoked by the
+    /// frontier and not yet linearized. Then `op` need not go next: in any
+    /// linearization that places `op` here and that twin later, the two can
+    /// swap (the twin is invoked, and `op` returns no earlier than the twin).
+    fn earlier_twin_waits(&self, op: usize, ops: &[Operation], lifted: &[bool], frontier: u64) -> bool {
+        let (class, place) = self.class_of[op];
+        let members = &self.classes[class];
+        for &twin in members[..place].iter().rev().take(TWINS_LOOKED_AT) {
+            // Every operation returning before the frontier is linearized.
+            if ops[twin].ret.unwrap_or(NEVER) < frontier {
+                return false;
+            }
+            if !lifted[twin] && ops[twin].call <= frontier {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// The time of the first return entry from `entry` on, and the first
+/// observation among the calls before it that fits `state`.
+fn scan_node<S: SearchState>(list: &EntryList, ops: &[Operation], state: &S, mut entry: usize) -> (u64, Option<usize>) {
+    let mut observation = None;
+    while entry != NIL {
+        let e = list.entries[entry];
+        if !e.is_call {
+            return (ops[e.op].ret.unwrap_or(NEVER), observation);
+        }
+        let op = &ops[e.op];
+        if observation.is_none() && observes_only(op) && state.clone().is_valid_step(&op.input, &op.output) {
+            observation = Some(entry);
+        }
+        entry = e.next;
+    }
+    (NEVER, observation)
 }
 
 /// Searches for a linearization of `ops` (one key's operations, `id` equal
@@ -197,8 +390,25 @@ struct Frame<S> {
 pub fn search<S: SearchState>(ops: &[Operation], init: S, limits: &Limits, explain: bool) -> Outcome {
     let mut list = EntryList::new(ops);
     let keys = zobrist_keys(ops.len());
-    let mut cache: HashSet<(u128, S)> = HashSet::new();
-    let entry_bytes = std::mem::size_of::<(u128, S)>() + 16;
+    let twins = Twins::new(ops);
+    let mut lifted = vec![false; ops.len()];
+    // Each operation's share of a node: a bit of the info mask, or its key
+    // in the hash of the rest.
+    let mut info_ops = 0;
+    let share: Vec<(u128, u128)> = ops
+        .iter()
+        .zip(keys)
+        .map(|(op, key)| {
+            if limits.prune && op.ret.is_none() && info_ops < INFO_BITS {
+                info_ops += 1;
+                (0, 1u128 << (info_ops - 1))
+            } else {
+                (key, 0)
+            }
+        })
+        .collect();
+    let mut seen: Seen<S> = Seen { nodes: HashMap::new(), masks: 0 };
+    let mut info_mask: u128 = 0;
     let mut charged = 0usize;
     let mut stack: Vec<Frame<S>> = Vec::new();
     let mut state = init;
@@ -208,6 +418,11 @@ pub fn search<S: SearchState>(ops: &[Operation], init: S, limits: &Limits, expla
     let mut best: Vec<(usize, S)> = Vec::new();
     let mut deepest_unsaved = false;
     let mut entry = list.first();
+    // A new node: where its first return lies, and an observation to force.
+    let mut entered = true;
+    let mut frontier = NEVER;
+    let mut after_info = false;
+    let mut info_phase = false;
     let mut steps: u64 = 0;
     let release = |charged: usize| {
         limits.memory_used.fetch_sub(charged, Ordering::Relaxed);
@@ -223,7 +438,7 @@ pub fn search<S: SearchState>(ops: &[Operation], init: S, limits: &Limits, expla
         steps += 1;
         // Check the budget at the first step and every 4096 after.
         if steps & 4095 == 1 {
-            let grown = cache.len() * entry_bytes;
+            let grown = seen.bytes();
             limits.memory_used.fetch_add(grown - charged, Ordering::Relaxed);
             charged = grown;
             if limits.memory_used.load(Ordering::Relaxed) > limits.memory_bytes {
@@ -236,30 +451,72 @@ pub fn search<S: SearchState>(ops: &[Operation], init: S, limits: &Limits, expla
             }
             if limits.cancelled.load(Ordering::Relaxed) {
                 release(charged);
-                return Outcome::Unknown("cancelled".to_string());
+                return Outcome::Unknown(CANCELLED.to_string());
+            }
+        }
+        // At a new node, an observation that fits is the only choice tried.
+        let mut forced = false;
+        if entered && limits.prune {
+            entered = false;
+            let (first_return, observation) = scan_node(&list, ops, &state, entry);
+            frontier = first_return;
+            if let Some(at) = observation {
+                entry = at;
+                forced = true;
             }
         }
         let e = list.entries[entry];
+        // Completed operations are tried before info ones, so that a node
+        // with fewer info operations linearized comes first and subsumes
+        // the rest.
+        if e.is_call && !forced && limits.prune && info_phase == ops[e.op].ret.is_some() {
+            entry = e.next;
+            continue;
+        }
+        if !e.is_call && !info_phase && limits.prune {
+            info_phase = true;
+            entry = list.first();
+            continue;
+        }
+        let mut backtrack = !e.is_call;
         if e.is_call {
             let op = &ops[e.op];
             let mut next_state = state.clone();
-            if next_state.is_valid_step(&op.input, &op.output) {
-                let next_linearized = linearized ^ keys[e.op];
-                if cache.insert((next_linearized, next_state.clone())) {
-                    stack.push(Frame { call: entry, state: std::mem::replace(&mut state, next_state) });
-                    linearized = next_linearized;
+            let info = op.ret.is_none();
+            let prune = limits.prune;
+            if (forced || !prune || !twins.earlier_twin_waits(e.op, ops, &lifted, frontier))
+                && next_state.is_valid_step(&op.input, &op.output)
+                && (!prune || !info || (next_state != state && seen_next(&list, ops, e.op, &next_state, list.first())))
+                && (!prune || !after_info || (!blind(op) && (!info || next_state != state)))
+            {
+                let (fixed, bit) = share[e.op];
+                let mark = if info && prune { AFTER_INFO } else { 0 };
+                if seen.visit(linearized ^ fixed ^ mark, &next_state, info_mask | bit) {
+                    let state = std::mem::replace(&mut state, next_state);
+                    let frame = Frame { call: entry, state, frontier, forced, after_info, info_phase };
+                    stack.push(frame);
+                    linearized ^= fixed;
+                    info_mask |= bit;
+                    after_info = info;
                     list.lift(entry);
+                    lifted[e.op] = true;
                     pending_completed -= usize::from(op.ret.is_some());
                     if explain && stack.len() > best.len() {
                         deepest_unsaved = true;
                     }
                     entry = list.first();
+                    entered = true;
+                    info_phase = false;
                     continue;
                 }
             }
+            // A forced observation that leads nowhere fails its node.
+            backtrack = forced;
             entry = e.next;
-        } else {
-            // An operation returned before it could be linearized: undo.
+        }
+        // An operation returned before it could be linearized, or the only
+        // choice failed: undo the last choice (and every forced one before it).
+        while backtrack {
             if explain && deepest_unsaved {
                 best = prefix_of(&stack, &list, &state);
                 deepest_unsaved = false;
@@ -273,11 +530,17 @@ pub fn search<S: SearchState>(ops: &[Operation], init: S, limits: &Limits, expla
                 });
             };
             let op = list.entries[frame.call].op;
-            linearized ^= keys[op];
+            linearized ^= share[op].0;
+            info_mask &= !share[op].1;
             pending_completed += usize::from(ops[op].ret.is_some());
             state = frame.state;
+            frontier = frame.frontier;
+            after_info = frame.after_info;
+            info_phase = frame.info_phase;
             list.unlift(frame.call);
+            lifted[op] = false;
             entry = list.entries[frame.call].next;
+            backtrack = frame.forced;
         }
     }
 }

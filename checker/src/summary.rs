@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use crate::check::{CheckReport, KeyReport, Verdict};
+use crate::key::Key;
 
 /// Invalid keys shown in full; the rest are counted (all are in the JSON).
 const KEYS_SHOWN: usize = 3;
@@ -25,13 +26,19 @@ pub fn render(report: &CheckReport, source: &str) -> String {
         "operations: {} checked of {} events ({} removed as failed or info reads, {} unobserved info writes set aside)",
         report.operations, report.events, report.removed, report.unobserved_info_writes
     );
+    let unsearched = report.unsearched_keys.len();
     let _ = writeln!(
         out,
-        "keys:       {} ({} valid, {} invalid, {} unknown)",
+        "keys:       {} ({} valid, {} invalid, {} unknown{})",
         report.keys,
-        report.keys - report.invalid_keys - report.unknown_keys,
+        report.keys - report.invalid_keys - report.unknown_keys - unsearched,
         report.invalid_keys,
-        report.unknown_keys
+        report.unknown_keys,
+        if unsearched > 0 {
+            format!(", {unsearched} not searched: the first invalid key settled the verdict; --all-keys searches them")
+        } else {
+            String::new()
+        }
     );
     let _ = writeln!(out, "time:       {:.3} s", report.elapsed_ms as f64 / 1000.0);
     for key in report.results.iter().filter(|k| k.verdict == Verdict::Invalid).take(KEYS_SHOWN) {
@@ -48,7 +55,7 @@ pub fn render(report: &CheckReport, source: &str) -> String {
 }
 
 fn key_name(key: &KeyReport) -> String {
-    key.key.as_ref().map_or_else(|| "(single register)".to_string(), |k| format!("{k:?}"))
+    key.key.as_ref().map_or_else(|| "(single register)".to_string(), Key::quoted)
 }
 
 fn render_invalid(out: &mut String, key: &KeyReport) {

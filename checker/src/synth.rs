@@ -9,6 +9,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
 use crate::history::{Event, EventType, History, Process};
+use crate::key::Key;
 use crate::model::{ModelKind, run};
 use crate::operation::{Input, Output};
 use crate::value::Value;
@@ -79,7 +80,7 @@ type KeyValues = (Option<Value>, Vec<Option<Value>>);
 
 struct InFlight {
     process: u64,
-    key: Option<String>,
+    key: Option<Key>,
     input: Input,
     /// Set when it takes effect.
     output: Option<Output>,
@@ -100,7 +101,7 @@ pub fn generate(cfg: &Synth) -> History {
         let at = rng.below(50);
         push(&mut queue, at, Action::Invoke { process: p });
     }
-    let mut store: BTreeMap<Option<String>, KeyValues> = BTreeMap::new();
+    let mut store: BTreeMap<Option<Key>, KeyValues> = BTreeMap::new();
     let mut ops: Vec<InFlight> = Vec::new();
     let mut history = History { source: format!("synth-{}", cfg.seed), ..History::default() };
     let mut invoked = 0;
@@ -112,8 +113,8 @@ pub fn generate(cfg: &Synth) -> History {
                     continue;
                 }
                 invoked += 1;
-                let key =
-                    (cfg.keys > 1 || cfg.model == ModelKind::Kv).then(|| format!("k{}", rng.below(cfg.keys as u64)));
+                let key = (cfg.keys > 1 || cfg.model == ModelKind::Kv)
+                    .then(|| Key::from(format!("k{}", rng.below(cfg.keys as u64))));
                 let input = random_input(cfg, &mut rng, &mut appended);
                 let info = rng.chance(cfg.info);
                 let event = event(&history, now, process, EventType::Invoke, &key, &input, None);
@@ -205,7 +206,7 @@ fn event(
     now: u64,
     process: u64,
     kind: EventType,
-    key: &Option<String>,
+    key: &Option<Key>,
     input: &Input,
     output: Option<&Output>,
 ) -> Event {

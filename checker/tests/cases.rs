@@ -205,7 +205,7 @@ fn an_invalid_key_comes_with_its_longest_prefix_and_what_could_not_follow() {
     let report = check_history(&h, Kv, None, &Budget::default()).unwrap();
     assert_eq!((report.verdict, report.keys, report.invalid_keys), (Invalid, 2, 1));
     let bad = &report.results[0];
-    assert_eq!(bad.key.as_deref(), Some("k"));
+    assert_eq!(bad.key, Some(checker::Key::from("k")));
     assert_eq!(bad.ops.len(), 3);
     let cx = bad.counterexample.as_ref().expect("a counterexample");
     let order: Vec<(usize, &str)> = cx.linearized.iter().map(|s| (s.op, s.state_after.as_str())).collect();
@@ -231,4 +231,30 @@ fn an_operation_the_model_lacks_is_an_error_with_its_line() {
     let h = history(&["invoke 1 write 1", "ok 1 write 1", "invoke 1 cas [1,2]", "ok 1 cas [1,2]"]);
     let err = check_history(&h, Register, None, &Budget::default()).unwrap_err();
     assert_eq!(err.to_string(), "case:3: the register model has no `cas` operation");
+}
+
+/// The JSON key `1` and the key `"1"` are two keys: a write to one is never
+/// read from the other. (Both once became the string "1", which made the
+/// first history invalid and the second valid.)
+#[test]
+fn keys_keep_their_json_type() {
+    let jsonl = |read_key: &str, seen: &str| {
+        let text = format!(
+            "{{\"index\":0,\"type\":\"invoke\",\"process\":1,\"f\":\"write\",\"key\":1,\"value\":5,\"time\":0}}\n\
+             {{\"index\":1,\"type\":\"ok\",\"process\":1,\"f\":\"write\",\"key\":1,\"value\":5,\"time\":1}}\n\
+             {{\"index\":2,\"type\":\"invoke\",\"process\":2,\"f\":\"read\",\"key\":{read_key},\"value\":null,\"time\":2}}\n\
+             {{\"index\":3,\"type\":\"ok\",\"process\":2,\"f\":\"read\",\"key\":{read_key},\"value\":{seen},\"time\":3}}\n"
+        );
+        let history = History::read_jsonl(text.as_bytes(), "typed").unwrap();
+        check_history(&history, Kv, None, &Budget::default()).unwrap()
+    };
+    assert_eq!(jsonl("\"1\"", "null").verdict, Valid, "\"1\" was never written");
+    assert_eq!(jsonl("\"1\"", "5").verdict, Invalid, "5 was written to 1, not to \"1\"");
+    assert_eq!(jsonl("1", "5").verdict, Valid);
+    let report = jsonl("\"1\"", "null");
+    assert_eq!(report.keys, 2, "two keys, one per type");
+
+    let bad = "{\"index\":0,\"type\":\"invoke\",\"process\":1,\"f\":\"read\",\"key\":true,\"value\":null,\"time\":0}\n";
+    let err = History::read_jsonl(bad.as_bytes(), "typed").unwrap_err().to_string();
+    assert!(err.contains("`key` must be a string or an integer"), "{err}");
 }

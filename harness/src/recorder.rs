@@ -93,7 +93,7 @@ impl Recorder {
             kind,
             process,
             f: f.to_string(),
-            key: key.map(str::to_string),
+            key: key.map(checker::Key::from),
             value,
             time: self.now(),
             error,

@@ -420,6 +420,7 @@ async fn drive(
             let _ = stop_tx.send(true);
         }
     }
+    let workload_s = start.elapsed().as_secs_f64();
     let _ = nemesis_stop_tx.send(true);
     let nemesis_result = nemesis_task.await?;
     progress.phase("healing");
@@ -449,6 +450,8 @@ async fn drive(
         "replay": record.replay,
         "duration_s": started.elapsed().as_secs_f64(),
         "operations": {"invoked": counts.0, "ok": counts.1, "fail": counts.2, "info": counts.3},
+        // Successful operations per second of the workload (faults included).
+        "throughput": {"workload_s": workload_s, "ok_per_s": counts.1 as f64 / workload_s.max(1e-9)},
         "nemesis": {"struck": struck.clone(), "scheduled": record.schedule.steps.len(), "backends": record.network_backends},
         "final_reads": final_values,
         // Creating the namespaces or containers, then starting the servers until one leads.
@@ -478,7 +481,9 @@ async fn drive(
 
     progress.phase("checking");
     let history = History::read_file(&dir.join(rundir::HISTORY)).context("reading back the history")?;
-    let budget = Budget { timeout: Duration::from_secs_f64(options.checker_timeout), ..Budget::default() };
+    // A chaos run's report shows every key it could decide, not only the first invalid one.
+    let budget =
+        Budget { timeout: Duration::from_secs_f64(options.checker_timeout), all_keys: true, ..Budget::default() };
     let model = shared.workload.model();
     let report =
         tokio::task::spawn_blocking(move || check_history(&history, model, None, &budget).map(|r| (r, history)))

@@ -17,9 +17,9 @@ const OPS_DRAWN: usize = 250;
 
 pub fn render(key: &KeyReport) -> String {
     let mut out = String::new();
-    let name = key.key.as_deref().unwrap_or("(the register)");
+    let name = key.key.as_ref().map_or_else(|| "(the register)".to_string(), |k| k.quoted());
     let _ =
-        writeln!(out, "<section class=\"invalid-key\"><h3>Key <code>{}</code>: not linearizable</h3>", escape(name));
+        writeln!(out, "<section class=\"invalid-key\"><h3>Key <code>{}</code>: not linearizable</h3>", escape(&name));
     let Some(cx) = &key.counterexample else {
         let _ = writeln!(out, "<p>No counterexample was kept.</p></section>");
         return out;

@@ -8,7 +8,7 @@
 
 mod linearization;
 pub mod page;
-mod plots;
+pub mod plots;
 pub mod spans;
 mod timeline;
 
@@ -165,11 +165,22 @@ pub fn render(history: &History, check: Option<&CheckReport>, info: &RunInfo) ->
                 check.elapsed_ms as f64 / 1000.0
             ),
         );
+        if !check.unsearched_keys.is_empty() {
+            let note = format!(
+                "{} keys: the first invalid key settled the verdict (check --all-keys searches every key)",
+                check.unsearched_keys.len()
+            );
+            row(&mut html, "not searched", &note);
+        }
         for key in check.results.iter().filter(|k| k.verdict == Verdict::Unknown).take(3) {
             row(
                 &mut html,
                 "unknown key",
-                &format!("{}: {}", key.key.as_deref().unwrap_or("-"), key.reason.as_deref().unwrap_or("")),
+                &format!(
+                    "{}: {}",
+                    key.key.as_ref().map_or("-".into(), |k| k.quoted()),
+                    key.reason.as_deref().unwrap_or("")
+                ),
             );
         }
     }

@@ -30,7 +30,7 @@ impl Outcome {
 pub struct Span {
     pub process: u64,
     pub f: String,
-    pub key: Option<String>,
+    pub key: Option<crate::key::Key>,
     pub invoke_value: serde_json::Value,
     pub result: serde_json::Value,
     pub error: Option<String>,
@@ -50,7 +50,7 @@ impl Span {
     }
 
     pub fn describe(&self) -> String {
-        let key = self.key.as_deref().map(|k| format!(" {k}")).unwrap_or_default();
+        let key = self.key.as_ref().map(|k| format!(" {k}")).unwrap_or_default();
         let mut text = format!("p{} {}{key} {}", self.process, self.f, self.invoke_value);
         if self.outcome == Outcome::Ok && self.f == "read" {
             text.push_str(&format!(" → {}", self.result));

@@ -12,8 +12,12 @@ pub struct CheckArgs {
     /// The model to check against: register, cas-register or kv.
     #[arg(long)]
     model: ModelKind,
-    /// The history: JSON Lines (shared/history-format.md), or Jepsen's
-    /// history.edn (by its .edn extension).
+    /// The history: JSON Lines (docs/history-format.md), or Jepsen's
+    /// history.edn (by its .edn extension). EDN is read by Knossos's rules:
+    /// an :ok read of nil matches any value, every :fail is dropped, an
+    /// :info or an :invoke never completed may have happened at any later
+    /// time or never, and `[k v]` values make an independent-key history.
+    /// Keys keep their type (1 and "1" differ) in both formats.
     history: PathBuf,
     /// Seconds the search may take before the verdict is `unknown`.
     #[arg(long, default_value_t = 60.0)]
@@ -25,6 +29,11 @@ pub struct CheckArgs {
     /// read as integers, anything else as a string.
     #[arg(long)]
     initial: Option<String>,
+    /// Search every key to the end for a full report. Without it the check
+    /// stops at the first key proven not linearizable: that settles the
+    /// verdict, and the keys not yet decided are listed as not searched.
+    #[arg(long)]
+    all_keys: bool,
     /// Print the full result as JSON instead of the summary.
     #[arg(long)]
     json: bool,
@@ -49,8 +58,12 @@ pub fn run(args: CheckArgs) -> i32 {
             return exit::MALFORMED_INPUT;
         }
     };
-    let budget =
-        Budget { timeout: Duration::from_secs_f64(args.timeout), memory_bytes: args.memory_mib << 20, threads: 0 };
+    let budget = Budget {
+        timeout: Duration::from_secs_f64(args.timeout),
+        memory_bytes: args.memory_mib << 20,
+        threads: 0,
+        all_keys: args.all_keys,
+    };
     let initial = args.initial.as_deref().map(Value::parse);
     let report = match check_history(&history, args.model, initial, &budget) {
         Ok(r) => r,

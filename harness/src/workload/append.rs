@@ -59,7 +59,11 @@ impl Workload for Append {
 pub fn lost_appends(events: &[Event], final_reads: &BTreeMap<String, Option<String>>) -> BTreeMap<String, Vec<String>> {
     let mut acked: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for e in events {
-        let (Process::Client(_), EventType::Ok, Some(key)) = (e.process, e.kind, e.key.as_deref()) else { continue };
+        let (Process::Client(_), EventType::Ok, Some(key)) =
+            (e.process, e.kind, e.key.as_ref().and_then(checker::Key::as_str))
+        else {
+            continue;
+        };
         if let ("append", Some(element)) = (e.f.as_str(), e.value.as_str()) {
             acked.entry(key).or_default().insert(element);
         }

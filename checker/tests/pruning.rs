@@ -1,0 +1,61 @@
+//! The search's prunings (observations first, twins in return order, info
+//! operations only where they are seen, subsumed info sets) against the
+//! plain search on histories larger than the stateright comparison can
+//! afford: many clients, many info operations, small value ranges (so
+//! twins and ambiguous reads abound). The verdicts must agree.
+
+use std::time::{Duration, Instant};
+
+use checker::model::{CasRegister, Kv, Register};
+use checker::operation::pair;
+use checker::search::{Limits, Outcome, search};
+use checker::synth::{Synth, generate};
+use checker::{ModelKind, Operation};
+
+fn decide(ops: &[Operation], model: ModelKind, prune: bool) -> Option<bool> {
+    let mut limits = Limits::new(Instant::now() + Duration::from_secs(20), 1 << 30);
+    limits.prune = prune;
+    let outcome = match model {
+        ModelKind::Register => search(ops, Register(None), &limits, false),
+        ModelKind::CasRegister => search(ops, CasRegister(None), &limits, false),
+        ModelKind::Kv => search(ops, Kv(None), &limits, false),
+    };
+    match outcome {
+        Outcome::Linearizable => Some(true),
+        Outcome::NotLinearizable(_) => Some(false),
+        Outcome::Unknown(_) => None,
+    }
+}
+
+#[test]
+fn pruned_and_plain_searches_agree_on_4000_random_histories() {
+    let models = [ModelKind::Register, ModelKind::CasRegister, ModelKind::Kv];
+    let mut verdicts = [0usize; 2];
+    let mut disagreements = Vec::new();
+    for seed in 0..4_000u64 {
+        let model = models[(seed % 3) as usize];
+        let mut cfg = Synth::new(seed, model);
+        cfg.concurrency = 3 + (seed / 3 % 6) as usize;
+        cfg.operations = 10 + (seed / 18 % 15) as usize;
+        cfg.info = [0.1, 0.3, 0.5][(seed / 7 % 3) as usize];
+        cfg.values = 2 + (seed / 5 % 4) as i64;
+        if seed % 4 != 0 {
+            cfg.stale_read = 0.2;
+            cfg.lost_write = 0.2;
+        }
+        let ops = pair(&generate(&cfg)).expect("synthetic histories are well formed");
+        for key_ops in ops.by_key.values() {
+            let (pruned, plain) = (decide(key_ops, model, true), decide(key_ops, model, false));
+            let (Some(pruned), Some(plain)) = (pruned, plain) else {
+                panic!("seed {seed}: a history this small must be decided");
+            };
+            verdicts[usize::from(plain)] += 1;
+            if pruned != plain {
+                disagreements.push(seed);
+            }
+        }
+    }
+    assert!(disagreements.is_empty(), "the pruned search differs from the plain one for seeds {disagreements:?}");
+    let [invalid, valid] = verdicts;
+    assert!(valid > 400 && invalid > 400, "both verdicts must occur often ({valid} valid, {invalid} invalid)");
+}
