@@ -200,12 +200,14 @@ fn check_key(
     initial: &Option<Value>,
     limits: &Limits,
 ) -> KeyReport {
-    let run = |explain: bool| match model {
-        ModelKind::Register => search(ops, Register(initial.clone()), limits, explain),
-        ModelKind::CasRegister => search(ops, CasRegister(initial.clone()), limits, explain),
-        ModelKind::Kv => search(ops, Kv(initial.clone()), limits, explain),
+    // The longest prefix is kept as the search goes (at little cost), so an
+    // invalid key needs no second search for its counterexample.
+    let outcome = match model {
+        ModelKind::Register => search(ops, Register(initial.clone()), limits, true),
+        ModelKind::CasRegister => search(ops, CasRegister(initial.clone()), limits, true),
+        ModelKind::Kv => search(ops, Kv(initial.clone()), limits, true),
     };
-    match run(false) {
+    match outcome {
         Outcome::Linearizable => KeyReport {
             key: key.clone(),
             verdict: Verdict::Valid,
@@ -222,22 +224,14 @@ fn check_key(
             ops: Vec::new(),
             counterexample: None,
         },
-        Outcome::NotLinearizable(_) => {
-            // Search again, now keeping the longest prefix for the report.
-            let (counterexample, reason) = match run(true) {
-                Outcome::NotLinearizable(c) => (Some(c), None),
-                Outcome::Unknown(r) => (None, Some(format!("invalid; the counterexample was not kept: {r}"))),
-                Outcome::Linearizable => unreachable!("the search is deterministic"),
-            };
-            KeyReport {
-                key: key.clone(),
-                verdict: Verdict::Invalid,
-                operations: ops.len(),
-                reason,
-                ops: ops.to_vec(),
-                counterexample,
-            }
-        }
+        Outcome::NotLinearizable(counterexample) => KeyReport {
+            key: key.clone(),
+            verdict: Verdict::Invalid,
+            operations: ops.len(),
+            reason: None,
+            ops: ops.to_vec(),
+            counterexample: Some(counterexample),
+        },
     }
 }
 

@@ -417,6 +417,10 @@ pub fn search<S: SearchState>(ops: &[Operation], init: S, limits: &Limits, expla
     // the search backs out of a new deepest point.
     let mut best: Vec<(usize, S)> = Vec::new();
     let mut deepest_unsaved = false;
+    // How many leading frames of the stack `best` already holds: saving a
+    // new deepest prefix copies only what changed, so keeping it costs no
+    // more than the search itself.
+    let mut shared = 0;
     let mut entry = list.first();
     // A new node: where its first return lies, and an observation to force.
     let mut entered = true;
@@ -438,9 +442,14 @@ pub fn search<S: SearchState>(ops: &[Operation], init: S, limits: &Limits, expla
         steps += 1;
         // Check the budget at the first step and every 4096 after.
         if steps & 4095 == 1 {
-            let grown = seen.bytes();
-            limits.memory_used.fetch_add(grown - charged, Ordering::Relaxed);
-            charged = grown;
+            // Subsumed masks are dropped, so the cache can also shrink.
+            let now = seen.bytes();
+            if now >= charged {
+                limits.memory_used.fetch_add(now - charged, Ordering::Relaxed);
+            } else {
+                limits.memory_used.fetch_sub(charged - now, Ordering::Relaxed);
+            }
+            charged = now;
             if limits.memory_used.load(Ordering::Relaxed) > limits.memory_bytes {
                 release(charged);
                 return Outcome::Unknown(format!("memory budget of {} MiB ran out", limits.memory_bytes >> 20));
@@ -518,9 +527,11 @@ pub fn search<S: SearchState>(ops: &[Operation], init: S, limits: &Limits, expla
         // choice failed: undo the last choice (and every forced one before it).
         while backtrack {
             if explain && deepest_unsaved {
-                best = prefix_of(&stack, &list, &state);
+                save_prefix(&mut best, shared, &stack, &list, &state);
+                shared = stack.len();
                 deepest_unsaved = false;
             }
+            shared = shared.min(stack.len().saturating_sub(1));
             let Some(frame) = stack.pop() else {
                 release(charged);
                 return Outcome::NotLinearizable(if explain {
@@ -545,14 +556,14 @@ pub fn search<S: SearchState>(ops: &[Operation], init: S, limits: &Limits, expla
     }
 }
 
-/// The stack as (op, state after each step).
-fn prefix_of<S: Clone>(stack: &[Frame<S>], list: &EntryList, current: &S) -> Vec<(usize, S)> {
-    let mut out = Vec::with_capacity(stack.len());
-    for (i, frame) in stack.iter().enumerate() {
+/// Makes `best` the stack as (op, state after each step), keeping its
+/// first `shared` steps, which are the stack's already.
+fn save_prefix<S: Clone>(best: &mut Vec<(usize, S)>, shared: usize, stack: &[Frame<S>], list: &EntryList, current: &S) {
+    best.truncate(shared);
+    for i in shared..stack.len() {
         let after = stack.get(i + 1).map_or_else(|| current.clone(), |f| f.state.clone());
-        out.push((list.entries[frame.call].op, after));
+        best.push((list.entries[stack[i].call].op, after));
     }
-    out
 }
 
 /// The state after the best prefix: its last step's, or the initial state

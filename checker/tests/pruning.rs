@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use checker::model::{CasRegister, Kv, Register};
 use checker::operation::pair;
-use checker::search::{Limits, Outcome, search};
+use checker::search::{Counterexample, Limits, Outcome, SearchState, search};
 use checker::synth::{Synth, generate};
 use checker::{ModelKind, Operation};
 
@@ -58,4 +58,38 @@ fn pruned_and_plain_searches_agree_on_4000_random_histories() {
     assert!(disagreements.is_empty(), "the pruned search differs from the plain one for seeds {disagreements:?}");
     let [invalid, valid] = verdicts;
     assert!(valid > 400 && invalid > 400, "both verdicts must occur often ({valid} valid, {invalid} invalid)");
+}
+
+/// The longest prefix an invalid key reports (kept step by step as the
+/// search goes) is a real linearization: every step fits the state the
+/// steps before it left, and says the state it leaves.
+fn assert_prefix_replays<S: SearchState + Default>(ops: &[Operation], cx: &Counterexample, seed: u64) {
+    let mut state = S::default();
+    let mut used = vec![false; ops.len()];
+    for step in &cx.linearized {
+        let op = &ops[step.op];
+        assert!(!used[step.op], "seed {seed}: op {} twice in the prefix", step.op);
+        used[step.op] = true;
+        assert!(state.is_valid_step(&op.input, &op.output), "seed {seed}: op {} does not fit its place", step.op);
+        assert_eq!(state.describe(), step.state_after, "seed {seed}");
+    }
+}
+
+#[test]
+fn an_invalid_keys_longest_prefix_replays_on_the_model() {
+    let mut checked = 0;
+    for seed in 0..600u64 {
+        let mut cfg = Synth::new(seed, ModelKind::Kv);
+        (cfg.concurrency, cfg.operations, cfg.info, cfg.values, cfg.stale_read) = (6, 40, 0.2, 3, 0.2);
+        let ops = pair(&generate(&cfg)).expect("synthetic histories are well formed");
+        for key_ops in ops.by_key.values() {
+            let limits = Limits::new(Instant::now() + Duration::from_secs(20), 1 << 30);
+            if let Outcome::NotLinearizable(cx) = search(key_ops, Kv(None), &limits, true) {
+                assert_prefix_replays::<Kv>(key_ops, &cx, seed);
+                assert!(!cx.unplaced.is_empty(), "seed {seed}: something could not follow the prefix");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 100, "invalid keys must be common here ({checked})");
 }
