@@ -4,6 +4,8 @@
 //! - 1,000,000 operations over 1,000 keys with 50 clients, both the search
 //!   alone and reading the JSON Lines plus the search (what `capukv-chaos
 //!   check` does);
+//! - kv histories with 50 clients over 10 keys and stale reads, every key
+//!   searched (the invalid, high-concurrency case);
 //! - one key, 10 clients, 100,000 operations.
 //!
 //! Values are drawn from 0..5, as in Jepsen's register tests, so cas often
@@ -26,6 +28,19 @@ fn check_valid(h: &History) {
     assert_eq!(report.verdict, Verdict::Valid);
 }
 
+fn stale_kv(seed: u64, clients: usize, info: f64) -> History {
+    let mut cfg = Synth::new(seed, ModelKind::Kv);
+    (cfg.operations, cfg.keys, cfg.concurrency, cfg.info, cfg.values) = (2_000, 10, clients, info, 5);
+    cfg.stale_read = 0.01;
+    generate(&cfg)
+}
+
+fn check_invalid_all_keys(h: &History) {
+    let budget = Budget { all_keys: true, ..Budget::default() };
+    let report = check_history(h, ModelKind::Kv, None, &budget).unwrap();
+    assert_eq!((report.verdict, report.unknown_keys), (Verdict::Invalid, 0));
+}
+
 fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("checker");
     group.sample_size(10).measurement_time(Duration::from_secs(20));
@@ -45,6 +60,15 @@ fn benches(c: &mut Criterion) {
         b.iter(|| check_valid(&History::read_jsonl(&jsonl[..], "bench").unwrap()))
     });
     drop(jsonl);
+
+    // Jepsen-style kv histories with 50 clients over 10 keys (about 200
+    // operations a key, values 0..5, cas and delete, 10% info), each with a
+    // few stale reads: every key searched to the end (--all-keys), as a
+    // chaos run's report does. One iteration checks all five.
+    let hard: Vec<History> = (1..=5).map(|seed| stale_kv(seed, 50, 0.1)).collect();
+    group.bench_function("kv, 50 clients, 10 keys, 2k ops, 10% info, stale reads: 5 histories, all keys", |b| {
+        b.iter(|| hard.iter().for_each(check_invalid_all_keys))
+    });
 
     let long = history(100_000, 1, 10, 0.2);
     group.measurement_time(Duration::from_secs(60));

@@ -23,6 +23,7 @@ pub mod history;
 pub mod key;
 pub mod model;
 pub mod operation;
+pub mod porcupine;
 pub mod report;
 pub mod search;
 pub mod summary;

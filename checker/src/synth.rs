@@ -32,6 +32,10 @@ pub struct Synth {
     /// Chance that a write, append or delete completes `ok` without taking
     /// effect.
     pub lost_write: f64,
+    /// The kinds of operation drawn, one letter each, repeated for weight:
+    /// `r` read, `w` write, `c` cas, `d` delete, `a` append. `None`: the
+    /// model's own mix.
+    pub mix: Option<String>,
 }
 
 impl Synth {
@@ -46,6 +50,7 @@ impl Synth {
             info: 0.1,
             stale_read: 0.0,
             lost_write: 0.0,
+            mix: None,
         }
     }
 }
@@ -176,13 +181,35 @@ pub fn generate(cfg: &Synth) -> History {
     history
 }
 
+/// Whether every letter of a [`Synth::mix`] names an operation the model has.
+pub fn check_mix(mix: &str, model: ModelKind) -> Result<(), String> {
+    if mix.is_empty() {
+        return Err("no operation named (letters r, w, c, d, a)".to_string());
+    }
+    for letter in mix.chars() {
+        let input = match letter {
+            'r' => Input::Read,
+            'w' => Input::Write(Value::Int(0)),
+            'c' => Input::Cas(Value::Int(0), Value::Int(0)),
+            'd' => Input::Delete,
+            'a' => Input::Append(String::new()),
+            other => return Err(format!("`{other}` is none of r, w, c, d, a")),
+        };
+        if !model.supports(&input) {
+            return Err(format!("the {model} model has no `{letter}`"));
+        }
+    }
+    Ok(())
+}
+
 fn random_input(cfg: &Synth, rng: &mut Rng, appended: &mut u64) -> Input {
     let value = |rng: &mut Rng| Value::Int(rng.below(cfg.values as u64) as i64);
-    let kinds: &[u8] = match cfg.model {
-        ModelKind::Register => b"rw",
+    let kinds: &[u8] = match (&cfg.mix, cfg.model) {
+        (Some(mix), _) => mix.as_bytes(),
+        (None, ModelKind::Register) => b"rw",
         // Reads are what observe a misbehaving store: give them weight.
-        ModelKind::CasRegister => b"rrwc",
-        ModelKind::Kv => b"rrrwcda",
+        (None, ModelKind::CasRegister) => b"rrwc",
+        (None, ModelKind::Kv) => b"rrrwcda",
     };
     match kinds[rng.below(kinds.len() as u64) as usize] {
         b'r' => Input::Read,

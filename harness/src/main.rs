@@ -28,6 +28,9 @@ enum Command {
     Suite(cmd::suite::SuiteArgs),
     /// Write a static site of runs: an index and every run's report and files.
     Publish(cmd::publish::PublishArgs),
+    /// Write a random concurrent history from a simulated store (valid unless
+    /// told to misbehave), to try or time the checker on.
+    Synth(cmd::synth::SynthArgs),
 }
 
 fn main() {
@@ -53,6 +56,7 @@ fn main() {
         Command::Serve(args) => cmd::serve::main(args),
         Command::Suite(args) => cmd::suite::main(args),
         Command::Publish(args) => cmd::publish::main(args),
+        Command::Synth(args) => cmd::synth::run(args),
     };
     std::process::exit(code);
 }

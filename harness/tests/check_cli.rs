@@ -90,3 +90,36 @@ fn bad_input_exits_65_or_66_and_bad_usage_64() {
     assert_eq!(code, 64);
     assert!(err.contains("unknown model `queue`"), "{err}");
 }
+
+fn chaos(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_capukv-chaos")).args(args).output().unwrap();
+    (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+/// `synth` writes a history `check` reads: a clean store's is valid, one
+/// that serves stale reads is caught, with 50 clients and every key searched.
+#[test]
+fn synth_writes_histories_check_decides() {
+    let clean = write_history("clean.jsonl", &[]);
+    let stale = write_history("stale.jsonl", &[]);
+    let log = stale.0.with_extension("txt");
+    let (code, _, err) = chaos(&["synth", "--clients", "50", "--seed", "3", clean.path()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = check(&["--model", "kv", "--all-keys", clean.path()]);
+    assert_eq!(code, 0, "a store that behaves gives a valid history: {out}{err}");
+    let stale_args = ["synth", "--clients", "50", "--stale-read", "0.02", "--mix", "rrrwwa", "--porcupine"];
+    let (code, _, err) = chaos(&[&stale_args[..], &[log.to_str().unwrap(), stale.path()]].concat());
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = check(&["--model", "kv", "--all-keys", stale.path()]);
+    assert_eq!(code, 1, "stale reads are caught: {out}{err}");
+    assert!(out.contains("0 unknown"), "every key decided: {out}");
+    let porcupine = std::fs::read_to_string(&log).unwrap();
+    assert!(porcupine.lines().all(|l| l.starts_with("{:process ")), "{porcupine}");
+    assert!(porcupine.contains(":f :get") && porcupine.contains(":f :append"), "{porcupine}");
+
+    let (code, _, err) = chaos(&["synth", "--model", "register", "--mix", "rwc", clean.path()]);
+    assert_eq!(code, 64, "the register has no cas: {err}");
+    assert!(err.contains("the register model has no `c`"), "{err}");
+    let (code, _, err) = chaos(&["synth", "--porcupine", log.to_str().unwrap(), clean.path()]);
+    assert_eq!(code, 64, "cas and delete have no Porcupine form: {err}");
+}

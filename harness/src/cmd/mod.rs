@@ -7,6 +7,7 @@ pub mod replay;
 pub mod run;
 pub mod serve;
 pub mod suite;
+pub mod synth;
 
 /// The async runtime a subcommand runs on; `Err` holds the exit status, the
 /// reason already printed.

@@ -1,0 +1,97 @@
+//! `capukv-chaos synth`: a random concurrent history from a simulated store,
+//! linearizable unless told to serve stale reads or lose writes. For trying
+//! the checker on histories of a chosen shape (clients, keys, info rate),
+//! and for timing it against another checker on the same files.
+
+use std::path::PathBuf;
+
+use checker::ModelKind;
+use checker::synth::{Synth, generate};
+use clap::Args;
+use harness::exit;
+
+#[derive(Args)]
+pub struct SynthArgs {
+    /// The operations drawn: register (read, write), cas-register (and cas)
+    /// or kv (and delete, append).
+    #[arg(long, default_value = "kv")]
+    model: ModelKind,
+    /// Clients in flight at once.
+    #[arg(long, default_value_t = 50)]
+    clients: usize,
+    #[arg(long, default_value_t = 10)]
+    keys: usize,
+    /// Operations invoked in all.
+    #[arg(long, default_value_t = 2_000)]
+    ops: usize,
+    /// Written values are drawn from 0 to VALUES - 1 (few values: ambiguous
+    /// reads, as in Jepsen's register tests).
+    #[arg(long, default_value_t = 5)]
+    values: i64,
+    /// Chance that an operation ends `info` (may take effect late, or never).
+    #[arg(long, default_value_t = 0.1)]
+    info: f64,
+    /// Chance that a read returns an older value: makes the history invalid.
+    #[arg(long, default_value_t = 0.0)]
+    stale_read: f64,
+    /// Chance that a write is acknowledged without taking effect.
+    #[arg(long, default_value_t = 0.0)]
+    lost_write: f64,
+    /// Only these kinds of operation, one letter each, repeated for weight:
+    /// r read, w write, c cas, d delete, a append (e.g. rrrwwa).
+    #[arg(long)]
+    mix: Option<String>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Also write the history as Porcupine's kv log (read, write and append only).
+    #[arg(long, value_name = "FILE")]
+    porcupine: Option<PathBuf>,
+    /// Where the history goes (JSON Lines, docs/history-format.md).
+    out: PathBuf,
+}
+
+pub fn run(args: SynthArgs) -> i32 {
+    let chances = [("--info", args.info), ("--stale-read", args.stale_read), ("--lost-write", args.lost_write)];
+    for (flag, p) in chances {
+        if !(0.0..=1.0).contains(&p) {
+            eprintln!("error: {flag} is a chance from 0 to 1, not {p}");
+            return exit::USAGE;
+        }
+    }
+    if args.clients == 0 || args.keys == 0 || args.values < 1 {
+        eprintln!("error: --clients, --keys and --values must be at least 1");
+        return exit::USAGE;
+    }
+    if let Some(Err(e)) = args.mix.as_deref().map(|mix| checker::synth::check_mix(mix, args.model)) {
+        eprintln!("error: --mix: {e}");
+        return exit::USAGE;
+    }
+    let mut cfg = Synth::new(args.seed, args.model);
+    (cfg.concurrency, cfg.keys, cfg.operations, cfg.values) = (args.clients, args.keys, args.ops, args.values);
+    (cfg.info, cfg.stale_read, cfg.lost_write, cfg.mix) = (args.info, args.stale_read, args.lost_write, args.mix);
+    let history = generate(&cfg);
+    let mut jsonl = Vec::new();
+    for e in &history.events {
+        serde_json::to_writer(&mut jsonl, e).expect("events serialize");
+        jsonl.push(b'\n');
+    }
+    if let Err(e) = std::fs::write(&args.out, jsonl) {
+        eprintln!("error: cannot write {}: {e}", args.out.display());
+        return exit::HARNESS_FAILED;
+    }
+    if let Some(path) = &args.porcupine {
+        let log = match checker::porcupine::kv_log(&history) {
+            Ok(log) => log,
+            Err(e) => {
+                eprintln!("error: no Porcupine log: {e} (use --mix with r, w and a only)");
+                return exit::USAGE;
+            }
+        };
+        if let Err(e) = std::fs::write(path, log) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return exit::HARNESS_FAILED;
+        }
+    }
+    eprintln!("{} events written to {}", history.events.len(), args.out.display());
+    exit::VALID
+}
