@@ -387,7 +387,39 @@ fn scan_node<S: SearchState>(list: &EntryList, ops: &[Operation], state: &S, mut
 ///
 /// Once every completed operation is linearized, the info operations still
 /// pending are taken never to have happened, and the search is done.
+///
+/// Two orders of trying the operations at a node race, each run for a step
+/// budget that grows fourfold every round, and the first to decide wins:
+/// the order of invocation (quick where info operations must be placed in
+/// the order they were invoked, as after a crash that left many appends
+/// open) and completed operations before info ones (quick where a history
+/// is invalid and has many info operations, which the subsumed sets then
+/// prune). Either decides alone; racing them costs at most a few times the
+/// faster one, and the step budgets keep it deterministic.
 pub fn search<S: SearchState>(ops: &[Operation], init: S, limits: &Limits, explain: bool) -> Outcome {
+    if !limits.prune {
+        return search_in(ops, init, limits, explain, false, u64::MAX).expect("no step budget");
+    }
+    let mut budget: u64 = 1 << 16;
+    loop {
+        for completed_first in [false, true] {
+            if let Some(outcome) = search_in(ops, init.clone(), limits, explain, completed_first, budget) {
+                return outcome;
+            }
+        }
+        budget = budget.saturating_mul(4);
+    }
+}
+
+/// One search in one order, `None` when `max_steps` ran out first.
+fn search_in<S: SearchState>(
+    ops: &[Operation],
+    init: S,
+    limits: &Limits,
+    explain: bool,
+    completed_first: bool,
+    max_steps: u64,
+) -> Option<Outcome> {
     let mut list = EntryList::new(ops);
     let keys = zobrist_keys(ops.len());
     let twins = Twins::new(ops);
@@ -437,11 +469,15 @@ pub fn search<S: SearchState>(ops: &[Operation], init: S, limits: &Limits, expla
     loop {
         if pending_completed == 0 {
             release(charged);
-            return Outcome::Linearizable;
+            return Some(Outcome::Linearizable);
         }
         steps += 1;
         // Check the budget at the first step and every 4096 after.
         if steps & 4095 == 1 {
+            if steps > max_steps {
+                release(charged);
+                return None;
+            }
             // Subsumed masks are dropped, so the cache can also shrink.
             let now = seen.bytes();
             if now >= charged {
@@ -452,15 +488,15 @@ pub fn search<S: SearchState>(ops: &[Operation], init: S, limits: &Limits, expla
             charged = now;
             if limits.memory_used.load(Ordering::Relaxed) > limits.memory_bytes {
                 release(charged);
-                return Outcome::Unknown(format!("memory budget of {} MiB ran out", limits.memory_bytes >> 20));
+                return Some(Outcome::Unknown(format!("memory budget of {} MiB ran out", limits.memory_bytes >> 20)));
             }
             if Instant::now() >= limits.deadline {
                 release(charged);
-                return Outcome::Unknown("time budget ran out".to_string());
+                return Some(Outcome::Unknown("time budget ran out".to_string()));
             }
             if limits.cancelled.load(Ordering::Relaxed) {
                 release(charged);
-                return Outcome::Unknown(CANCELLED.to_string());
+                return Some(Outcome::Unknown(CANCELLED.to_string()));
             }
         }
         // At a new node, an observation that fits is the only choice tried.
@@ -475,17 +511,18 @@ pub fn search<S: SearchState>(ops: &[Operation], init: S, limits: &Limits, expla
             }
         }
         let e = list.entries[entry];
-        // Completed operations are tried before info ones, so that a node
-        // with fewer info operations linearized comes first and subsumes
-        // the rest.
-        if e.is_call && !forced && limits.prune && info_phase == ops[e.op].ret.is_some() {
-            entry = e.next;
-            continue;
-        }
-        if !e.is_call && !info_phase && limits.prune {
-            info_phase = true;
-            entry = list.first();
-            continue;
+        // Completed operations before info ones: a node with fewer info
+        // operations linearized comes first and subsumes the rest.
+        if completed_first {
+            if e.is_call && !forced && limits.prune && info_phase == ops[e.op].ret.is_some() {
+                entry = e.next;
+                continue;
+            }
+            if !e.is_call && !info_phase && limits.prune {
+                info_phase = true;
+                entry = list.first();
+                continue;
+            }
         }
         let mut backtrack = !e.is_call;
         if e.is_call {
@@ -534,11 +571,11 @@ pub fn search<S: SearchState>(ops: &[Operation], init: S, limits: &Limits, expla
             shared = shared.min(stack.len().saturating_sub(1));
             let Some(frame) = stack.pop() else {
                 release(charged);
-                return Outcome::NotLinearizable(if explain {
+                return Some(Outcome::NotLinearizable(if explain {
                     counterexample(ops, &best, init_state_after(&best, &state))
                 } else {
                     Counterexample { linearized: Vec::new(), unplaced: Vec::new() }
-                });
+                }));
             };
             let op = list.entries[frame.call].op;
             linearized ^= share[op].0;

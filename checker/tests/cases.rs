@@ -258,3 +258,16 @@ fn keys_keep_their_json_type() {
     let err = History::read_jsonl(bad.as_bytes(), "typed").unwrap_err().to_string();
     assert!(err.contains("`key` must be a string or an integer"), "{err}");
 }
+
+/// One key of a chaos run's append history under failpoints (CapuKV
+/// crashed with eleven appends in flight; the reads after the restart saw
+/// them in the order they were invoked). Trying completed operations before
+/// info ones never found that order within a minute; the search now races
+/// that order against the order of invocation, which decides it at once.
+#[test]
+fn appends_left_open_by_a_crash_are_placed_in_the_order_they_were_invoked() {
+    let history = History::read_file(std::path::Path::new("tests/data/crash-appends.jsonl")).unwrap();
+    let budget = Budget { timeout: std::time::Duration::from_secs(30), ..Budget::default() };
+    let report = check_history(&history, Kv, None, &budget).unwrap();
+    assert_eq!((report.verdict, report.unknown_keys), (Valid, 0), "{:?}", report.results[0].reason);
+}
