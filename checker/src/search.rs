@@ -240,6 +240,8 @@ struct Frame<S> {
     after_info: bool,
     /// Whether its node had moved on to its info operations.
     info_phase: bool,
+    /// What its node allowed to be appended next.
+    next: Next,
 }
 
 /// Marks, in a node's hash, a node entered through an info operation:
@@ -381,6 +383,50 @@ fn scan_node<S: SearchState>(list: &EntryList, ops: &[Operation], state: &S, mut
     (NEVER, observation)
 }
 
+/// What may be appended next on a key of appends and reads only. Such a
+/// value only grows, so a completed read invoked by the frontier that saw
+/// `v` while the value is `s` says it all: if `v` does not extend `s` the
+/// read can never be placed, and otherwise every append until it must
+/// spell out the rest of `v`, the next one a prefix of it.
+enum Next {
+    Any,
+    Prefix(String),
+    Nothing,
+}
+
+fn text(v: Option<&Value>) -> String {
+    match v {
+        None => String::new(),
+        Some(Value::Str(s)) => s.clone(),
+        Some(Value::Int(i)) => i.to_string(),
+    }
+}
+
+fn next_append<S: SearchState>(list: &EntryList, ops: &[Operation], state: &S, mut entry: usize) -> Next {
+    let have = text(state.value().as_ref());
+    let mut next = Next::Any;
+    while entry != NIL {
+        let e = list.entries[entry];
+        if !e.is_call {
+            break;
+        }
+        if let (Output::Read(seen), Some(_)) = (&ops[e.op].output, ops[e.op].ret) {
+            let seen = text(seen.as_ref());
+            let Some(rest) = seen.strip_prefix(&have) else { return Next::Nothing };
+            if !rest.is_empty() {
+                next = match next {
+                    Next::Any => Next::Prefix(rest.to_string()),
+                    Next::Prefix(p) if rest.starts_with(&p) => Next::Prefix(p),
+                    Next::Prefix(p) if p.starts_with(rest) => Next::Prefix(rest.to_string()),
+                    _ => return Next::Nothing,
+                };
+            }
+        }
+        entry = e.next;
+    }
+    next
+}
+
 /// Searches for a linearization of `ops` (one key's operations, `id` equal
 /// to position) from `init`. With `explain`, a failed search also returns
 /// the longest linearizable prefix and what could not follow it.
@@ -401,15 +447,33 @@ pub fn search<S: SearchState>(ops: &[Operation], init: S, limits: &Limits, expla
         return search_in(ops, init, limits, explain, false, u64::MAX).expect("no step budget");
     }
     let mut budget: u64 = 1 << 16;
+    // An order whose cache outgrew the memory budget drops out of the race;
+    // the other goes on alone (it may need far less).
+    let mut racing = [true, true];
+    let mut out_of_memory = None;
     loop {
-        for completed_first in [false, true] {
-            if let Some(outcome) = search_in(ops, init.clone(), limits, explain, completed_first, budget) {
-                return outcome;
+        for (completed_first, racing) in [false, true].into_iter().zip(racing.iter_mut()) {
+            if !*racing {
+                continue;
             }
+            match search_in(ops, init.clone(), limits, explain, completed_first, budget) {
+                None => {}
+                Some(Outcome::Unknown(reason)) if reason.starts_with(MEMORY_RAN_OUT) => {
+                    *racing = false;
+                    out_of_memory = Some(reason);
+                }
+                Some(outcome) => return outcome,
+            }
+        }
+        if let (Some(reason), [false, false]) = (&out_of_memory, racing) {
+            return Outcome::Unknown(reason.clone());
         }
         budget = budget.saturating_mul(4);
     }
 }
+
+/// How an [`Outcome::Unknown`] reason for the memory budget begins.
+const MEMORY_RAN_OUT: &str = "memory budget";
 
 /// One search in one order, `None` when `max_steps` ran out first.
 fn search_in<S: SearchState>(
@@ -459,6 +523,8 @@ fn search_in<S: SearchState>(
     let mut frontier = NEVER;
     let mut after_info = false;
     let mut info_phase = false;
+    let append_only = ops.iter().all(|o| matches!(o.input, Input::Read | Input::Append(_)));
+    let mut next = Next::Any;
     let mut steps: u64 = 0;
     let release = |charged: usize| {
         limits.memory_used.fetch_sub(charged, Ordering::Relaxed);
@@ -488,7 +554,10 @@ fn search_in<S: SearchState>(
             charged = now;
             if limits.memory_used.load(Ordering::Relaxed) > limits.memory_bytes {
                 release(charged);
-                return Some(Outcome::Unknown(format!("memory budget of {} MiB ran out", limits.memory_bytes >> 20)));
+                return Some(Outcome::Unknown(format!(
+                    "{MEMORY_RAN_OUT} of {} MiB ran out",
+                    limits.memory_bytes >> 20
+                )));
             }
             if Instant::now() >= limits.deadline {
                 release(charged);
@@ -505,6 +574,9 @@ fn search_in<S: SearchState>(
             entered = false;
             let (first_return, observation) = scan_node(&list, ops, &state, entry);
             frontier = first_return;
+            if append_only {
+                next = next_append(&list, ops, &state, entry);
+            }
             if let Some(at) = observation {
                 entry = at;
                 forced = true;
@@ -534,12 +606,18 @@ fn search_in<S: SearchState>(
                 && next_state.is_valid_step(&op.input, &op.output)
                 && (!prune || !info || (next_state != state && seen_next(&list, ops, e.op, &next_state, list.first())))
                 && (!prune || !after_info || (!blind(op) && (!info || next_state != state)))
+                && match (&op.input, &next) {
+                    (Input::Append(a), Next::Prefix(p)) => !prune || p.starts_with(a.as_str()),
+                    (Input::Append(_), Next::Nothing) => !prune,
+                    _ => true,
+                }
             {
                 let (fixed, bit) = share[e.op];
                 let mark = if info && prune { AFTER_INFO } else { 0 };
                 if seen.visit(linearized ^ fixed ^ mark, &next_state, info_mask | bit) {
                     let state = std::mem::replace(&mut state, next_state);
-                    let frame = Frame { call: entry, state, frontier, forced, after_info, info_phase };
+                    let next = std::mem::replace(&mut next, Next::Any);
+                    let frame = Frame { call: entry, state, frontier, forced, after_info, info_phase, next };
                     stack.push(frame);
                     linearized ^= fixed;
                     info_mask |= bit;
@@ -585,6 +663,7 @@ fn search_in<S: SearchState>(
             frontier = frame.frontier;
             after_info = frame.after_info;
             info_phase = frame.info_phase;
+            next = frame.next;
             list.unlift(frame.call);
             lifted[op] = false;
             entry = list.entries[frame.call].next;

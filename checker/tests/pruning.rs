@@ -39,6 +39,11 @@ fn pruned_and_plain_searches_agree_on_4000_random_histories() {
         cfg.operations = 10 + (seed / 18 % 15) as usize;
         cfg.info = [0.1, 0.3, 0.5][(seed / 7 % 3) as usize];
         cfg.values = 2 + (seed / 5 % 4) as i64;
+        // Half the kv histories are appends and reads only (as the append
+        // workload's), where the reads say what must be appended next.
+        if model == ModelKind::Kv && seed / 3 % 2 == 0 {
+            cfg.mix = Some("rrraa".to_string());
+        }
         if seed % 4 != 0 {
             cfg.stale_read = 0.2;
             cfg.lost_write = 0.2;
