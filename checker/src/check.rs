@@ -250,10 +250,6 @@ fn check_key(
 /// how many were set aside.
 pub fn set_aside_unobserved_info_writes(ops: &mut Vec<Operation>) -> usize {
     let has_appends = ops.iter().any(|o| matches!(o.input, Input::Append(_)));
-    let text = |v: &Value| match v {
-        Value::Str(s) => s.clone(),
-        Value::Int(i) => i.to_string(),
-    };
     let mut observed: HashSet<&Value> = HashSet::new();
     let mut last_mismatch_ret: Option<u64> = None;
     for o in ops.iter() {
@@ -271,13 +267,13 @@ pub fn set_aside_unobserved_info_writes(ops: &mut Vec<Operation>) -> usize {
             _ => {}
         }
     }
-    let texts: Vec<String> = if has_appends { observed.iter().map(|v| text(v)).collect() } else { Vec::new() };
+    let texts: Vec<String> = if has_appends { observed.iter().map(|v| v.text()).collect() } else { Vec::new() };
     let seen_in_text = |needle: &str| texts.iter().any(|t| t.contains(needle));
     let drop: HashSet<usize> = ops
         .iter()
         .filter(|o| o.output == Output::Unknown && last_mismatch_ret.is_none_or(|r| r < o.call))
         .filter(|o| match &o.input {
-            Input::Write(v) if has_appends => !seen_in_text(&text(v)),
+            Input::Write(v) if has_appends => !seen_in_text(&v.text()),
             Input::Write(v) => !observed.contains(v),
             Input::Append(a) => !a.is_empty() && !seen_in_text(a),
             _ => false,

@@ -6,6 +6,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::value::Value;
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Key {
@@ -16,11 +18,10 @@ pub enum Key {
 impl Key {
     /// A JSON integer or string; anything else is not a key.
     pub fn from_json(v: &serde_json::Value) -> Option<Key> {
-        match v {
-            serde_json::Value::Number(n) => n.as_i64().map(Key::Int),
-            serde_json::Value::String(s) => Some(Key::Str(s.clone())),
-            _ => None,
-        }
+        Value::from_json(v).map(|v| match v {
+            Value::Int(i) => Key::Int(i),
+            Value::Str(s) => Key::Str(s),
+        })
     }
 
     /// The key's text, when it is a string key.

@@ -77,12 +77,8 @@ pub fn run(value: &Option<Value>, input: &Input) -> (Output, Option<Value>) {
         Input::Cas(..) => (Output::CasMismatch, value.clone()),
         Input::Delete => (Output::Delete, None),
         Input::Append(suffix) => {
-            let appended = match value {
-                None => suffix.clone(),
-                Some(Value::Str(s)) => format!("{s}{suffix}"),
-                // Appending to an integer: treat its text as the prefix.
-                Some(Value::Int(i)) => format!("{i}{suffix}"),
-            };
+            // Appending to an integer: its text is the prefix.
+            let appended = format!("{}{suffix}", value.as_ref().map(Value::text).unwrap_or_default());
             (Output::Append, Some(Value::Str(appended)))
         }
     }

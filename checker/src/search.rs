@@ -365,24 +365,6 @@ impl Twins {
     }
 }
 
-/// The time of the first return entry from `entry` on, and the first
-/// observation among the calls before it that fits `state`.
-fn scan_node<S: SearchState>(list: &EntryList, ops: &[Operation], state: &S, mut entry: usize) -> (u64, Option<usize>) {
-    let mut observation = None;
-    while entry != NIL {
-        let e = list.entries[entry];
-        if !e.is_call {
-            return (ops[e.op].ret.unwrap_or(NEVER), observation);
-        }
-        let op = &ops[e.op];
-        if observation.is_none() && observes_only(op) && state.clone().is_valid_step(&op.input, &op.output) {
-            observation = Some(entry);
-        }
-        entry = e.next;
-    }
-    (NEVER, observation)
-}
-
 /// What may be appended next on a key of appends and reads only. Such a
 /// value only grows, so a completed read invoked by the frontier that saw
 /// `v` while the value is `s` says it all: if `v` does not extend `s` the
@@ -394,37 +376,54 @@ enum Next {
     Nothing,
 }
 
-fn text(v: Option<&Value>) -> String {
-    match v {
-        None => String::new(),
-        Some(Value::Str(s)) => s.clone(),
-        Some(Value::Int(i)) => i.to_string(),
+impl Next {
+    /// Narrows what may come next by one completed read that saw `seen`
+    /// while the value is `have`.
+    fn narrow(self, have: &str, seen: &str) -> Next {
+        let Some(rest) = seen.strip_prefix(have) else { return Next::Nothing };
+        match self {
+            _ if rest.is_empty() => self,
+            Next::Any => Next::Prefix(rest.to_string()),
+            Next::Prefix(p) if rest.starts_with(&p) => Next::Prefix(p),
+            Next::Prefix(p) if p.starts_with(rest) => Next::Prefix(rest.to_string()),
+            _ => Next::Nothing,
+        }
     }
 }
 
-fn next_append<S: SearchState>(list: &EntryList, ops: &[Operation], state: &S, mut entry: usize) -> Next {
-    let have = text(state.value().as_ref());
+/// One walk over a new node's calls, up to its first return: that
+/// return's time, the first observation that fits `state`, and (on an
+/// append-only key) what may be appended next.
+fn scan_node<S: SearchState>(
+    list: &EntryList,
+    ops: &[Operation],
+    state: &S,
+    mut entry: usize,
+    append_only: bool,
+) -> (u64, Option<usize>, Next) {
+    let mut observation = None;
+    let have = if append_only { text(state.value().as_ref()) } else { String::new() };
     let mut next = Next::Any;
     while entry != NIL {
         let e = list.entries[entry];
         if !e.is_call {
-            break;
+            return (ops[e.op].ret.unwrap_or(NEVER), observation, next);
         }
-        if let (Output::Read(seen), Some(_)) = (&ops[e.op].output, ops[e.op].ret) {
-            let seen = text(seen.as_ref());
-            let Some(rest) = seen.strip_prefix(&have) else { return Next::Nothing };
-            if !rest.is_empty() {
-                next = match next {
-                    Next::Any => Next::Prefix(rest.to_string()),
-                    Next::Prefix(p) if rest.starts_with(&p) => Next::Prefix(p),
-                    Next::Prefix(p) if p.starts_with(rest) => Next::Prefix(rest.to_string()),
-                    _ => return Next::Nothing,
-                };
-            }
+        let op = &ops[e.op];
+        if observation.is_none() && observes_only(op) && state.clone().is_valid_step(&op.input, &op.output) {
+            observation = Some(entry);
+        }
+        if let (true, Output::Read(seen), Some(_)) = (append_only, &op.output, op.ret) {
+            next = next.narrow(&have, &text(seen.as_ref()));
         }
         entry = e.next;
     }
-    next
+    (NEVER, observation, next)
+}
+
+/// A value as text, as appends see it (absent: empty).
+fn text(v: Option<&Value>) -> String {
+    v.map(Value::text).unwrap_or_default()
 }
 
 /// Searches for a linearization of `ops` (one key's operations, `id` equal
@@ -572,11 +571,9 @@ fn search_in<S: SearchState>(
         let mut forced = false;
         if entered && limits.prune {
             entered = false;
-            let (first_return, observation) = scan_node(&list, ops, &state, entry);
+            let (first_return, observation, allowed) = scan_node(&list, ops, &state, entry, append_only);
             frontier = first_return;
-            if append_only {
-                next = next_append(&list, ops, &state, entry);
-            }
+            next = allowed;
             if let Some(at) = observation {
                 entry = at;
                 forced = true;

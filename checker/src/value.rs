@@ -17,6 +17,14 @@ impl Value {
         text.parse().map(Value::Int).unwrap_or_else(|_| Value::Str(text.to_string()))
     }
 
+    /// The value as text, as an append extends it (an integer's digits).
+    pub fn text(&self) -> String {
+        match self {
+            Value::Int(i) => i.to_string(),
+            Value::Str(s) => s.clone(),
+        }
+    }
+
     /// A JSON integer or string; anything else is not a value.
     pub fn from_json(v: &serde_json::Value) -> Option<Value> {
         match v {
