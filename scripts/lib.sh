@@ -2,8 +2,9 @@
 # Debian/Ubuntu machine. Idempotent: installs only what is missing.
 
 # System packages the build and the tests need. clang/libclang: RocksDB's
-# bindings. iproute2, nftables, iptables: the netem tests and the chaos
-# harness build namespaces, bridges and firewall rules with them. chromium:
+# bindings. nftables, iptables: the netem crate's firewall rules (its
+# namespaces, links and qdiscs go over rtnetlink); iproute2: tests check
+# with `ip` what it made. chromium:
 # the report tests load reports in a headless browser. etcd-server: the
 # benchmark's etcd target is tested against a real etcd.
 # fuse3 (fusermount3): lazyfs, the power nemesis's data directories. libfaketime:

@@ -1,11 +1,11 @@
 //! Removing what a crashed caller left in a namespace, found by our names.
 
 use crate::command;
-use crate::error::{NetemError, Result};
+use crate::error::Result;
 use crate::injector::{QDISC_MAJOR, RULE_COMMENT, remove_mangle_if_empty, remove_table};
 use crate::namespace::{NetNs, NsWorker};
-use crate::netlink::NlSocket;
 use crate::nft;
+use crate::route::Rtnl;
 use crate::tc;
 
 /// What [`cleanup`] found and removed.
@@ -33,12 +33,10 @@ fn find() -> Result<(Leftovers, Vec<String>, Vec<u32>)> {
         .filter(|l| l.contains(RULE_COMMENT))
         .map(str::to_string)
         .collect();
-    let mut sock = NlSocket::open(0).map_err(|source| NetemError::Netlink { op: "open rtnetlink", source })?;
-    let qdiscs: Vec<u32> = sock
-        .dump(&mut tc::dump_qdiscs())
-        .map_err(|source| NetemError::Netlink { op: "dump qdiscs", source })?
+    let qdiscs: Vec<u32> = Rtnl::open()?
+        .qdiscs()?
         .iter()
-        .filter_map(|(_, payload)| tc::parse_qdisc(payload))
+        .map(tc::describe_qdisc)
         .filter(|&(_, handle, parent, _)| parent == tc::TC_H_ROOT && handle >> 16 == u32::from(QDISC_MAJOR))
         .map(|(ifindex, ..)| ifindex)
         .collect();
@@ -76,10 +74,9 @@ pub fn cleanup(target: &NetNs) -> Result<Leftovers> {
             remove_mangle_if_empty()?;
         }
         remove_table()?;
-        let mut sock = NlSocket::open(0).map_err(|source| NetemError::Netlink { op: "open rtnetlink", source })?;
+        let mut rtnl = Rtnl::open()?;
         for ifindex in qdiscs {
-            sock.request(&mut tc::delete_root_qdisc(ifindex))
-                .map_err(|source| NetemError::Netlink { op: "delete root qdisc", source })?;
+            rtnl.request("delete root qdisc", tc::delete_root_qdisc(ifindex), 0)?;
         }
         Ok(found)
     })?

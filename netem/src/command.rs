@@ -10,7 +10,6 @@ fn package(program: &str) -> &'static str {
     match program {
         "nft" => "nftables",
         p if p.starts_with("iptables") => "iptables",
-        "ip" => "iproute2",
         _ => "?",
     }
 }

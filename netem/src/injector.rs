@@ -8,13 +8,13 @@ use crate::command;
 use crate::error::{NetemError, Result};
 use crate::fault::{Impairment, Scope};
 use crate::namespace::{NetNs, NsWorker};
-use crate::netlink::NlSocket;
 use crate::nfqueue::NfQueue;
 use crate::nft;
+use crate::route::{CREATE, Rtnl};
 use crate::shaper::{ShapeProfile, Shaper, ShaperStats};
 use crate::tc::{self, Clock, NetemParams, TC_H_ROOT};
+use netlink_packet_route::RouteNetlinkMessage;
 
-const NETLINK_ROUTE: isize = 0;
 /// Major number of every qdisc we create (`ca:`), so cleanup can tell ours apart.
 pub const QDISC_MAJOR: u16 = 0xca;
 /// The comment on our iptables rules.
@@ -78,21 +78,21 @@ fn netlink(op: &'static str) -> impl FnOnce(std::io::Error) -> NetemError {
 }
 
 /// Tries to create a netem qdisc on `lo` and removes it again.
-fn probe_kernel_netem() -> std::io::Result<bool> {
-    let lo = nix::net::if_::if_nametoindex("lo").map_err(std::io::Error::from)?;
-    let mut sock = NlSocket::open(NETLINK_ROUTE)?;
+fn probe_kernel_netem(target: String) -> Result<bool> {
+    let mut rtnl = Rtnl::open()?;
+    let lo = rtnl.link_index("lo")?.ok_or(NetemError::NoInterface { iface: "lo".into(), target })?;
     let params = NetemParams { latency: Duration::from_millis(1), ..Default::default() };
-    let mut add = tc::netem_qdisc(lo, tc::handle(QDISC_MAJOR, 0), TC_H_ROOT, &params, Clock::default());
-    match sock.request(&mut add) {
+    let add = tc::netem_qdisc(lo, tc::handle(QDISC_MAJOR, 0), TC_H_ROOT, &params, Clock::default());
+    match rtnl.try_request(add, CREATE) {
         Ok(()) => {
-            sock.request(&mut tc::delete_root_qdisc(lo))?;
+            rtnl.request("delete the probe's qdisc", tc::delete_root_qdisc(lo), 0)?;
             Ok(true)
         }
         // ENOENT: "Specified qdisc kind is unknown"; EOPNOTSUPP and EINVAL from odd kernels.
         Err(e) if matches!(e.raw_os_error(), Some(nix::libc::ENOENT | nix::libc::EOPNOTSUPP | nix::libc::EINVAL)) => {
             Ok(false)
         }
-        Err(e) => Err(e),
+        Err(e) => Err(netlink("probe for sch_netem")(e)),
     }
 }
 
@@ -102,11 +102,14 @@ impl Netem {
         let worker = NsWorker::enter(target)?;
         let iface = options.iface.clone();
         let ifindex = worker
-            .run(move || nix::net::if_::if_nametoindex(iface.as_str()).ok())?
+            .run(move || Rtnl::open()?.link_index(&iface))??
             .ok_or_else(|| NetemError::NoInterface { iface: options.iface.clone(), target: target.to_string() })?;
         let kernel_netem = match options.backend {
             BackendChoice::Fallback => false,
-            _ => worker.run(probe_kernel_netem)?.map_err(netlink("probe for sch_netem"))?,
+            _ => {
+                let target = target.to_string();
+                worker.run(move || probe_kernel_netem(target))??
+            }
         };
         if options.backend == BackendChoice::Kernel && !kernel_netem {
             return Err(NetemError::Unsupported {
@@ -202,8 +205,8 @@ impl Netem {
             let ifindex = self.ifindex;
             note(
                 self.worker
-                    .run(move || NlSocket::open(NETLINK_ROUTE)?.request(&mut tc::delete_root_qdisc(ifindex)))
-                    .and_then(|r| r.map_err(netlink("delete root qdisc"))),
+                    .run(move || Rtnl::open()?.request("delete root qdisc", tc::delete_root_qdisc(ifindex), 0))
+                    .and_then(|r| r),
             );
             self.applied.prio_bands = 0;
         }
@@ -225,8 +228,8 @@ impl Netem {
         Ok(())
     }
 
-    fn tc(&mut self, op: &'static str, mut msg: crate::netlink::MsgBuilder) -> Result<()> {
-        self.worker.run(move || NlSocket::open(NETLINK_ROUTE)?.request(&mut msg))?.map_err(netlink(op))
+    fn tc(&mut self, op: &'static str, message: RouteNetlinkMessage) -> Result<()> {
+        self.worker.run(move || Rtnl::open()?.request(op, message, CREATE))?
     }
 
     fn impair_kernel(&mut self, scope: &Scope, i: &Impairment) -> Result<()> {

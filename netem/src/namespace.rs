@@ -1,4 +1,5 @@
-//! Entering a network namespace without tools inside it.
+//! Network namespaces: named ones made and removed as `ip netns` does, and
+//! entered without tools inside them.
 //!
 //! Namespaces belong to threads, so each [`NsWorker`] owns one thread that
 //! calls `setns` once and then runs jobs: netlink sockets it opens stay bound
@@ -6,14 +7,93 @@
 //! (`nft`, `iptables-nft`, the host's binaries) start inside it.
 
 use std::fmt;
-use std::fs::File;
-use std::path::PathBuf;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
 
-use nix::sched::{CloneFlags, setns};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, setns, unshare};
 
 use crate::error::{NetemError, Result};
+
+/// Where named namespaces live, as `ip netns` keeps them.
+pub const NETNS_DIR: &str = "/run/netns";
+
+/// `ip netns add NAME`: a new network namespace, kept alive by a bind mount
+/// of it at `/run/netns/NAME`. Fails if the name is taken.
+pub fn create_named(name: &str) -> Result<()> {
+    let failed = |source| NetemError::Namespace { target: format!("netns {name} (create)"), source };
+    let dir = Path::new(NETNS_DIR);
+    std::fs::create_dir_all(dir).map_err(failed)?;
+    share_mounts_under(dir).map_err(failed)?;
+    let path = dir.join(name);
+    OpenOptions::new().write(true).create_new(true).open(&path).map_err(failed)?;
+    // A thread of its own unshares, so the caller stays where it is; the
+    // mount keeps the namespace alive after the thread ends.
+    let target = path.clone();
+    let made = thread::Builder::new()
+        .name(format!("netns-create-{name}"))
+        .spawn(move || -> io::Result<()> {
+            unshare(CloneFlags::CLONE_NEWNET)?;
+            mount(Some("/proc/thread-self/ns/net"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
+            Ok(())
+        })
+        .map_err(failed)?
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the thread creating the namespace panicked")));
+    if let Err(source) = made {
+        let _ = std::fs::remove_file(&path);
+        return Err(failed(source));
+    }
+    Ok(())
+}
+
+/// Makes mounts under `dir` propagate to every mount namespace (so a
+/// namespace made here is visible in a container's or a shell's), binding
+/// `dir` onto itself first if it is not a mount point yet, as `ip netns` does.
+fn share_mounts_under(dir: &Path) -> io::Result<()> {
+    let shared = MsFlags::MS_SHARED | MsFlags::MS_REC;
+    match mount(None::<&str>, dir, Some("none"), shared, None::<&str>) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EINVAL) => {
+            mount(Some(dir), dir, Some("none"), MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)?;
+            Ok(mount(None::<&str>, dir, Some("none"), shared, None::<&str>)?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `ip netns del NAME`: the namespace ends when its last process or mount goes.
+pub fn delete_named(name: &str) -> Result<()> {
+    let failed = |source| NetemError::Namespace { target: format!("netns {name} (delete)"), source };
+    let path = Path::new(NETNS_DIR).join(name);
+    umount2(&path, MntFlags::MNT_DETACH).map_err(|e| failed(e.into()))?;
+    std::fs::remove_file(&path).map_err(failed)
+}
+
+/// `ip netns list`: the named namespaces.
+pub fn list_named() -> Result<Vec<String>> {
+    match std::fs::read_dir(NETNS_DIR) {
+        Ok(entries) => Ok(entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(NetemError::Namespace { target: NETNS_DIR.into(), source }),
+    }
+}
+
+/// `ip netns pids NAME`: the processes whose network namespace it is.
+pub fn pids_in(name: &str) -> Vec<i32> {
+    let Ok(ns) = std::fs::metadata(Path::new(NETNS_DIR).join(name)) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| m.dev() == ns.dev() && m.ino() == ns.ino())
+        })
+        .collect()
+}
 
 /// Which network namespace to act in.
 #[derive(Clone, Debug, PartialEq, Eq)]

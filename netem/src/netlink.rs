@@ -1,7 +1,10 @@
-//! A small netlink message writer and a request/acknowledge socket.
+//! A blocking netlink socket (request and acknowledge, dump), and a small
+//! message writer for the protocol no crate covers.
 //!
-//! Only what tc and NFQUEUE need: a header, a fixed family header, flat and
-//! nested attributes, all aligned to four bytes as the kernel expects.
+//! The writer serves NFQUEUE only (a header, a family header, flat and nested
+//! attributes aligned to four bytes): `netlink-packet-route` covers rtnetlink
+//! (see [`crate::route`]), and no well-kept crate speaks `nfnetlink_queue`.
+//! The socket takes finished message bytes from either.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -10,9 +13,6 @@ use netlink_sys::{Socket, SocketAddr};
 
 pub const NLM_F_REQUEST: u16 = 0x1;
 pub const NLM_F_ACK: u16 = 0x4;
-pub const NLM_F_DUMP: u16 = 0x300;
-pub const NLM_F_EXCL: u16 = 0x200;
-pub const NLM_F_CREATE: u16 = 0x400;
 pub const NLMSG_ERROR: u16 = 2;
 pub const NLMSG_DONE: u16 = 3;
 pub const HEADER_LEN: usize = 16;
@@ -53,28 +53,9 @@ impl MsgBuilder {
         self
     }
 
-    pub fn attr_str(&mut self, attr_type: u16, value: &str) -> &mut Self {
-        let mut data = value.as_bytes().to_vec();
-        data.push(0);
-        self.attr(attr_type, &data)
-    }
-
-    pub fn attr_u32(&mut self, attr_type: u16, value: u32) -> &mut Self {
-        self.attr(attr_type, &value.to_ne_bytes())
-    }
-
-    /// Opens an attribute whose contents follow; close it with [`MsgBuilder::end`].
-    pub fn begin(&mut self, attr_type: u16) -> usize {
-        let start = self.buf.len();
-        self.buf.extend_from_slice(&0u16.to_ne_bytes());
-        self.buf.extend_from_slice(&attr_type.to_ne_bytes());
-        start
-    }
-
-    pub fn end(&mut self, start: usize) -> &mut Self {
-        let len = (self.buf.len() - start) as u16;
-        self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
-        self
+    /// The message's bytes; the socket that sends them sets the sequence number.
+    pub fn into_bytes(mut self) -> Vec<u8> {
+        self.finish(0)
     }
 
     pub fn finish(&mut self, seq: u32) -> Vec<u8> {
@@ -90,10 +71,17 @@ impl MsgBuilder {
     }
 }
 
-/// One received netlink message: its type and its payload after the header.
+/// One received netlink message: its type, its payload after the header, and all of it.
 pub struct Received<'a> {
     pub msg_type: u16,
     pub payload: &'a [u8],
+    pub whole: &'a [u8],
+}
+
+/// The kernel's answer in an `NLMSG_ERROR` payload: 0 acknowledges, else `-errno`.
+fn error_code(payload: &[u8]) -> io::Result<()> {
+    let code = i32::from_ne_bytes(payload[0..4].try_into().expect("4 bytes"));
+    if code == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(-code)) }
 }
 
 /// Splits a receive buffer into messages.
@@ -107,9 +95,9 @@ pub fn messages(mut buf: &[u8]) -> impl Iterator<Item = Received<'_>> {
             return None;
         }
         let msg_type = u16::from_ne_bytes(buf[4..6].try_into().ok()?);
-        let payload = &buf[HEADER_LEN..len];
+        let (payload, whole) = (&buf[HEADER_LEN..len], &buf[..len]);
         buf = &buf[align4(len).min(buf.len())..];
-        Some(Received { msg_type, payload })
+        Some(Received { msg_type, payload, whole })
     })
 }
 
@@ -149,42 +137,42 @@ impl NlSocket {
         &self.socket
     }
 
-    /// Sends without waiting (NFQUEUE verdicts).
-    pub fn send(&mut self, msg: &mut MsgBuilder) -> io::Result<()> {
+    /// Sends a finished message without waiting (NFQUEUE verdicts), numbering it.
+    pub fn send(&mut self, mut message: Vec<u8>) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
-        let bytes = msg.finish(self.seq);
-        self.socket.send(&bytes, 0)?;
+        if message.len() < HEADER_LEN {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a netlink message shorter than its header"));
+        }
+        message[8..12].copy_from_slice(&self.seq.to_ne_bytes());
+        self.socket.send(&message, 0)?;
         Ok(())
     }
 
     /// Sends a request flagged `NLM_F_ACK` and returns the kernel's error, if any.
-    pub fn request(&mut self, msg: &mut MsgBuilder) -> io::Result<()> {
-        self.send(msg)?;
+    pub fn request(&mut self, message: Vec<u8>) -> io::Result<()> {
+        self.send(message)?;
         loop {
             let n = self.socket.recv(&mut &mut self.buf[..], 0)?;
             for received in messages(&self.buf[..n]) {
                 if received.msg_type == NLMSG_ERROR && received.payload.len() >= 4 {
-                    let code = i32::from_ne_bytes(received.payload[0..4].try_into().expect("4 bytes"));
-                    return if code == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(-code)) };
+                    return error_code(received.payload);
                 }
             }
         }
     }
 
-    /// Sends a dump request (`NLM_F_DUMP`) and collects every answer's payload.
-    pub fn dump(&mut self, msg: &mut MsgBuilder) -> io::Result<Vec<(u16, Vec<u8>)>> {
-        self.send(msg)?;
+    /// Sends a dump request (`NLM_F_DUMP`) and collects every answer, each a
+    /// whole message (header included) for the caller's parser.
+    pub fn dump(&mut self, message: Vec<u8>) -> io::Result<Vec<Vec<u8>>> {
+        self.send(message)?;
         let mut out = Vec::new();
         loop {
             let n = self.socket.recv(&mut &mut self.buf[..], 0)?;
             for received in messages(&self.buf[..n]) {
                 match received.msg_type {
                     NLMSG_DONE => return Ok(out),
-                    NLMSG_ERROR if received.payload.len() >= 4 => {
-                        let code = i32::from_ne_bytes(received.payload[0..4].try_into().expect("4 bytes"));
-                        return if code == 0 { Ok(out) } else { Err(io::Error::from_raw_os_error(-code)) };
-                    }
-                    t => out.push((t, received.payload.to_vec())),
+                    NLMSG_ERROR if received.payload.len() >= 4 => return error_code(received.payload).map(|()| out),
+                    _ => out.push(received.whole.to_vec()),
                 }
             }
         }
@@ -206,20 +194,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn attributes_are_padded_and_nested_lengths_cover_their_contents() {
+    fn attributes_are_padded_and_the_header_counts_the_whole_message() {
         let mut msg = MsgBuilder::new(36, NLM_F_REQUEST);
-        msg.attr_str(1, "tbf");
-        let start = msg.begin(2);
-        msg.attr_u32(6, 4096);
-        msg.end(start);
+        msg.bytes(&[1, 2]);
+        msg.attr(1, b"tbf\0");
+        msg.attr(2, &4096u32.to_ne_bytes());
         let bytes = msg.finish(7);
-        assert_eq!(bytes.len(), 16 + 8 + 4 + 8);
+        assert_eq!(bytes.len(), 16 + 4 + 8 + 8);
         assert_eq!(u32::from_ne_bytes(bytes[0..4].try_into().unwrap()), bytes.len() as u32);
         assert_eq!(u32::from_ne_bytes(bytes[8..12].try_into().unwrap()), 7);
-        let attrs: Vec<_> = attributes(&bytes[16..]).collect();
-        assert_eq!(attrs[0], (1, &b"tbf\0"[..]));
-        assert_eq!(attrs[1].0, 2);
-        let inner: Vec<_> = attributes(attrs[1].1).collect();
-        assert_eq!(inner, vec![(6, &4096u32.to_ne_bytes()[..])]);
+        assert_eq!(&bytes[16..20], &[1, 2, 0, 0]);
+        let attrs: Vec<_> = attributes(&bytes[20..]).collect();
+        assert_eq!(attrs, vec![(1, &b"tbf\0"[..]), (2, &4096u32.to_ne_bytes()[..])]);
     }
 }

@@ -62,7 +62,7 @@ impl NfQueue {
         let mut cmd = message(NFQNL_MSG_CONFIG, queue, NLM_F_REQUEST | NLM_F_ACK);
         let pf = AF_INET.to_be_bytes();
         cmd.attr(NFQA_CFG_CMD, &[NFQNL_CFG_CMD_BIND, 0, pf[0], pf[1]]);
-        socket.request(&mut cmd)?;
+        socket.request(cmd.into_bytes())?;
         let mut params = message(NFQNL_MSG_CONFIG, queue, NLM_F_REQUEST | NLM_F_ACK);
         let mut p = 0xffffu32.to_be_bytes().to_vec();
         p.push(if copy_payload { NFQNL_COPY_PACKET } else { NFQNL_COPY_META });
@@ -70,7 +70,7 @@ impl NfQueue {
         params.attr(NFQA_CFG_QUEUE_MAXLEN, &max_len.to_be_bytes());
         params.attr(NFQA_CFG_MASK, &NFQA_CFG_F_FAIL_OPEN.to_be_bytes());
         params.attr(NFQA_CFG_FLAGS, &NFQA_CFG_F_FAIL_OPEN.to_be_bytes());
-        socket.request(&mut params)?;
+        socket.request(params.into_bytes())?;
         Ok(NfQueue { socket, queue })
     }
 
@@ -119,7 +119,7 @@ impl NfQueue {
         if let Some(payload) = payload {
             msg.attr(NFQA_PAYLOAD, payload);
         }
-        self.socket.send(&mut msg)
+        self.socket.send(msg.into_bytes())
     }
 }
 
@@ -128,6 +128,6 @@ impl Drop for NfQueue {
         let mut cmd = message(NFQNL_MSG_CONFIG, self.queue, NLM_F_REQUEST | NLM_F_ACK);
         let pf = AF_INET.to_be_bytes();
         cmd.attr(NFQA_CFG_CMD, &[NFQNL_CFG_CMD_UNBIND, 0, pf[0], pf[1]]);
-        let _ = self.socket.request(&mut cmd);
+        let _ = self.socket.request(cmd.into_bytes());
     }
 }

@@ -31,9 +31,13 @@ fn outgoing(scope: &Scope, iface: &str) -> String {
     }
 }
 
-/// Random selection of `percent`% of packets, in steps of 0.01%.
+/// Random selection of `percent`% of packets (with its leading space), in steps of 0.01%; all of
+/// them from 100% (nft refuses a bound outside the generator's 0 to 9999).
 fn fraction(percent: f64) -> String {
-    format!("numgen random mod 10000 < {}", (percent * 100.0).round() as u32)
+    match (percent * 100.0).round() {
+        steps if steps >= 10_000.0 => String::new(),
+        steps => format!(" numgen random mod 10000 < {}", steps.max(0.0) as u32),
+    }
 }
 
 pub fn partition(peers: &[Ipv4Addr]) -> String {
@@ -51,13 +55,13 @@ pub fn deafen(peers: &[Ipv4Addr]) -> String {
 }
 
 pub fn loss(scope: &Scope, iface: &str, percent: f64) -> String {
-    format!("add rule ip {TABLE} output {} {} drop comment \"loss\"\n", outgoing(scope, iface), fraction(percent))
+    format!("add rule ip {TABLE} output {}{} drop comment \"loss\"\n", outgoing(scope, iface), fraction(percent))
 }
 
 /// Sends a copy of the chosen packets to their own destination.
 pub fn duplicate(scope: &Scope, iface: &str, percent: f64) -> String {
     format!(
-        "add rule ip {TABLE} output {} {} dup to ip daddr device \"{iface}\" comment \"duplicate\"\n",
+        "add rule ip {TABLE} output {}{} dup to ip daddr device \"{iface}\" comment \"duplicate\"\n",
         outgoing(scope, iface),
         fraction(percent)
     )
@@ -85,6 +89,11 @@ mod tests {
         assert_eq!(
             duplicate(&Scope::All, "eth0", 12.5),
             "add rule ip capukv_netem output oifname \"eth0\" numgen random mod 10000 < 1250 dup to ip daddr device \"eth0\" comment \"duplicate\"\n"
+        );
+        assert_eq!(
+            loss(&Scope::Peers(peers[..1].to_vec()), "eth0", 100.0),
+            "add rule ip capukv_netem output ip daddr { 10.1.2.3 } drop comment \"loss\"\n",
+            "all of it: no random selection, whose bound nft would refuse"
         );
         let p = partition(&peers[..1]);
         assert!(p.contains("output ip daddr { 10.1.2.3 } drop") && p.contains("input ip saddr { 10.1.2.3 } drop"));

@@ -1,17 +1,19 @@
-//! Traffic-control requests (qdiscs and filters), encoded as `tc` encodes them.
+//! Traffic-control requests (qdiscs and filters), as `tc` sends them.
 //!
-//! The byte layouts follow iproute2's `tc` so that a request built here is the
-//! request `tc qdisc add ...` would send; the tests hold captures of `tc`.
+//! The messages are `netlink-packet-route`'s; so is the u32 filter. That crate
+//! has no netem, prio or tbf options, so their structs (`tc_netem_qopt`,
+//! `tc_prio_qopt`, `tc_tbf_qopt`) are written here, byte for byte as iproute2's
+//! `tc` writes them; the tests hold captures of `tc`.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use crate::netlink::{MsgBuilder, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST};
+use netlink_packet_core::{DefaultNla, Emitable};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::tc::{
+    TcAttribute, TcFilterU32Option, TcMessage, TcOption, TcU32Key, TcU32Selector, TcU32SelectorFlags,
+};
 
-pub const RTM_NEWQDISC: u16 = 36;
-pub const RTM_DELQDISC: u16 = 37;
-pub const RTM_NEWTFILTER: u16 = 44;
-const TCA_KIND: u16 = 1;
 const TCA_OPTIONS: u16 = 2;
 pub const TC_H_ROOT: u32 = 0xffff_ffff;
 const ETH_P_IP: u16 = 0x0800;
@@ -28,10 +30,6 @@ const TCA_TBF_PARMS: u16 = 1;
 const TCA_TBF_RATE64: u16 = 4;
 const TCA_TBF_BURST: u16 = 6;
 const TC_LINKLAYER_ETHERNET: u8 = 1;
-
-const TCA_U32_CLASSID: u16 = 1;
-const TCA_U32_SEL: u16 = 5;
-const TC_U32_TERMINAL: u8 = 1;
 
 /// `tc`'s default priority map: every priority lands in bands 0 to 2, so a
 /// band above 2 only sees traffic a filter sends there.
@@ -100,29 +98,37 @@ pub struct NetemParams {
     pub limit: u32,
 }
 
-fn tcmsg(ifindex: u32, handle: u32, parent: u32, info: u32) -> [u8; 20] {
-    let mut b = [0u8; 20];
-    b[4..8].copy_from_slice(&ifindex.to_ne_bytes());
-    b[8..12].copy_from_slice(&handle.to_ne_bytes());
-    b[12..16].copy_from_slice(&parent.to_ne_bytes());
-    b[16..20].copy_from_slice(&info.to_ne_bytes());
-    b
+/// A message about the qdisc or filter `handle` under `parent` on interface `ifindex`.
+fn tc_message(ifindex: u32, handle: u32, parent: u32, info: u32) -> TcMessage {
+    let mut message = TcMessage::with_index(ifindex as i32);
+    message.header.handle = handle.into();
+    message.header.parent = parent.into();
+    message.header.info = info;
+    message
 }
 
-fn new_qdisc(ifindex: u32, handle: u32, parent: u32, kind: &str) -> MsgBuilder {
-    let mut msg = MsgBuilder::new(RTM_NEWQDISC, NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE);
-    msg.bytes(&tcmsg(ifindex, handle, parent, 0));
-    msg.attr_str(TCA_KIND, kind);
-    msg
+/// `tc qdisc add ... KIND` with `options`: the kind's option struct and the attributes after it.
+fn new_qdisc(ifindex: u32, handle: u32, parent: u32, kind: &str, options: Vec<u8>) -> RouteNetlinkMessage {
+    let mut message = tc_message(ifindex, handle, parent, 0);
+    message.attributes.push(TcAttribute::Kind(kind.into()));
+    message.attributes.push(TcAttribute::Other(DefaultNla::new(TCA_OPTIONS, options)));
+    RouteNetlinkMessage::NewQueueDiscipline(message)
 }
 
 fn words(values: &[u32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_ne_bytes()).collect()
 }
 
+/// A struct followed by attributes, as the kernel parses a qdisc's options.
+fn struct_then(mut bytes: Vec<u8>, attributes: &[DefaultNla]) -> Vec<u8> {
+    let at = bytes.len();
+    bytes.resize(at + attributes.buffer_len(), 0);
+    attributes.emit(&mut bytes[at..]);
+    bytes
+}
+
 /// `tc qdisc add dev IF parent PARENT handle HANDLE netem ...`
-pub fn netem_qdisc(ifindex: u32, handle: u32, parent: u32, p: &NetemParams, clock: Clock) -> MsgBuilder {
-    let mut msg = new_qdisc(ifindex, handle, parent, "netem");
+pub fn netem_qdisc(ifindex: u32, handle: u32, parent: u32, p: &NetemParams, clock: Clock) -> RouteNetlinkMessage {
     let latency = clock.ticks(p.latency);
     let jitter = clock.ticks(p.jitter);
     let gap = u32::from(p.reorder > 0.0);
@@ -134,47 +140,46 @@ pub fn netem_qdisc(ifindex: u32, handle: u32, parent: u32, p: &NetemParams, cloc
         probability(p.duplicate),
         jitter.min(u64::from(u32::MAX)) as u32,
     ]);
-    let options = msg.begin(TCA_OPTIONS);
-    msg.bytes(&qopt);
+    let mut attributes = Vec::new();
     if p.delay_correlation > 0.0 || p.loss_correlation > 0.0 || p.duplicate_correlation > 0.0 {
         let corr =
             [probability(p.delay_correlation), probability(p.loss_correlation), probability(p.duplicate_correlation)];
-        msg.attr(TCA_NETEM_CORR, &words(&corr));
+        attributes.push(DefaultNla::new(TCA_NETEM_CORR, words(&corr)));
     }
     if p.reorder > 0.0 {
-        msg.attr(TCA_NETEM_REORDER, &words(&[probability(p.reorder), probability(p.reorder_correlation)]));
+        attributes.push(DefaultNla::new(
+            TCA_NETEM_REORDER,
+            words(&[probability(p.reorder), probability(p.reorder_correlation)]),
+        ));
     }
     if p.corrupt > 0.0 {
-        msg.attr(TCA_NETEM_CORRUPT, &words(&[probability(p.corrupt), probability(p.corrupt_correlation)]));
+        attributes.push(DefaultNla::new(
+            TCA_NETEM_CORRUPT,
+            words(&[probability(p.corrupt), probability(p.corrupt_correlation)]),
+        ));
     }
     if let Some(rate) = p.rate {
         if rate > u64::from(u32::MAX) {
-            msg.attr(TCA_NETEM_RATE64, &rate.to_ne_bytes());
+            attributes.push(DefaultNla::new(TCA_NETEM_RATE64, rate.to_ne_bytes().to_vec()));
         }
-        msg.attr(TCA_NETEM_RATE, &words(&[rate.min(u64::from(u32::MAX)) as u32, 0, 0, 0]));
+        attributes.push(DefaultNla::new(TCA_NETEM_RATE, words(&[rate.min(u64::from(u32::MAX)) as u32, 0, 0, 0])));
     }
     if latency > u64::from(u32::MAX) {
-        msg.attr(TCA_NETEM_LATENCY64, &(p.latency.as_nanos() as i64).to_ne_bytes());
+        attributes.push(DefaultNla::new(TCA_NETEM_LATENCY64, (p.latency.as_nanos() as i64).to_ne_bytes().to_vec()));
     }
     if jitter > u64::from(u32::MAX) {
-        msg.attr(TCA_NETEM_JITTER64, &(p.jitter.as_nanos() as i64).to_ne_bytes());
+        attributes.push(DefaultNla::new(TCA_NETEM_JITTER64, (p.jitter.as_nanos() as i64).to_ne_bytes().to_vec()));
     }
-    msg.end(options);
-    msg
+    new_qdisc(ifindex, handle, parent, "netem", struct_then(qopt, &attributes))
 }
 
 /// `tc qdisc add dev IF root handle MAJOR: prio bands N` with the default priority map.
-pub fn prio_qdisc(ifindex: u32, major: u16, bands: u32) -> MsgBuilder {
-    let mut msg = new_qdisc(ifindex, handle(major, 0), TC_H_ROOT, "prio");
-    let options = msg.begin(TCA_OPTIONS);
+pub fn prio_qdisc(ifindex: u32, major: u16, bands: u32) -> RouteNetlinkMessage {
     let mut qopt = bands.to_ne_bytes().to_vec();
     qopt.extend_from_slice(&DEFAULT_PRIOMAP);
-    msg.bytes(&qopt);
     // `tc` nests an empty attribute after the struct (addattr_nest_compat).
-    let nest = msg.begin(TCA_OPTIONS);
-    msg.end(nest);
-    msg.end(options);
-    msg
+    let options = struct_then(qopt, &[DefaultNla::new(TCA_OPTIONS, Vec::new())]);
+    new_qdisc(ifindex, handle(major, 0), TC_H_ROOT, "prio", options)
 }
 
 /// `tc qdisc add dev IF parent PARENT handle HANDLE tbf rate R burst B latency L`.
@@ -187,8 +192,7 @@ pub fn tbf_qdisc(
     burst: u32,
     latency: Duration,
     clock: Clock,
-) -> MsgBuilder {
-    let mut msg = new_qdisc(ifindex, handle, parent, "tbf");
+) -> RouteNetlinkMessage {
     let mut ratespec = [0u8; 12];
     ratespec[1] = TC_LINKLAYER_ETHERNET;
     ratespec[4..6].copy_from_slice(&(-1i16).to_ne_bytes()); // cell_align, as tc sets it
@@ -198,66 +202,70 @@ pub fn tbf_qdisc(
     let mut qopt = ratespec.to_vec();
     qopt.extend_from_slice(&[0u8; 12]); // no peak rate
     qopt.extend_from_slice(&words(&[limit.min(u64::from(u32::MAX)) as u32, buffer.min(u64::from(u32::MAX)) as u32, 0]));
-    let options = msg.begin(TCA_OPTIONS);
-    msg.attr(TCA_TBF_PARMS, &qopt);
+    let mut attributes = vec![DefaultNla::new(TCA_TBF_PARMS, qopt)];
     if rate > u64::from(u32::MAX) {
-        msg.attr(TCA_TBF_RATE64, &rate.to_ne_bytes());
+        attributes.push(DefaultNla::new(TCA_TBF_RATE64, rate.to_ne_bytes().to_vec()));
     }
-    msg.attr_u32(TCA_TBF_BURST, burst);
-    msg.end(options);
-    msg
+    attributes.push(DefaultNla::new(TCA_TBF_BURST, burst.to_ne_bytes().to_vec()));
+    new_qdisc(ifindex, handle, parent, "tbf", struct_then(Vec::new(), &attributes))
 }
 
 /// `tc filter add dev IF parent MAJOR:0 protocol ip prio PRIO u32 match ip dst ADDR/32 flowid MAJOR:MINOR`.
-pub fn u32_dst_filter(ifindex: u32, parent_major: u16, prio: u16, dst: Ipv4Addr, flow: u32) -> MsgBuilder {
+pub fn u32_dst_filter(ifindex: u32, parent_major: u16, prio: u16, dst: Ipv4Addr, flow: u32) -> RouteNetlinkMessage {
     let info = (u32::from(prio) << 16) | u32::from(ETH_P_IP.to_be());
-    let mut msg = MsgBuilder::new(RTM_NEWTFILTER, NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE);
-    msg.bytes(&tcmsg(ifindex, 0, handle(parent_major, 0), info));
-    msg.attr_str(TCA_KIND, "u32");
-    let options = msg.begin(TCA_OPTIONS);
-    msg.attr_u32(TCA_U32_CLASSID, flow);
-    let mut sel = vec![TC_U32_TERMINAL, 0, 1, 0];
-    sel.extend_from_slice(&[0u8; 12]); // offmask, off, offoff, hoff, hmask
-    sel.extend_from_slice(&u32::MAX.to_be_bytes()); // key mask
-    sel.extend_from_slice(&dst.octets()); // key value
-    sel.extend_from_slice(&16i32.to_ne_bytes()); // destination address offset in the IPv4 header
-    sel.extend_from_slice(&0i32.to_ne_bytes());
-    msg.attr(TCA_U32_SEL, &sel);
-    msg.end(options);
-    msg
-}
-
-pub const RTM_GETQDISC: u16 = 38;
-
-/// `tc qdisc show`: a dump request for every qdisc in the namespace.
-pub fn dump_qdiscs() -> MsgBuilder {
-    let mut msg = MsgBuilder::new(RTM_GETQDISC, NLM_F_REQUEST | crate::netlink::NLM_F_DUMP);
-    msg.bytes(&tcmsg(0, 0, 0, 0));
-    msg
+    let mut message = tc_message(ifindex, 0, handle(parent_major, 0), info);
+    message.attributes.push(TcAttribute::Kind("u32".into()));
+    // The destination address: 16 bytes into the IPv4 header.
+    let mut key = TcU32Key::default();
+    (key.mask, key.val, key.off) = (u32::MAX, u32::from(dst), 16);
+    let mut selector = TcU32Selector::default();
+    (selector.flags, selector.nkeys, selector.keys) = (TcU32SelectorFlags::Terminal, 1, vec![key]);
+    message.attributes.push(TcAttribute::Options(vec![
+        TcOption::U32(TcFilterU32Option::ClassId(flow.into())),
+        TcOption::U32(TcFilterU32Option::Selector(selector)),
+    ]));
+    RouteNetlinkMessage::NewTrafficFilter(message)
 }
 
 /// A qdisc from a dump: (ifindex, handle, parent, kind).
-pub fn parse_qdisc(payload: &[u8]) -> Option<(u32, u32, u32, String)> {
-    if payload.len() < 20 {
-        return None;
-    }
-    let word = |at: usize| u32::from_ne_bytes(payload[at..at + 4].try_into().expect("4 bytes"));
-    let kind = crate::netlink::attributes(&payload[20..])
-        .find(|(t, _)| *t == TCA_KIND)
-        .map(|(_, d)| String::from_utf8_lossy(d).trim_end_matches('\0').to_string())?;
-    Some((word(4), word(8), word(12), kind))
+pub fn describe_qdisc(qdisc: &TcMessage) -> (u32, u32, u32, Option<&str>) {
+    let kind = qdisc.attributes.iter().find_map(|a| match a {
+        TcAttribute::Kind(kind) => Some(kind.as_str()),
+        _ => None,
+    });
+    let handle = |h: netlink_packet_route::tc::TcHandle| handle(h.major, h.minor);
+    (qdisc.header.index as u32, handle(qdisc.header.handle), handle(qdisc.header.parent), kind)
 }
 
 /// `tc qdisc del dev IF root`.
-pub fn delete_root_qdisc(ifindex: u32) -> MsgBuilder {
-    let mut msg = MsgBuilder::new(RTM_DELQDISC, NLM_F_REQUEST | NLM_F_ACK);
-    msg.bytes(&tcmsg(ifindex, 0, TC_H_ROOT, 0));
-    msg
+pub fn delete_root_qdisc(ifindex: u32) -> RouteNetlinkMessage {
+    RouteNetlinkMessage::DelQueueDiscipline(tc_message(ifindex, 0, TC_H_ROOT, 0))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::route::{CREATE, encode};
+    use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST};
+
+    const RTM_NEWQDISC: u16 = 36;
+    const RTM_DELQDISC: u16 = 37;
+    const RTM_NEWTFILTER: u16 = 44;
+
+    /// The 20-byte `struct tcmsg` as `tc` fills it.
+    fn tcmsg(ifindex: u32, handle: u32, parent: u32, info: u32) -> [u8; 20] {
+        let mut b = [0u8; 20];
+        b[4..8].copy_from_slice(&ifindex.to_ne_bytes());
+        b[8..12].copy_from_slice(&handle.to_ne_bytes());
+        b[12..16].copy_from_slice(&parent.to_ne_bytes());
+        b[16..20].copy_from_slice(&info.to_ne_bytes());
+        b
+    }
+
+    /// A creating request's bytes, as the kernel receives them.
+    fn request(message: RouteNetlinkMessage) -> Vec<u8> {
+        encode(message, CREATE | NLM_F_ACK)
+    }
 
     /// Parses `strace -xx` output (`\x12\x34...`) into bytes.
     fn hex(s: &str) -> Vec<u8> {
@@ -265,8 +273,8 @@ mod tests {
     }
 
     /// The attributes after the 16-byte header and 20-byte tcmsg.
-    fn body(mut msg: MsgBuilder) -> Vec<u8> {
-        msg.finish(1)[36..].to_vec()
+    fn body(message: RouteNetlinkMessage) -> Vec<u8> {
+        request(message)[36..].to_vec()
     }
 
     fn kind_attr(kind: &str) -> Vec<u8> {
@@ -299,14 +307,12 @@ mod tests {
     #[test]
     fn netem_delay_matches_tc() {
         let p = NetemParams { latency: Duration::from_millis(50), ..Default::default() };
-        let msg = netem_qdisc(5, handle(1, 0), TC_H_ROOT, &p, Clock::default());
+        let bytes = request(netem_qdisc(5, handle(1, 0), TC_H_ROOT, &p, Clock::default()));
         let tc_options = hex(
             "\\xc2\\xeb\\x0b\\x00\\xe8\\x03\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00",
         );
         let mut expected = kind_attr("netem");
         expected.extend(options_attr(&tc_options));
-        let mut msg = msg;
-        let bytes = msg.finish(1);
         assert_eq!(&bytes[4..6], &RTM_NEWQDISC.to_ne_bytes());
         assert_eq!(u16::from_ne_bytes([bytes[6], bytes[7]]), 0x605, "REQUEST|ACK|EXCL|CREATE");
         assert_eq!(&bytes[16..36], &tcmsg(5, 0x10000, TC_H_ROOT, 0));
@@ -352,8 +358,7 @@ mod tests {
     // `tc filter add dev eth0 parent 1:0 protocol ip prio 1 u32 match ip dst 10.250.7.2/32 flowid 1:4`
     #[test]
     fn u32_filter_matches_tc() {
-        let mut msg = u32_dst_filter(5, 1, 1, Ipv4Addr::new(10, 250, 7, 2), handle(1, 4));
-        let bytes = msg.finish(1);
+        let bytes = request(u32_dst_filter(5, 1, 1, Ipv4Addr::new(10, 250, 7, 2), handle(1, 4)));
         assert_eq!(&bytes[4..6], &RTM_NEWTFILTER.to_ne_bytes());
         assert_eq!(&bytes[16..36], &tcmsg(5, 0, 65536, 65544));
         let tc_options = hex(concat!(
@@ -389,8 +394,7 @@ mod tests {
 
     #[test]
     fn delete_root_matches_tc() {
-        let mut msg = delete_root_qdisc(5);
-        let bytes = msg.finish(1);
+        let bytes = encode(delete_root_qdisc(5), NLM_F_ACK);
         assert_eq!(bytes.len(), 36);
         assert_eq!(&bytes[4..6], &RTM_DELQDISC.to_ne_bytes());
         assert_eq!(u16::from_ne_bytes([bytes[6], bytes[7]]), NLM_F_REQUEST | NLM_F_ACK);

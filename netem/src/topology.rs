@@ -4,13 +4,15 @@
 //! Every object is named `PREFIX-ID-…` so [`cleanup_prefix`] can find what a
 //! crashed run left. Dropping a [`Topology`] removes it.
 
+use std::fs::File;
 use std::net::Ipv4Addr;
 
 use rand::Rng;
 
 use crate::command;
 use crate::error::{NetemError, Result};
-use crate::namespace::NetNs;
+use crate::namespace::{self, NetNs, NsWorker};
+use crate::route::Rtnl;
 
 /// The prefix of every namespace, link and rule comment we create.
 pub const PREFIX: &str = "capukv";
@@ -43,23 +45,35 @@ pub struct Topology {
     removed: bool,
 }
 
-fn ip(args: &[&str]) -> Result<String> {
-    command::run("ip", args, None)
-}
-
 /// A /24 in 10.0.0.0/8 that no address or route of this machine touches.
 pub fn free_subnet() -> Result<[u8; 3]> {
-    let used = format!("{}\n{}", ip(&["-4", "addr", "show"])?, ip(&["-4", "route", "show", "table", "all"])?);
+    let used = Rtnl::open()?.ipv4_networks()?;
     let mut rng = rand::rng();
     for _ in 0..200 {
         let subnet = [10, rng.random_range(100..=250), rng.random_range(0..=255)];
-        let prefix = format!("10.{}.{}.", subnet[1], subnet[2]);
-        let wide = format!("10.{}.0.0/16", subnet[1]);
-        if !used.contains(&prefix) && !used.contains(&wide) {
+        if !used.iter().any(|&(addr, prefix)| overlaps(subnet, addr, prefix)) {
             return Ok(subnet);
         }
     }
     Err(NetemError::InvalidFault("no free /24 found in 10.100.0.0-10.250.255.0".into()))
+}
+
+/// Whether the /24 `subnet` overlaps `addr/prefix`. Networks wider than a
+/// /16 (a default route, a /8 aggregate) do not count: the connected route
+/// of our bridge is more specific and wins.
+fn overlaps(subnet: [u8; 3], addr: Ipv4Addr, prefix: u8) -> bool {
+    if prefix < 16 {
+        return false;
+    }
+    let common = u32::from(prefix.min(24));
+    let mask = u32::MAX.checked_shl(32 - common).unwrap_or(0);
+    let ours = u32::from(Ipv4Addr::new(subnet[0], subnet[1], subnet[2], 0));
+    ours & mask == u32::from(addr) & mask
+}
+
+/// Runs `f` with an rtnetlink socket inside the named namespace `netns`.
+fn in_netns<T: Send + 'static>(netns: &str, f: impl FnOnce(&mut Rtnl) -> Result<T> + Send + 'static) -> Result<T> {
+    NsWorker::enter(&NetNs::Named(netns.to_string()))?.run(move || f(&mut Rtnl::open()?))?
 }
 
 impl Topology {
@@ -85,9 +99,11 @@ impl Topology {
     }
 
     fn build(&mut self, hosts: usize, addr: impl Fn(u8) -> Ipv4Addr) -> Result<()> {
-        ip(&["link", "add", &self.bridge, "type", "bridge"])?;
-        ip(&["addr", "add", &format!("{}/24", self.gateway), "dev", &self.bridge])?;
-        ip(&["link", "set", &self.bridge, "up"])?;
+        let mut rtnl = Rtnl::open()?;
+        rtnl.add_bridge(&self.bridge)?;
+        let bridge = rtnl.link_index(&self.bridge)?.ok_or_else(|| self.missing(&self.bridge))?;
+        rtnl.add_address(bridge, self.gateway, 24)?;
+        rtnl.set_up(bridge, None)?;
         self.allow_bridged_forwarding()?;
         for index in 1..=hosts {
             let host = Host {
@@ -96,16 +112,28 @@ impl Topology {
                 addr: addr(index as u8 + 1),
                 veth: format!("{PREFIX}-{}-v{index}", self.id),
             };
-            ip(&["netns", "add", &host.netns])?;
+            namespace::create_named(&host.netns)?;
             self.hosts.push(host.clone());
-            ip(&["link", "add", &host.veth, "type", "veth", "peer", "name", "eth0", "netns", &host.netns])?;
-            ip(&["link", "set", &host.veth, "master", &self.bridge, "up"])?;
-            let n = host.netns.as_str();
-            ip(&["-n", n, "addr", "add", &format!("{}/24", host.addr), "dev", "eth0"])?;
-            ip(&["-n", n, "link", "set", "eth0", "up"])?;
-            ip(&["-n", n, "link", "set", "lo", "up"])?;
+            let ns_file = File::open(host.ns().path())
+                .map_err(|source| NetemError::Namespace { target: host.ns().to_string(), source })?;
+            rtnl.add_veth_into(&host.veth, "eth0", &ns_file)?;
+            let veth = rtnl.link_index(&host.veth)?.ok_or_else(|| self.missing(&host.veth))?;
+            rtnl.set_up(veth, Some(bridge))?;
+            let (netns, host_addr) = (host.netns.clone(), host.addr);
+            in_netns(&host.netns, move |rtnl| {
+                let missing = |iface: &str| NetemError::NoInterface { iface: iface.into(), target: netns.clone() };
+                let eth0 = rtnl.link_index("eth0")?.ok_or_else(|| missing("eth0"))?;
+                rtnl.add_address(eth0, host_addr, 24)?;
+                rtnl.set_up(eth0, None)?;
+                let lo = rtnl.link_index("lo")?.ok_or_else(|| missing("lo"))?;
+                rtnl.set_up(lo, None)
+            })?;
         }
         Ok(())
+    }
+
+    fn missing(&self, iface: &str) -> NetemError {
+        NetemError::NoInterface { iface: iface.into(), target: "the host namespace".into() }
     }
 
     /// With Docker on the host, FORWARD drops by default and br_netfilter sends
@@ -137,16 +165,24 @@ impl Topology {
         }
         self.removed = true;
         let mut first_error = None;
+        let mut rtnl = Rtnl::open();
+        let mut delete_link = |name: &str| -> Result<()> {
+            let rtnl = rtnl.as_mut().map_err(|e| NetemError::InvalidFault(format!("no rtnetlink socket: {e}")))?;
+            match rtnl.link_index(name)? {
+                Some(index) => rtnl.delete_link(index),
+                None => Ok(()), // gone with its namespace, or never made
+            }
+        };
         for host in &self.hosts {
             kill_processes_in(&host.netns);
-            if let Err(e) = ip(&["link", "del", &host.veth]) {
+            if let Err(e) = delete_link(&host.veth) {
                 first_error.get_or_insert(e);
             }
-            if let Err(e) = ip(&["netns", "del", &host.netns]) {
+            if let Err(e) = namespace::delete_named(&host.netns) {
                 first_error.get_or_insert(e);
             }
         }
-        if let Err(e) = ip(&["link", "del", &self.bridge]) {
+        if let Err(e) = delete_link(&self.bridge) {
             first_error.get_or_insert(e);
         }
         if let Some(rule) = self.forward_rule.take() {
@@ -169,10 +205,8 @@ impl Drop for Topology {
 }
 
 fn kill_processes_in(netns: &str) {
-    if let Ok(pids) = ip(&["netns", "pids", netns]) {
-        for pid in pids.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-        }
+    for pid in namespace::pids_in(netns) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
     }
 }
 
@@ -188,21 +222,19 @@ pub struct Removed {
 /// (a whole run's `capukv-ID`, or just `capukv` for everything of ours).
 pub fn cleanup_prefix(prefix: &str) -> Result<Removed> {
     let mut removed = Removed::default();
-    for line in ip(&["netns", "list"])?.lines() {
-        let Some(name) = line.split_whitespace().next() else { continue };
+    for name in namespace::list_named()? {
         if name.starts_with(prefix) {
-            kill_processes_in(name);
-            ip(&["netns", "del", name])?;
-            removed.namespaces.push(name.to_string());
+            kill_processes_in(&name);
+            namespace::delete_named(&name)?;
+            removed.namespaces.push(name);
         }
     }
-    for line in ip(&["-o", "link", "show"])?.lines() {
-        // "7: capukv-1a2b-v1@if2: <...>"
-        let Some(name) = line.split(": ").nth(1).map(|n| n.split('@').next().unwrap_or(n)) else { continue };
+    let mut rtnl = Rtnl::open()?;
+    for (index, name) in rtnl.links()? {
         if name.starts_with(prefix) {
             // Deleting one end of a veth removes the other; ignore ones already gone.
-            if ip(&["link", "del", name]).is_ok() {
-                removed.links.push(name.to_string());
+            if rtnl.delete_link(index).is_ok() {
+                removed.links.push(name);
             }
         }
     }
@@ -215,4 +247,22 @@ pub fn cleanup_prefix(prefix: &str) -> Result<Removed> {
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subnet_is_taken_by_an_address_or_route_inside_it_or_around_it_down_to_a_16() {
+        let net = |a, b, c, d| Ipv4Addr::new(a, b, c, d);
+        assert!(overlaps([10, 120, 7], net(10, 120, 7, 1), 24));
+        assert!(overlaps([10, 120, 7], net(10, 120, 7, 128), 25), "a smaller network inside it");
+        assert!(overlaps([10, 120, 7], net(10, 120, 7, 9), 32), "a host route");
+        assert!(overlaps([10, 120, 7], net(10, 120, 0, 0), 16), "a /16 around it");
+        assert!(!overlaps([10, 120, 7], net(10, 120, 8, 1), 24), "the next /24");
+        assert!(!overlaps([10, 120, 7], net(10, 121, 0, 0), 16));
+        assert!(!overlaps([10, 120, 7], net(10, 0, 0, 0), 8), "an aggregate: our connected route wins");
+        assert!(!overlaps([10, 120, 7], net(0, 0, 0, 0), 0), "the default route");
+    }
 }

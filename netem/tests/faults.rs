@@ -103,6 +103,13 @@ fn loss_drops_its_share_of_2000_probes() {
     assert!((20.0..40.0).contains(&report.loss_percent()), "{report:?}");
     drop(netem); // dropping the handle heals too
     lab.assert_nothing_of_ours_remains();
+    // All of it, toward one peer only (what the nemesis's lost answers do).
+    let mut netem = lab.netem();
+    netem.impair(&lab.peer(2), &Impairment::loss(100.0)).unwrap();
+    assert_eq!(lab.probe(2, 200, Duration::from_micros(500)).loss_percent(), 100.0);
+    assert_eq!(lab.probe(3, 200, Duration::from_micros(500)).loss_percent(), 0.0);
+    drop(netem);
+    lab.assert_nothing_of_ours_remains();
 }
 
 #[test]
@@ -272,4 +279,57 @@ fn cleanup_removes_what_a_crashed_caller_left() {
     assert_eq!(removed, found);
     let left = netem::inspect(&ns).unwrap();
     assert_eq!((left.nft_tables, left.iptables_rules, left.qdiscs), (0, 0, 0), "{left:?}");
+}
+
+/// What `ip` shows of a run's objects: named namespaces and links whose names start with `prefix`.
+fn visible_to_ip(prefix: &str) -> Vec<String> {
+    let ip = |args: &[&str]| {
+        let out = std::process::Command::new("ip").args(args).output().expect("iproute2's ip runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut found: Vec<String> =
+        ip(&["netns", "list"]).lines().filter(|l| l.starts_with(prefix)).map(|l| format!("netns {l}")).collect();
+    found.extend(ip(&["-o", "link", "show"]).lines().filter(|l| l.contains(prefix)).map(|l| format!("link {l}")));
+    found
+}
+
+#[test]
+fn a_topology_is_what_ip_shows_and_cleanup_by_prefix_removes_all_of_it() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_root();
+    let topology = Topology::create(2).expect("create namespaces on a bridge");
+    let prefix = format!("{}-{}", netem::topology::PREFIX, topology.id);
+    let shown = visible_to_ip(&prefix);
+    // Two namespaces, the bridge and the host ends of two veth pairs.
+    assert_eq!(shown.iter().filter(|l| l.starts_with("netns")).count(), 2, "{shown:#?}");
+    assert_eq!(shown.iter().filter(|l| l.starts_with("link")).count(), 3, "{shown:#?}");
+    // Inside, eth0 has its address and is up, as `ip -n` sees it.
+    let host = topology.host(2);
+    let out = std::process::Command::new("ip")
+        .args(["-n", &host.netns, "-o", "-4", "addr", "show", "dev", "eth0", "up"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert!(out.contains(&format!("inet {}/24", host.addr)), "{out}");
+    // A taken name is refused, and the refusal leaves the namespace alone.
+    let err = netem::create_named(&host.netns).unwrap_err().to_string();
+    assert!(err.contains(&host.netns), "{err}");
+    assert!(netem::list_named().unwrap().contains(&host.netns));
+
+    // As after a crash: forget the topology, then remove by prefix.
+    std::mem::forget(topology);
+    let removed = netem::cleanup_prefix(&prefix).unwrap();
+    // Veth ends go with their namespace, as the kernel gets to it; the bridge is ours to delete.
+    assert_eq!(removed.namespaces.len(), 2, "{removed:?}");
+    assert!(removed.links.iter().any(|l| l.ends_with("-br")), "{removed:?}");
+    // The kernel tears a namespace down in the background: give it up to 2 s.
+    let mut left = visible_to_ip(&prefix);
+    for _ in 0..20 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        left = visible_to_ip(&prefix);
+    }
+    assert_eq!(left, Vec::<String>::new());
 }
