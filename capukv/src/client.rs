@@ -87,6 +87,10 @@ pub struct Client {
     /// (after a write it answers took effect: see [`ClientError::Indefinite`]).
     pub max_response_bytes: usize,
     pub read_mode: ReadMode,
+    /// Whether a request starts at the leader an earlier request found
+    /// (default), or at the endpoints again, as a client bound to one node
+    /// does: it follows redirects within each request only.
+    pub remember_leader: bool,
 }
 
 /// A session held by one in-flight write.
@@ -128,6 +132,7 @@ impl Client {
             attempt_timeout: None,
             max_response_bytes: 64 << 20,
             read_mode: ReadMode::Linearizable,
+            remember_leader: true,
         })
     }
 
@@ -178,6 +183,9 @@ impl Client {
             _ => e,
         };
         let mut redirects = 0u32;
+        if !self.remember_leader {
+            self.leader.lock().expect("not poisoned").take();
+        }
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
@@ -459,9 +467,10 @@ mod tests {
     use super::*;
     use crate::proto::kv_server::{Kv, KvServer};
 
-    /// A node that always says the other one leads, and counts the asking.
+    /// A node that always says the other one leads (or, with no other,
+    /// answers reads as the leader), and counts the asking.
     struct Deflecting {
-        other: String,
+        other: Option<String>,
         asked: Arc<AtomicUsize>,
     }
 
@@ -469,7 +478,8 @@ mod tests {
         fn redirect<T>(&self) -> Result<Response<T>, Status> {
             self.asked.fetch_add(1, Ordering::SeqCst);
             let mut status = Status::failed_precondition("not the leader");
-            status.metadata_mut().insert(LEADER_HEADER, self.other.parse().expect("an address is a header value"));
+            let other = self.other.as_deref().unwrap_or("nobody");
+            status.metadata_mut().insert(LEADER_HEADER, other.parse().expect("an address is a header value"));
             Err(status)
         }
     }
@@ -477,6 +487,10 @@ mod tests {
     #[tonic::async_trait]
     impl Kv for Deflecting {
         async fn get(&self, _: Request<proto::GetRequest>) -> Result<Response<proto::GetResponse>, Status> {
+            if self.other.is_none() {
+                self.asked.fetch_add(1, Ordering::SeqCst);
+                return Ok(Response::new(proto::GetResponse::default()));
+            }
             self.redirect()
         }
         async fn put(&self, _: Request<proto::PutRequest>) -> Result<Response<proto::PutResponse>, Status> {
@@ -513,7 +527,7 @@ mod tests {
         let asked = Arc::new(AtomicUsize::new(0));
         let mut servers = Vec::new();
         for (listener, other) in [(a, addr_b.clone()), (b, addr_a.clone())] {
-            let node = Deflecting { other, asked: asked.clone() };
+            let node = Deflecting { other: Some(other), asked: asked.clone() };
             servers.push(tokio::spawn(
                 tonic::transport::Server::builder()
                     .add_service(KvServer::new(node))
@@ -528,6 +542,36 @@ mod tests {
         // spin would make thousands.
         let n = asked.load(Ordering::SeqCst);
         assert!((3..=40).contains(&n), "{n} asks in 2 s");
+        for s in servers {
+            s.abort();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_forgets_the_leader_starts_every_request_at_its_own_node() {
+        let follower = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let leader = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr_f, addr_l) = (follower.local_addr().unwrap().to_string(), leader.local_addr().unwrap().to_string());
+        let (asked_f, asked_l) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let mut servers = Vec::new();
+        for (listener, other, asked) in [(follower, Some(addr_l), asked_f.clone()), (leader, None, asked_l.clone())] {
+            servers.push(tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(KvServer::new(Deflecting { other, asked }))
+                    .serve_with_incoming(TcpListenerStream::new(listener)),
+            ));
+        }
+        for (remember, follower_asked) in [(true, 1), (false, 3)] {
+            let mut client = Client::new([addr_f.clone()]).unwrap();
+            client.remember_leader = remember;
+            asked_f.store(0, Ordering::SeqCst);
+            asked_l.store(0, Ordering::SeqCst);
+            for _ in 0..3 {
+                assert_eq!(client.get("k").await.unwrap(), None);
+            }
+            assert_eq!(asked_l.load(Ordering::SeqCst), 3, "the leader answers every read");
+            assert_eq!(asked_f.load(Ordering::SeqCst), follower_asked, "remember_leader = {remember}");
+        }
         for s in servers {
             s.abort();
         }

@@ -72,14 +72,20 @@ fn client_for(shared: &Shared, slot: usize, mode: ReadMode) -> anyhow::Result<(C
     // what exercises exactly-once.
     client.attempt_timeout = Some(timeout / 3);
     client.read_mode = ReadMode::Linearizable;
-    // Stale reads go to the client's own node: that is what they are for.
-    let reader = if mode == ReadMode::Stale {
-        let mut reader = Client::new([shared.nodes[home].api_addr.clone()])?;
-        reader.timeout = timeout;
-        reader.read_mode = ReadMode::Stale;
-        Some(reader)
-    } else {
-        None
+    // Reads start at the client's own node. Stale reads: that is what they
+    // are for. Linearizable ones, when clients are bound to their nodes (as
+    // in Jepsen): every read asks a follower first, so a follower that
+    // answers one itself is caught; it redirects within the read.
+    let reader = match (mode, shared.options.client_binding) {
+        (ReadMode::Stale, _) | (ReadMode::Linearizable, Binding::Node) => {
+            let mut reader = Client::new([shared.nodes[home].api_addr.clone()])?;
+            reader.timeout = timeout;
+            reader.attempt_timeout = client.attempt_timeout;
+            reader.read_mode = mode;
+            reader.remember_leader = false;
+            Some(reader)
+        }
+        _ => None,
     };
     Ok((client, reader))
 }

@@ -1,6 +1,20 @@
 //! Network impairments (`--nemesis netem`) on some nodes' outgoing traffic:
-//! delay with jitter, loss, duplication, reordering, each in turn, with its
-//! parameters drawn from the seed. The heal removes them.
+//! delay with jitter, loss, duplication, reordering, slow links from the
+//! leader to some followers, and the leader's answers to clients lost, each
+//! in turn, with its parameters drawn from the seed. The heal removes them.
+//!
+//! Slow links are the one impairment aimed at a role: the leader's messages
+//! to the chosen followers arrive late while clients reach everyone at full
+//! speed, so those followers apply every write late. A follower that answers
+//! reads from its own state (`follower-stale-reads`) then serves stale values
+//! for the whole fault, where a partition would make it give up on the
+//! leader after one election timeout and refuse reads instead.
+//!
+//! Lost answers drop everything the leader sends to the clients' address
+//! while it keeps receiving their requests and leading: every write is
+//! applied and its answer never arrives, so the clients retry it. Only
+//! exactly-once sessions keep the retry from applying again
+//! (`no-sessions`); elsewhere a retry meets its first answer in the cache.
 
 use rand::Rng;
 use rand::rngs::SmallRng;
@@ -16,10 +30,31 @@ use crate::options::{NemesisChoice, RunOptions};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "impairment", rename_all = "kebab-case")]
 pub enum NetemFault {
-    Delay { delay_ms: u64, jitter_ms: u64, correlation: f64 },
-    Loss { percent: f64 },
-    Duplicate { percent: f64 },
-    Reorder { percent: f64, delay_ms: u64 },
+    Delay {
+        delay_ms: u64,
+        jitter_ms: u64,
+        correlation: f64,
+    },
+    Loss {
+        percent: f64,
+    },
+    Duplicate {
+        percent: f64,
+    },
+    Reorder {
+        percent: f64,
+        delay_ms: u64,
+    },
+    /// The leader's traffic to `count` followers (the first of `order` that
+    /// are not the leader) is delayed; resolved against the leader when it strikes.
+    SlowLinks {
+        delay_ms: u64,
+        jitter_ms: u64,
+        count: usize,
+        order: Vec<u64>,
+    },
+    /// Whatever leads when it strikes sends nothing to the clients.
+    LostAnswers,
 }
 
 impl NetemFault {
@@ -35,11 +70,25 @@ impl NetemFault {
             NetemFault::Reorder { percent, delay_ms } => {
                 netem::Impairment::reorder(percent, Duration::from_millis(delay_ms))
             }
+            NetemFault::SlowLinks { delay_ms, jitter_ms, .. } => {
+                netem::Impairment::delay(Duration::from_millis(delay_ms), Duration::from_millis(jitter_ms))
+            }
+            NetemFault::LostAnswers => netem::Impairment::loss(100.0),
         }
+    }
+
+    /// The followers whose links from `leader` a [`NetemFault::SlowLinks`] slows.
+    fn slowed(count: usize, order: &[u64], leader: u64) -> Vec<u64> {
+        let mut slowed: Vec<u64> = order.iter().copied().filter(|&n| n != leader).take(count).collect();
+        slowed.sort();
+        slowed
     }
 }
 
 pub struct NetemKind;
+
+/// How many impairments [`NetemKind::draw`] takes in turn.
+const IMPAIRMENTS: usize = 6;
 
 impl FaultKind for NetemKind {
     fn choice(&self) -> NemesisChoice {
@@ -61,9 +110,13 @@ impl FaultKind for NetemKind {
         true
     }
     fn draw(&self, ctx: &Draw, turn: usize, rng: &mut SmallRng) -> Fault {
-        // Each impairment in turn, so a run with several netem faults sees
-        // them all, with its parameters drawn from the seed.
-        let fault = match turn % 4 {
+        // Each impairment in turn from a place the seed picks, so a run with
+        // several netem faults sees them all and short runs see each first
+        // in some seeds; its parameters drawn from the seed.
+        let phase = (ctx.seed.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) as usize;
+        let mut ids: Vec<u64> = (1..=ctx.nodes).collect();
+        ids.shuffle(rng);
+        let fault = match (turn + phase) % IMPAIRMENTS {
             0 => {
                 let delay_ms = rng.random_range(5..=200);
                 NetemFault::Delay {
@@ -74,18 +127,40 @@ impl FaultKind for NetemKind {
             }
             1 => NetemFault::Loss { percent: rng.random_range(2..=40) as f64 },
             2 => NetemFault::Duplicate { percent: rng.random_range(5..=50) as f64 },
-            _ => NetemFault::Reorder { percent: rng.random_range(5..=50) as f64, delay_ms: rng.random_range(5..=50) },
+            3 => NetemFault::Reorder { percent: rng.random_range(5..=50) as f64, delay_ms: rng.random_range(5..=50) },
+            4 => {
+                // Late by far more than a round trip, never by an election
+                // timeout's worth of silence: heartbeats still arrive in a steady stream.
+                let delay_ms = rng.random_range(100..=400);
+                let count = rng.random_range(1..=(ctx.nodes as usize / 2).max(1));
+                NetemFault::SlowLinks { delay_ms, jitter_ms: delay_ms / 10, count, order: ids.clone() }
+            }
+            _ => NetemFault::LostAnswers,
         };
-        let mut ids: Vec<u64> = (1..=ctx.nodes).collect();
-        ids.shuffle(rng);
         let count = rng.random_range(1..=ctx.nodes as usize);
         let mut chosen = ids[..count].to_vec();
         chosen.sort();
         Fault::Netem { nodes: chosen, fault }
     }
-    fn strike(&self, n: &Nemesis, fault: &Fault, _: Option<u64>) -> anyhow::Result<Value> {
+    fn needs_leader(&self, fault: &Fault) -> bool {
+        matches!(fault, Fault::Netem { fault: NetemFault::SlowLinks { .. } | NetemFault::LostAnswers, .. })
+    }
+    fn strike(&self, n: &Nemesis, fault: &Fault, leader: Option<u64>) -> anyhow::Result<Value> {
         let Fault::Netem { nodes, fault } = fault else { unreachable!("a netem fault") };
         let impairment = fault.impairment();
+        if let NetemFault::SlowLinks { count, order, .. } = fault {
+            let leader = leader.unwrap_or(1);
+            let slowed = NetemFault::slowed(*count, order, leader);
+            let peers: Vec<_> = slowed.iter().map(|&id| n.addr(id)).collect();
+            n.with_netem(leader, |h| h.impair(&netem::Scope::Peers(peers), &impairment))?;
+            return Ok(json!({"leader": format!("n{leader}"), "slowed": names(&slowed), "impairment": fault}));
+        }
+        if let NetemFault::LostAnswers = fault {
+            let leader = leader.unwrap_or(1);
+            let clients = n.runtime.clients_addr();
+            n.with_netem(leader, |h| h.impair(&netem::Scope::Peers(vec![clients]), &impairment))?;
+            return Ok(json!({"leader": format!("n{leader}"), "clients": clients.to_string(), "impairment": fault}));
+        }
         for &id in nodes {
             n.with_netem(id, |h| h.impair(&netem::Scope::All, &impairment))?;
         }
@@ -94,5 +169,48 @@ impl FaultKind for NetemKind {
     fn heal(&self, n: &Nemesis, _: &Fault) -> anyhow::Result<Value> {
         n.heal_network()?;
         Ok(json!("healed"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_links_slow_followers_of_whoever_leads_never_the_leader_itself() {
+        let order = vec![3, 1, 5, 2, 4];
+        assert_eq!(NetemFault::slowed(2, &order, 3), vec![1, 5]);
+        assert_eq!(NetemFault::slowed(2, &order, 1), vec![3, 5]);
+        assert_eq!(NetemFault::slowed(4, &order, 4), vec![1, 2, 3, 5]);
+        let fault = Fault::Netem {
+            nodes: vec![1],
+            fault: NetemFault::SlowLinks { delay_ms: 200, jitter_ms: 20, count: 2, order },
+        };
+        assert!(NetemKind.needs_leader(&fault));
+        let lost = Fault::Netem { nodes: vec![1], fault: NetemFault::LostAnswers };
+        assert!(NetemKind.needs_leader(&lost));
+        let delay = Fault::Netem { nodes: vec![1], fault: NetemFault::Loss { percent: 5.0 } };
+        assert!(!NetemKind.needs_leader(&delay));
+    }
+
+    #[test]
+    fn every_impairment_comes_within_a_cycle_and_each_comes_first_in_some_seeds() {
+        let name = |f: &Fault| match f {
+            Fault::Netem { fault, .. } => {
+                serde_json::to_value(fault).unwrap()["impairment"].as_str().unwrap().to_string()
+            }
+            other => panic!("{other:?}"),
+        };
+        let mut firsts = std::collections::BTreeSet::new();
+        for seed in 0..60 {
+            let mut rng = <SmallRng as rand::SeedableRng>::seed_from_u64(seed);
+            let ctx = Draw { nodes: 5, seed, victims: vec![1] };
+            let cycle: std::collections::BTreeSet<String> =
+                (0..IMPAIRMENTS).map(|turn| name(&NetemKind.draw(&ctx, turn, &mut rng))).collect();
+            assert_eq!(cycle.len(), IMPAIRMENTS, "seed {seed}: {cycle:?}");
+            let mut rng = <SmallRng as rand::SeedableRng>::seed_from_u64(seed);
+            firsts.insert(name(&NetemKind.draw(&ctx, 0, &mut rng)));
+        }
+        assert_eq!(firsts.len(), IMPAIRMENTS, "{firsts:?}");
     }
 }

@@ -16,6 +16,9 @@ use crate::options::{NemesisChoice, RunOptions};
 /// What a kind needs to draw a fault.
 pub struct Draw {
     pub nodes: u64,
+    /// The run's seed, for what a kind keeps fixed over a run (its draws
+    /// take their randomness from the schedule's generator).
+    pub seed: u64,
     /// The nodes disk corruption strikes in this run (one, unless
     /// `--corrupt-nodes` asks for more).
     pub victims: Vec<u64>,
@@ -115,7 +118,7 @@ mod tests {
             assert_eq!(by_event(heal, false).map(|c| c.name()), Some(k.name()));
             assert!(k.colour().len() == 7 && k.colour().starts_with('#'), "{}", k.colour());
             let mut rng = <SmallRng as rand::SeedableRng>::seed_from_u64(1);
-            let f = k.draw(&Draw { nodes: 5, victims: vec![2] }, 0, &mut rng);
+            let f = k.draw(&Draw { nodes: 5, seed: 1, victims: vec![2] }, 0, &mut rng);
             assert_eq!(of(&f).name(), k.name(), "a kind draws its own faults");
         }
         assert!(by_choice(NemesisChoice::All).is_none() && by_choice(NemesisChoice::None).is_none());

@@ -90,6 +90,13 @@ pub trait Runtime: Send + Sync {
     fn iface(&self) -> &str {
         "eth0"
     }
+    /// The address the harness's clients reach the nodes from: the host's
+    /// end of the nodes' /24, its `.1` (the bridge in namespaces, the
+    /// network's gateway in Docker).
+    fn clients_addr(&self) -> std::net::Ipv4Addr {
+        let [a, b, c, _] = self.nodes()[0].ip.octets();
+        std::net::Ipv4Addr::new(a, b, c, 1)
+    }
     /// Loses everything node `id` (killed first) had not fsynced, as a power
     /// failure would; returns what was lost. Only data directories on lazyfs
     /// can (`--data-fs fuse`).
