@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::append_inference::{self, Inference};
 use crate::history::{History, HistoryError};
 use crate::key::Key;
 use crate::model::{CasRegister, Kv, ModelKind, Register};
@@ -53,7 +54,8 @@ pub struct KeyReport {
     pub key: Option<Key>,
     pub verdict: Verdict,
     pub operations: usize,
-    /// Why the verdict is unknown.
+    /// Why the verdict is unknown; for a key the append inference proved
+    /// invalid, the contradiction it found.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Invalid keys only: all of the key's operations...
@@ -193,6 +195,10 @@ fn input_name(input: &Input) -> &'static str {
     }
 }
 
+/// How long a key the append inference proved invalid is searched for the
+/// counterexample the report draws (the verdict does not wait on it).
+const EXPLAIN_FOR: Duration = Duration::from_secs(5);
+
 fn check_key(
     key: &Option<Key>,
     ops: &[Operation],
@@ -200,6 +206,28 @@ fn check_key(
     initial: &Option<Value>,
     limits: &Limits,
 ) -> KeyReport {
+    if model == ModelKind::Kv {
+        match append_inference::decide(ops, initial) {
+            Inference::Valid => return valid(key, ops),
+            Inference::Invalid(why) => {
+                let explain = Limits::new(limits.deadline.min(Instant::now() + EXPLAIN_FOR), limits.memory_bytes / 4);
+                let (verdict, reason, counterexample) = match search(ops, Kv(initial.clone()), &explain, true) {
+                    Outcome::NotLinearizable(cx) => (Verdict::Invalid, why, Some(cx)),
+                    Outcome::Unknown(_) => (Verdict::Invalid, why, None),
+                    // Never a verdict the two disagree on: that is a bug of this crate.
+                    Outcome::Linearizable => {
+                        let reason =
+                            format!("checker bug: the search linearized a key the append inference refutes ({why})");
+                        (Verdict::Unknown, reason, None)
+                    }
+                };
+                let operations = ops.len();
+                let ops = if verdict == Verdict::Invalid { ops.to_vec() } else { Vec::new() };
+                return KeyReport { key: key.clone(), verdict, operations, reason: Some(reason), ops, counterexample };
+            }
+            Inference::Undecided => {}
+        }
+    }
     // The longest prefix is kept as the search goes (at little cost), so an
     // invalid key needs no second search for its counterexample.
     let outcome = match model {
@@ -208,14 +236,7 @@ fn check_key(
         ModelKind::Kv => search(ops, Kv(initial.clone()), limits, true),
     };
     match outcome {
-        Outcome::Linearizable => KeyReport {
-            key: key.clone(),
-            verdict: Verdict::Valid,
-            operations: ops.len(),
-            reason: None,
-            ops: Vec::new(),
-            counterexample: None,
-        },
+        Outcome::Linearizable => valid(key, ops),
         Outcome::Unknown(reason) => KeyReport {
             key: key.clone(),
             verdict: Verdict::Unknown,
@@ -232,6 +253,17 @@ fn check_key(
             ops: ops.to_vec(),
             counterexample: Some(counterexample),
         },
+    }
+}
+
+fn valid(key: &Option<Key>, ops: &[Operation]) -> KeyReport {
+    KeyReport {
+        key: key.clone(),
+        verdict: Verdict::Valid,
+        operations: ops.len(),
+        reason: None,
+        ops: Vec::new(),
+        counterexample: None,
     }
 }
 

@@ -11,12 +11,14 @@
 //! - [`history`]: events and the JSON Lines reader; [`edn`]: Jepsen's format.
 //! - [`operation`]: events paired into operations, per key.
 //! - [`model`]: the sequential specifications (stateright `SequentialSpec`s).
-//! - [`search`]: the linearizability search for one key.
+//! - [`search`]: the linearizability search for one key;
+//!   [`append_inference`]: append-only keys decided without one.
 //! - [`check`]: the whole-history check: keys in parallel, a time and memory
 //!   budget, verdicts and counterexamples.
 //! - [`report`]: the HTML report of a run: plots, timeline, invalid keys.
 //! - [`synth`]: random concurrent histories, for tests and benchmarks.
 
+pub mod append_inference;
 pub mod check;
 pub mod edn;
 pub mod history;

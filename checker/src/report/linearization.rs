@@ -20,6 +20,9 @@ pub fn render(key: &KeyReport) -> String {
     let name = key.key.as_ref().map_or_else(|| "(the register)".to_string(), |k| k.quoted());
     let _ =
         writeln!(out, "<section class=\"invalid-key\"><h3>Key <code>{}</code>: not linearizable</h3>", escape(&name));
+    if let Some(why) = &key.reason {
+        let _ = writeln!(out, "<p>What the reads prove: {}.</p>", escape(why));
+    }
     let Some(cx) = &key.counterexample else {
         let _ = writeln!(out, "<p>No counterexample was kept.</p></section>");
         return out;
