@@ -7,10 +7,15 @@ use std::io;
 pub enum NetemError {
     #[error("cannot enter network namespace {target}: {source}")]
     Namespace { target: String, source: io::Error },
+    #[error("cannot {action} network namespace {name}: {source}")]
+    NamedNamespace { action: &'static str, name: String, source: io::Error },
     #[error("interface {iface:?} not found in {target}")]
     NoInterface { iface: String, target: String },
     #[error("netlink {op} failed: {source}")]
     Netlink { op: &'static str, source: io::Error },
+    /// A request about one object: `on` names it (a link, an address).
+    #[error("netlink {op} ({on}) failed: {source}")]
+    NetlinkOn { op: &'static str, on: String, source: io::Error },
     #[error("`{command}` failed ({status}): {stderr}")]
     Command { command: String, status: String, stderr: String },
     #[error("`{command}` could not be started: {source} (is it installed? Debian: {package})")]

@@ -36,6 +36,6 @@ pub use cleanup::{Leftovers, cleanup, inspect};
 pub use error::{NetemError, Result};
 pub use fault::{FaultKind, Impairment, Scope};
 pub use injector::{BackendChoice, Netem, Options};
-pub use namespace::{NetNs, NsWorker, create_named, delete_named, list_named};
+pub use namespace::{NETNS_DIR, NetNs, NsWorker, create_named, delete_named, list_named};
 pub use shaper::ShaperStats;
 pub use topology::{Host, Topology, cleanup_prefix};

@@ -25,7 +25,7 @@ pub const NETNS_DIR: &str = "/run/netns";
 /// `ip netns add NAME`: a new network namespace, kept alive by a bind mount
 /// of it at `/run/netns/NAME`. Fails if the name is taken.
 pub fn create_named(name: &str) -> Result<()> {
-    let failed = |source| NetemError::Namespace { target: format!("netns {name} (create)"), source };
+    let failed = |source| NetemError::NamedNamespace { action: "create", name: name.to_string(), source };
     let dir = Path::new(NETNS_DIR);
     std::fs::create_dir_all(dir).map_err(failed)?;
     share_mounts_under(dir).map_err(failed)?;
@@ -41,9 +41,9 @@ pub fn create_named(name: &str) -> Result<()> {
             mount(Some("/proc/thread-self/ns/net"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
             Ok(())
         })
-        .map_err(failed)?
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("the thread creating the namespace panicked")));
+        .and_then(|thread| {
+            thread.join().unwrap_or_else(|_| Err(io::Error::other("the thread creating the namespace panicked")))
+        });
     if let Err(source) = made {
         let _ = std::fs::remove_file(&path);
         return Err(failed(source));
@@ -66,12 +66,17 @@ fn share_mounts_under(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// `ip netns del NAME`: the namespace ends when its last process or mount goes.
+/// `ip netns del NAME`: the namespace ends when its last process or mount
+/// goes. As `ip` does, a name whose mount is already gone (a crash between
+/// making the file and mounting it) is removed all the same.
 pub fn delete_named(name: &str) -> Result<()> {
-    let failed = |source| NetemError::Namespace { target: format!("netns {name} (delete)"), source };
     let path = Path::new(NETNS_DIR).join(name);
-    umount2(&path, MntFlags::MNT_DETACH).map_err(|e| failed(e.into()))?;
-    std::fs::remove_file(&path).map_err(failed)
+    let _ = umount2(&path, MntFlags::MNT_DETACH);
+    std::fs::remove_file(&path).map_err(|source| NetemError::NamedNamespace {
+        action: "delete",
+        name: name.to_string(),
+        source,
+    })
 }
 
 /// `ip netns list`: the named namespaces.
@@ -79,7 +84,7 @@ pub fn list_named() -> Result<Vec<String>> {
     match std::fs::read_dir(NETNS_DIR) {
         Ok(entries) => Ok(entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(source) => Err(NetemError::Namespace { target: NETNS_DIR.into(), source }),
+        Err(source) => Err(NetemError::NamedNamespace { action: "list", name: NETNS_DIR.into(), source }),
     }
 }
 

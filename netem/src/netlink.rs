@@ -161,9 +161,11 @@ impl NlSocket {
         }
     }
 
-    /// Sends a dump request (`NLM_F_DUMP`) and collects every answer, each a
-    /// whole message (header included) for the caller's parser.
-    pub fn dump(&mut self, message: Vec<u8>) -> io::Result<Vec<Vec<u8>>> {
+    /// Sends a request that is answered with messages (a dump, flagged
+    /// `NLM_F_DUMP`, or a get flagged `NLM_F_ACK`) and collects them until the
+    /// kernel's done or acknowledgement, each whole (header included) for the
+    /// caller's parser.
+    pub fn exchange(&mut self, message: Vec<u8>) -> io::Result<Vec<Vec<u8>>> {
         self.send(message)?;
         let mut out = Vec::new();
         loop {

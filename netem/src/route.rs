@@ -70,16 +70,31 @@ impl Rtnl {
         self.socket.request(encode(message, flags | NLM_F_ACK)).map_err(failed(op))
     }
 
+    /// [`Rtnl::request`] about one object, named in the error by `on`.
+    fn request_on(&mut self, op: &'static str, on: &str, message: RouteNetlinkMessage, flags: u16) -> Result<()> {
+        self.socket.request(encode(message, flags | NLM_F_ACK)).map_err(|source| NetemError::NetlinkOn {
+            op,
+            on: on.to_string(),
+            source,
+        })
+    }
+
     /// The same, keeping the kernel's error number for callers that branch on it.
     pub fn try_request(&mut self, message: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
         self.socket.request(encode(message, flags | NLM_F_ACK))
     }
 
+    /// Every object of a kind. An answer `netlink-packet-route` cannot decode
+    /// (a link type newer than the crate) is skipped with a warning: it is
+    /// not one of ours, and one foreign object must not stop a cleanup.
     pub fn dump(&mut self, op: &'static str, message: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>> {
-        let answers = self.socket.dump(encode(message, NLM_F_DUMP)).map_err(failed(op))?;
+        let answers = self.socket.exchange(encode(message, NLM_F_DUMP)).map_err(failed(op))?;
         let mut out = Vec::with_capacity(answers.len());
         for bytes in answers {
-            out.extend(decode(&bytes).map_err(failed(op))?);
+            match decode(&bytes) {
+                Ok(message) => out.extend(message),
+                Err(e) => tracing::warn!(op, error = %e, "skipping an rtnetlink answer that does not decode"),
+            }
         }
         Ok(out)
     }
@@ -103,13 +118,31 @@ impl Rtnl {
             .collect())
     }
 
+    /// The index of the link called `name`, asked of the kernel by name.
     pub fn link_index(&mut self, name: &str) -> Result<Option<u32>> {
-        Ok(self.links()?.into_iter().find(|(_, n)| n == name).map(|(index, _)| index))
+        let mut query = LinkMessage::default();
+        query.attributes.push(LinkAttribute::IfName(name.to_string()));
+        let answers = match self.socket.exchange(encode(RouteNetlinkMessage::GetLink(query), NLM_F_ACK)) {
+            Ok(answers) => answers,
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENODEV) => return Ok(None),
+            Err(source) => return Err(NetemError::NetlinkOn { op: "find link", on: name.to_string(), source }),
+        };
+        for bytes in answers {
+            let decoded = decode(&bytes).map_err(|source| NetemError::NetlinkOn {
+                op: "find link",
+                on: name.to_string(),
+                source,
+            })?;
+            if let Some(RouteNetlinkMessage::NewLink(link)) = decoded {
+                return Ok(Some(link.header.index));
+            }
+        }
+        Ok(None)
     }
 
     /// `ip link add NAME type bridge`
     pub fn add_bridge(&mut self, name: &str) -> Result<()> {
-        self.request("add bridge", RouteNetlinkMessage::NewLink(LinkBridge::new(name).build()), CREATE)
+        self.request_on("add bridge", name, RouteNetlinkMessage::NewLink(LinkBridge::new(name).build()), CREATE)
     }
 
     /// `ip link add NAME type veth peer name PEER netns NS`: the peer end is
@@ -120,7 +153,7 @@ impl Rtnl {
             .name(name.to_string())
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .build();
-        self.request("add veth pair", RouteNetlinkMessage::NewLink(link), CREATE)
+        self.request_on("add veth pair", name, RouteNetlinkMessage::NewLink(link), CREATE)
     }
 
     /// `ip link set dev INDEX [master CONTROLLER] up`
@@ -129,12 +162,13 @@ impl Rtnl {
         if let Some(controller) = controller {
             link = link.controller(controller);
         }
-        self.request("set link up", RouteNetlinkMessage::SetLink(link.build()), 0)
+        self.request_on("set link up", &format!("link {index}"), RouteNetlinkMessage::SetLink(link.build()), 0)
     }
 
     /// `ip link del dev INDEX`; with a veth, its peer goes too.
     pub fn delete_link(&mut self, index: u32) -> Result<()> {
-        self.request("delete link", RouteNetlinkMessage::DelLink(LinkUnspec::new_with_index(index).build()), 0)
+        let message = RouteNetlinkMessage::DelLink(LinkUnspec::new_with_index(index).build());
+        self.request_on("delete link", &format!("link {index}"), message, 0)
     }
 
     /// `ip addr add ADDR/PREFIX dev INDEX`
@@ -145,7 +179,12 @@ impl Rtnl {
         message.header.index = index;
         message.attributes.push(AddressAttribute::Local(IpAddr::V4(addr)));
         message.attributes.push(AddressAttribute::Address(IpAddr::V4(addr)));
-        self.request("add address", RouteNetlinkMessage::NewAddress(message), CREATE)
+        self.request_on(
+            "add address",
+            &format!("{addr}/{prefix} on link {index}"),
+            RouteNetlinkMessage::NewAddress(message),
+            CREATE,
+        )
     }
 
     /// The IPv4 networks this namespace has an address in or a route to, as (address, prefix length).

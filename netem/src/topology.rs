@@ -79,8 +79,9 @@ fn in_netns<T: Send + 'static>(netns: &str, f: impl FnOnce(&mut Rtnl) -> Result<
 impl Topology {
     /// Creates `hosts` namespaces on a new bridge; interface `eth0` in each.
     pub fn create(hosts: usize) -> Result<Topology> {
-        if !(1..=200).contains(&hosts) {
-            return Err(NetemError::InvalidFault(format!("{hosts} hosts: 1 to 200 supported")));
+        // Link names are at most 15 bytes: `capukv-ID-vNN` leaves room for two digits.
+        if !(1..=99).contains(&hosts) {
+            return Err(NetemError::InvalidFault(format!("{hosts} hosts: 1 to 99 supported")));
         }
         let id = format!("{:04x}", rand::rng().random::<u16>());
         let subnet = free_subnet()?;
@@ -165,9 +166,8 @@ impl Topology {
         }
         self.removed = true;
         let mut first_error = None;
-        let mut rtnl = Rtnl::open();
-        let mut delete_link = |name: &str| -> Result<()> {
-            let rtnl = rtnl.as_mut().map_err(|e| NetemError::InvalidFault(format!("no rtnetlink socket: {e}")))?;
+        let delete_link = |name: &str| -> Result<()> {
+            let mut rtnl = Rtnl::open()?;
             match rtnl.link_index(name)? {
                 Some(index) => rtnl.delete_link(index),
                 None => Ok(()), // gone with its namespace, or never made

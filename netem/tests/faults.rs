@@ -333,3 +333,17 @@ fn a_topology_is_what_ip_shows_and_cleanup_by_prefix_removes_all_of_it() {
     }
     assert_eq!(left, Vec::<String>::new());
 }
+
+#[test]
+fn a_namespace_file_left_unmounted_by_a_crash_is_still_cleaned_up() {
+    require_root();
+    // A crash between making /run/netns/NAME and mounting the namespace on it.
+    let name = format!("{}-dead-n{}", netem::topology::PREFIX, std::process::id());
+    std::fs::create_dir_all(netem::NETNS_DIR).unwrap();
+    let path = std::path::Path::new(netem::NETNS_DIR).join(&name);
+    std::fs::write(&path, b"").unwrap();
+    let removed = netem::cleanup_prefix(&name).unwrap();
+    assert_eq!(removed.namespaces, vec![name.clone()]);
+    assert!(!path.exists(), "the file is gone");
+    assert!(!netem::list_named().unwrap().contains(&name));
+}
