@@ -88,8 +88,9 @@ pub struct Client {
     pub max_response_bytes: usize,
     pub read_mode: ReadMode,
     /// Whether a request starts at the leader an earlier request found
-    /// (default), or at the endpoints again, as a client bound to one node
-    /// does: it follows redirects within each request only.
+    /// (default), or at the first endpoint again, as a client bound to one
+    /// node does: it follows redirects, and moves on to the other
+    /// endpoints, within each request only.
     pub remember_leader: bool,
 }
 
@@ -185,6 +186,7 @@ impl Client {
         let mut redirects = 0u32;
         if !self.remember_leader {
             self.leader.lock().expect("not poisoned").take();
+            self.next_endpoint.store(0, Ordering::Relaxed);
         }
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());

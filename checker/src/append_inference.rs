@@ -23,7 +23,9 @@
 //!    this placement fails, every placement does. An operation that returned
 //!    before the one it must follow was invoked is the contradiction shown.
 //!
-//! Time and memory linear in the size of the key's history. Anything else
+//! Time and memory linear in the size of the key's history, but for sorting
+//! the appended texts once (and trying each distinct text length where a
+//! read is spelled out). Anything else
 //! (writes, cas, deletes, texts that repeat or share a prefix, an initial
 //! value, a read of a value that is not text) is left to the search.
 
@@ -36,20 +38,23 @@ use crate::value::Value;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inference {
     Valid,
-    /// Not linearizable, and why.
-    Invalid(String),
+    /// Not linearizable: why, and the operation (its index in the key's
+    /// operations) that has no place in any order.
+    Invalid {
+        why: String,
+        op: usize,
+    },
     /// The key is not of the shape the inference needs: search it.
     Undecided,
 }
 
-/// A read's result as text: `None` for the absent key.
-fn read_text(op: &Operation) -> Result<Option<Option<&str>>, ()> {
+/// A completed read's result as text (`None` for the absent key), or
+/// `Err` for a result the inference does not handle.
+fn read_text(op: &Operation) -> Result<Option<&str>, ()> {
     match &op.output {
-        Output::Read(None) => Ok(Some(None)),
-        Output::Read(Some(Value::Str(s))) => Ok(Some(Some(s.as_str()))),
-        Output::Read(Some(_)) => Err(()),
-        // A read that may have happened at any time, seeing anything: no constraint.
-        _ => Ok(None),
+        Output::Read(None) => Ok(None),
+        Output::Read(Some(Value::Str(s))) => Ok(Some(s.as_str())),
+        _ => Err(()),
     }
 }
 
@@ -72,16 +77,20 @@ pub fn decide(ops: &[Operation], initial: &Option<Value>) -> Inference {
     }
     let mut appends: HashMap<&str, usize> = HashMap::new();
     let mut reads: Vec<(usize, Option<&str>)> = Vec::new();
+    // As in the search, an operation without a return may take effect at
+    // any later time or never; one with a return happened within its span.
     for (i, op) in ops.iter().enumerate() {
         match &op.input {
             Input::Append(text) if !text.is_empty() => {
-                if appends.insert(text.as_str(), i).is_some() {
+                let expected = if op.ret.is_some() { Output::Append } else { Output::Unknown };
+                if op.output != expected || appends.insert(text.as_str(), i).is_some() {
                     return Inference::Undecided;
                 }
             }
+            // A read that may happen any time, seeing anything, constrains nothing.
+            Input::Read if op.ret.is_none() => {}
             Input::Read => match read_text(op) {
-                Ok(Some(text)) => reads.push((i, text)),
-                Ok(None) => {}
+                Ok(text) => reads.push((i, text)),
                 Err(()) => return Inference::Undecided,
             },
             _ => return Inference::Undecided,
@@ -108,18 +117,20 @@ pub fn decide(ops: &[Operation], initial: &Option<Value>) -> Inference {
     while at < longest.len() {
         let found = lengths.iter().find_map(|&len| appends.get(longest.get(at..at + len)?).copied());
         let Some(append) = found else {
-            return Inference::Invalid(format!(
+            let why = format!(
                 "{} read {longest:?}, which no sequence of appends spells (nothing appended {:?})",
                 describe(&ops[longest_op]),
                 &longest[at..]
-            ));
+            );
+            return Inference::Invalid { why, op: longest_op };
         };
         if std::mem::replace(&mut seen[append], true) {
-            return Inference::Invalid(format!(
+            let why = format!(
                 "{} read {longest:?}, which holds {} twice",
                 describe(&ops[longest_op]),
                 describe(&ops[append])
-            ));
+            );
+            return Inference::Invalid { why, op: longest_op };
         }
         order.push(append);
         at += text_len(&ops[append]);
@@ -129,29 +140,30 @@ pub fn decide(ops: &[Operation], initial: &Option<Value>) -> Inference {
     // Each read's state: how many of `order` it holds.
     let mut state_of_read: Vec<(usize, usize)> = Vec::with_capacity(reads.len());
     for &(read, text) in &reads {
-        let state = match text {
-            None => 0,
-            Some(text) => {
-                let place = ends.binary_search(&text.len());
-                match (longest.starts_with(text), place) {
-                    (true, Ok(place)) => place + 1,
-                    (true, Err(_)) if text.is_empty() => {
-                        return Inference::Invalid(format!(
-                            "{} read the empty text, which no append leaves (the key starts absent)",
-                            describe(&ops[read])
-                        ));
-                    }
-                    _ => {
-                        return Inference::Invalid(format!(
-                            "{} read {text:?} and {} read {longest:?}: appends only ever extend a value, so one must be a prefix of the other",
-                            describe(&ops[read]),
-                            describe(&ops[longest_op])
-                        ));
-                    }
-                }
-            }
+        let Some(text) = text else {
+            state_of_read.push((0, read));
+            continue;
         };
-        state_of_read.push((state, read));
+        let why = match (longest.starts_with(text), ends.binary_search(&text.len())) {
+            (true, Ok(place)) => {
+                state_of_read.push((place + 1, read));
+                continue;
+            }
+            (true, Err(_)) if text.is_empty() => {
+                format!("{} read the empty text, which no append leaves (the key starts absent)", describe(&ops[read]))
+            }
+            (true, Err(_)) => format!(
+                "{} read {text:?}, which ends inside an append that {} read whole ({longest:?})",
+                describe(&ops[read]),
+                describe(&ops[longest_op])
+            ),
+            (false, _) => format!(
+                "{} read {text:?} and {} read {longest:?}: appends only ever extend a value, so one must be a prefix of the other",
+                describe(&ops[read]),
+                describe(&ops[longest_op])
+            ),
+        };
+        return Inference::Invalid { why, op: read };
     }
     state_of_read.sort_unstable();
 
@@ -191,12 +203,13 @@ pub fn decide(ops: &[Operation], initial: &Option<Value>) -> Inference {
             };
             if ops[op].ret.is_some_and(|ret| ret <= point) {
                 let (_, after) = floor.expect("an op's own call precedes its return");
-                return Inference::Invalid(format!(
+                let why = format!(
                     "{} must come after {} ({}), but returned before that was invoked",
                     describe(&ops[op]),
                     describe(&ops[after]),
                     why_after(&ops[op], &ops[after], seen[op]),
-                ));
+                );
+                return Inference::Invalid { why, op };
             }
             if latest.is_none_or(|(p, _)| point > p) {
                 latest = Some((point, op));
@@ -215,7 +228,7 @@ fn why_after(op: &Operation, before: &Operation, op_seen: bool) -> &'static str 
         (Input::Append(_), Input::Read) => "no read holds this acknowledged append",
         (Input::Append(_), Input::Append(_)) if op_seen => "the reads hold them in that order",
         (Input::Append(_), Input::Append(_)) => "no read holds this acknowledged append",
-        _ => "the reads fix that order",
+        _ => "the order the reads fix puts it later",
     }
 }
 
@@ -242,7 +255,7 @@ mod tests {
 
     fn invalid(lines: &[&str]) -> String {
         match decide(&ops(lines), &None) {
-            Inference::Invalid(why) => why,
+            Inference::Invalid { why, .. } => why,
             other => panic!("expected invalid, got {other:?}"),
         }
     }
@@ -300,6 +313,17 @@ mod tests {
         assert!(twice.contains("twice"), "{twice}");
         let empty = invalid(&["invoke 1 append \"1,\"", "ok 1 append \"1,\"", "invoke 2 read", "ok 2 read \"\""]);
         assert!(empty.contains("empty text"), "{empty}");
+        let torn = [
+            "invoke 1 append \"12,\"",
+            "ok 1 append \"12,\"",
+            "invoke 2 read",
+            "ok 2 read \"12,\"",
+            "invoke 3 read",
+            "ok 3 read \"1\"",
+        ];
+        let why = invalid(&torn);
+        assert!(why.contains("ends inside an append"), "{why}");
+        assert!(matches!(decide(&ops(&torn), &None), Inference::Invalid { op: 2, .. }), "the torn read is the culprit");
     }
 
     #[test]

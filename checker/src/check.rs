@@ -58,6 +58,11 @@ pub struct KeyReport {
     /// invalid, the contradiction it found.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Keys the append inference refuted: the operation (index in `ops`)
+    /// that has no place in any order, whether or not a counterexample was
+    /// found in time to draw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refuted_op: Option<usize>,
     /// Invalid keys only: all of the key's operations...
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ops: Vec<Operation>,
@@ -209,7 +214,7 @@ fn check_key(
     if model == ModelKind::Kv {
         match append_inference::decide(ops, initial) {
             Inference::Valid => return valid(key, ops),
-            Inference::Invalid(why) => {
+            Inference::Invalid { why, op: refuted } => {
                 let explain = Limits::new(limits.deadline.min(Instant::now() + EXPLAIN_FOR), limits.memory_bytes / 4);
                 let (verdict, reason, counterexample) = match search(ops, Kv(initial.clone()), &explain, true) {
                     Outcome::NotLinearizable(cx) => (Verdict::Invalid, why, Some(cx)),
@@ -222,8 +227,16 @@ fn check_key(
                     }
                 };
                 let operations = ops.len();
-                let ops = if verdict == Verdict::Invalid { ops.to_vec() } else { Vec::new() };
-                return KeyReport { key: key.clone(), verdict, operations, reason: Some(reason), ops, counterexample };
+                let invalid = verdict == Verdict::Invalid;
+                return KeyReport {
+                    key: key.clone(),
+                    verdict,
+                    operations,
+                    reason: Some(reason),
+                    refuted_op: invalid.then_some(refuted),
+                    ops: if invalid { ops.to_vec() } else { Vec::new() },
+                    counterexample,
+                };
             }
             Inference::Undecided => {}
         }
@@ -242,6 +255,7 @@ fn check_key(
             verdict: Verdict::Unknown,
             operations: ops.len(),
             reason: Some(reason),
+            refuted_op: None,
             ops: Vec::new(),
             counterexample: None,
         },
@@ -250,6 +264,7 @@ fn check_key(
             verdict: Verdict::Invalid,
             operations: ops.len(),
             reason: None,
+            refuted_op: None,
             ops: ops.to_vec(),
             counterexample: Some(counterexample),
         },
@@ -262,6 +277,7 @@ fn valid(key: &Option<Key>, ops: &[Operation]) -> KeyReport {
         verdict: Verdict::Valid,
         operations: ops.len(),
         reason: None,
+        refuted_op: None,
         ops: Vec::new(),
         counterexample: None,
     }

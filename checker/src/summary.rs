@@ -60,8 +60,13 @@ fn key_name(key: &KeyReport) -> String {
 
 fn render_invalid(out: &mut String, key: &KeyReport) {
     let _ = writeln!(out, "\nkey {}: not linearizable ({} operations)", key_name(key), key.operations);
+    if let Some(why) = &key.reason {
+        let _ = writeln!(out, "  {why}");
+    }
     let Some(cx) = &key.counterexample else {
-        let _ = writeln!(out, "  {}", key.reason.as_deref().unwrap_or("no counterexample kept"));
+        if key.reason.is_none() {
+            let _ = writeln!(out, "  no counterexample kept");
+        }
         return;
     };
     let _ = writeln!(out, "  longest linearizable prefix: {} operations", cx.linearized.len());

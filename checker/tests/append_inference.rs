@@ -42,7 +42,7 @@ fn inference_and_search_agree_on_10000_random_append_histories() {
         for key_ops in ops.by_key.values() {
             let inferred = match decide(key_ops, &None) {
                 Inference::Valid => true,
-                Inference::Invalid(_) => false,
+                Inference::Invalid { .. } => false,
                 Inference::Undecided => panic!("seed {seed}: an append-only key of unique elements is decided"),
             };
             let Some(searched) = searched(key_ops) else {

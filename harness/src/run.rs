@@ -75,13 +75,20 @@ fn client_for(shared: &Shared, slot: usize, mode: ReadMode) -> anyhow::Result<(C
     // Reads start at the client's own node. Stale reads: that is what they
     // are for. Linearizable ones, when clients are bound to their nodes (as
     // in Jepsen): every read asks a follower first, so a follower that
-    // answers one itself is caught; it redirects within the read.
+    // answers one itself is caught; the read follows the redirect (or, with
+    // the node down, goes on to the others) within itself.
     let reader = match (mode, shared.options.client_binding) {
-        (ReadMode::Stale, _) | (ReadMode::Linearizable, Binding::Node) => {
+        (ReadMode::Stale, _) => {
             let mut reader = Client::new([shared.nodes[home].api_addr.clone()])?;
             reader.timeout = timeout;
-            reader.attempt_timeout = client.attempt_timeout;
             reader.read_mode = mode;
+            Some(reader)
+        }
+        (ReadMode::Linearizable, Binding::Node) => {
+            // The others after it, for when the home node is down.
+            let mut reader = Client::new((0..n).map(|i| shared.nodes[(home + i) % n].api_addr.clone()))?;
+            reader.timeout = timeout;
+            reader.attempt_timeout = client.attempt_timeout;
             reader.remember_leader = false;
             Some(reader)
         }
@@ -552,14 +559,15 @@ async fn drive(
 }
 
 /// The earliest-invoked operation, over every invalid key, that the checker
-/// could not place after the longest linearizable prefix.
+/// could not place after the longest linearizable prefix (or, where no
+/// counterexample was found in time, the one the append inference refuted).
 fn first_unplaced(report: &checker::CheckReport) -> Option<&checker::Operation> {
     report
         .results
         .iter()
-        .filter_map(|k| {
-            let cx = k.counterexample.as_ref()?;
-            cx.unplaced.iter().filter_map(|u| k.ops.get(u.op)).min_by_key(|op| op.invoke_time)
+        .filter_map(|k| match &k.counterexample {
+            Some(cx) => cx.unplaced.iter().filter_map(|u| k.ops.get(u.op)).min_by_key(|op| op.invoke_time),
+            None => k.refuted_op.and_then(|op| k.ops.get(op)),
         })
         .min_by_key(|op| op.invoke_time)
 }

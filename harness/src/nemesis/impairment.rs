@@ -53,7 +53,8 @@ pub enum NetemFault {
         count: usize,
         order: Vec<u64>,
     },
-    /// Whatever leads when it strikes sends nothing to the clients.
+    /// Whatever leads when it strikes sends nothing to the clients (the
+    /// fault's only node stands in when no leader is found).
     LostAnswers,
 }
 
@@ -140,6 +141,13 @@ impl FaultKind for NetemKind {
         let count = rng.random_range(1..=ctx.nodes as usize);
         let mut chosen = ids[..count].to_vec();
         chosen.sort();
+        // Aimed at the leader: `nodes` holds only the node taken when none leads.
+        if matches!(fault, NetemFault::LostAnswers) {
+            chosen = vec![ids[0]];
+        }
+        if matches!(fault, NetemFault::SlowLinks { .. }) {
+            chosen = Vec::new();
+        }
         Fault::Netem { nodes: chosen, fault }
     }
     fn needs_leader(&self, fault: &Fault) -> bool {
@@ -148,18 +156,27 @@ impl FaultKind for NetemKind {
     fn strike(&self, n: &Nemesis, fault: &Fault, leader: Option<u64>) -> anyhow::Result<Value> {
         let Fault::Netem { nodes, fault } = fault else { unreachable!("a netem fault") };
         let impairment = fault.impairment();
+        // The faults aimed at the leader: without one (no election settled
+        // within the wait) they strike the first node of the seed's order as
+        // if it led, and say so.
+        let aimed = |order: &[u64]| match leader {
+            Some(leader) => (leader, json!(format!("n{leader}"))),
+            None => (order[0], json!(format!("none found: n{} taken as leader", order[0]))),
+        };
         if let NetemFault::SlowLinks { count, order, .. } = fault {
-            let leader = leader.unwrap_or(1);
+            let (leader, named) = aimed(order);
             let slowed = NetemFault::slowed(*count, order, leader);
             let peers: Vec<_> = slowed.iter().map(|&id| n.addr(id)).collect();
-            n.with_netem(leader, |h| h.impair(&netem::Scope::Peers(peers), &impairment))?;
-            return Ok(json!({"leader": format!("n{leader}"), "slowed": names(&slowed), "impairment": fault}));
+            if !peers.is_empty() {
+                n.with_netem(leader, |h| h.impair(&netem::Scope::Peers(peers), &impairment))?;
+            }
+            return Ok(json!({"leader": named, "slowed": names(&slowed), "impairment": fault}));
         }
         if let NetemFault::LostAnswers = fault {
-            let leader = leader.unwrap_or(1);
+            let (leader, named) = aimed(nodes);
             let clients = n.runtime.clients_addr();
             n.with_netem(leader, |h| h.impair(&netem::Scope::Peers(vec![clients]), &impairment))?;
-            return Ok(json!({"leader": format!("n{leader}"), "clients": clients.to_string(), "impairment": fault}));
+            return Ok(json!({"leader": named, "clients": clients.to_string(), "impairment": fault}));
         }
         for &id in nodes {
             n.with_netem(id, |h| h.impair(&netem::Scope::All, &impairment))?;

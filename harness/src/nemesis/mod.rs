@@ -56,6 +56,24 @@ pub struct Nemesis {
 }
 
 /// The node that leads, by the highest term any running node reports.
+/// How long a fault aimed at the leader waits for one (an election may be
+/// under way when it strikes) before it strikes without.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+
+/// The leader, asked every 200 ms until one answers or `within` passes.
+async fn leader_within(runtime: &dyn Runtime, within: Duration) -> Option<u64> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(leader) = current_leader(runtime).await {
+            return Some(leader);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 pub async fn current_leader(runtime: &dyn Runtime) -> Option<u64> {
     let mut best: Option<(u64, u64)> = None;
     for node in runtime.nodes() {
@@ -224,7 +242,7 @@ impl Nemesis {
             let fault = step.fault.clone();
             if strike {
                 let leader = if kind::of(&step.fault).needs_leader(&step.fault) {
-                    current_leader(&*self.runtime).await
+                    leader_within(&*self.runtime, LEADER_WAIT).await
                 } else {
                     None
                 };
