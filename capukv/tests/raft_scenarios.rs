@@ -165,6 +165,24 @@ fn check_quorum_makes_a_cut_off_leader_step_down() {
 }
 
 #[test]
+fn repeated_transfer_requests_do_not_keep_a_cut_off_leader_leading() {
+    let mut net = Net::new(3);
+    let leader = net.elect();
+    let followers: Vec<NodeId> = (1..=3).filter(|&id| id != leader).collect();
+    net.isolated.insert(leader);
+    // An operator (or a script) asking for a transfer again and again, to
+    // one follower and then the other: each ask is a new transfer.
+    for round in 0..20 {
+        if net.node(leader).role() != Role::Leader {
+            break;
+        }
+        net.node(leader).transfer_leader(followers[round % 2]).unwrap();
+        net.run(3);
+    }
+    assert_ne!(net.node(leader).role(), Role::Leader, "CheckQuorum retires it all the same");
+}
+
+#[test]
 fn read_index_waits_for_a_heartbeat_quorum() {
     let mut net = Net::new(3);
     let leader = net.elect();

@@ -39,8 +39,12 @@ impl Raft {
                 self.become_follower(self.term, None);
                 return;
             }
-            if let Some(target) = self.transfer_target.take() {
-                tracing::warn!(node = self.id, target, "leadership transfer timed out");
+        }
+        if let Some(target) = self.transfer_target {
+            self.transfer_elapsed += 1;
+            if self.transfer_elapsed >= self.cfg.election_ticks {
+                self.transfer_target = None;
+                tracing::warn!(node = self.id, target, "leadership transfer timed out: leading on");
             }
         }
         if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {

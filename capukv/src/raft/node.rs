@@ -39,6 +39,10 @@ pub struct Raft {
     pub(super) randomized_election_timeout: u32,
     /// Leader only: the voter leadership is being handed to.
     pub(super) transfer_target: Option<NodeId>,
+    /// Ticks since that transfer began: it is given up after an election
+    /// timeout. Its own count, so that asking for transfers never postpones
+    /// CheckQuorum (which `election_elapsed` times).
+    pub(super) transfer_elapsed: u32,
     pub(super) reads: ReadIndexRounds,
     /// Leader only: new entries or a new commit index wait for the next flush.
     pub(super) replication_pending: bool,
@@ -85,6 +89,7 @@ impl Raft {
             heartbeat_elapsed: 0,
             randomized_election_timeout: cfg.election_ticks,
             transfer_target: None,
+            transfer_elapsed: 0,
             reads: ReadIndexRounds::default(),
             replication_pending: false,
             rng: SplitMix64::new(cfg.seed),
@@ -182,7 +187,7 @@ impl Raft {
         }
         tracing::info!(node = self.id, term = self.term, target, "transferring leadership");
         self.transfer_target = Some(target);
-        self.election_elapsed = 0;
+        self.transfer_elapsed = 0;
         if self.progress[&target].match_index == self.log.last_index() {
             self.send(target, MessageBody::TimeoutNow);
         } else {
