@@ -6,13 +6,19 @@
 //!   check` does);
 //! - kv histories with 50 clients over 10 keys and stale reads, every key
 //!   searched (the invalid, high-concurrency case);
-//! - one key, 10 clients, 100,000 operations.
+//! - one key, 10 clients, 100,000 operations;
+//! - an append-only key (unique elements, as the append workload's) with 50
+//!   clients and 20% info: the check (the append inference decides it) beside
+//!   the search alone on the same operations.
 //!
 //! Values are drawn from 0..5, as in Jepsen's register tests, so cas often
 //! matches and reads are ambiguous: the hard case for the search.
 
 use std::time::Duration;
 
+use checker::model::Kv;
+use checker::operation::pair;
+use checker::search::{Limits, Outcome, search};
 use checker::synth::{Synth, generate};
 use checker::{Budget, History, ModelKind, Verdict, check_history};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -68,6 +74,24 @@ fn benches(c: &mut Criterion) {
     let hard: Vec<History> = (1..=5).map(|seed| stale_kv(seed, 50, 0.1)).collect();
     group.bench_function("kv, 50 clients, 10 keys, 2k ops, 10% info, stale reads: 5 histories, all keys", |b| {
         b.iter(|| hard.iter().for_each(check_invalid_all_keys))
+    });
+
+    let mut cfg = Synth::new(3, ModelKind::Kv);
+    (cfg.concurrency, cfg.keys, cfg.operations, cfg.info) = (50, 1, 5_000, 0.2);
+    cfg.mix = Some("rraa".to_string());
+    let appends = generate(&cfg);
+    group.bench_function("append key, 50 clients, 20% info, 5k ops: check (inference)", |b| {
+        b.iter(|| {
+            let report = check_history(&appends, ModelKind::Kv, None, &Budget::default()).unwrap();
+            assert_eq!(report.verdict, Verdict::Valid);
+        })
+    });
+    let ops = pair(&appends).unwrap().by_key.into_values().next().unwrap();
+    group.bench_function("append key, 50 clients, 20% info, 5k ops: search alone", |b| {
+        b.iter(|| {
+            let limits = Limits::new(std::time::Instant::now() + Duration::from_secs(60), 1 << 30);
+            assert_eq!(search(&ops, Kv(None), &limits, false), Outcome::Linearizable);
+        })
     });
 
     let long = history(100_000, 1, 10, 0.2);

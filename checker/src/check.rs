@@ -271,6 +271,21 @@ fn check_key(
     }
 }
 
+/// The texts that are no other's prefix: whatever one of the others
+/// contains, one of these contains too. On an append key every read is a
+/// prefix of the longest, so one text is left where there were thousands
+/// (searching each of them for each info append was quadratic).
+fn maximal_texts(mut texts: Vec<String>) -> Vec<String> {
+    texts.sort_unstable_by_key(|t| std::cmp::Reverse(t.len()));
+    let mut kept: Vec<String> = Vec::new();
+    for t in texts {
+        if !kept.iter().any(|k| k.starts_with(&t)) {
+            kept.push(t);
+        }
+    }
+    kept
+}
+
 fn valid(key: &Option<Key>, ops: &[Operation]) -> KeyReport {
     KeyReport {
         key: key.clone(),
@@ -315,7 +330,7 @@ pub fn set_aside_unobserved_info_writes(ops: &mut Vec<Operation>) -> usize {
             _ => {}
         }
     }
-    let texts: Vec<String> = if has_appends { observed.iter().map(|v| v.text()).collect() } else { Vec::new() };
+    let texts = if has_appends { maximal_texts(observed.iter().map(|v| v.text()).collect()) } else { Vec::new() };
     let seen_in_text = |needle: &str| texts.iter().any(|t| t.contains(needle));
     let drop: HashSet<usize> = ops
         .iter()
@@ -336,4 +351,20 @@ pub fn set_aside_unobserved_info_writes(ops: &mut Vec<Operation>) -> usize {
         o.id = id;
     }
     drop.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_texts_no_other_starts_with_are_kept_and_they_contain_whatever_the_others_do() {
+        let texts = ["1,", "1,2,", "1,2,3,", "4,", "4,5,"].map(String::from).to_vec();
+        let mut kept = maximal_texts(texts.clone());
+        kept.sort();
+        assert_eq!(kept, vec!["1,2,3,".to_string(), "4,5,".to_string()]);
+        for needle in ["2,", "1,2", "5,", "4,"] {
+            assert_eq!(texts.iter().any(|t| t.contains(needle)), kept.iter().any(|t| t.contains(needle)), "{needle}");
+        }
+    }
 }
