@@ -51,6 +51,9 @@ pub struct Nemesis {
     pub refused: Mutex<BTreeSet<u64>>,
     /// Kinds that struck at least once.
     pub struck: Mutex<BTreeSet<String>>,
+    /// Killed nodes held down until the leader compacts past them: the
+    /// index each had applied when it was killed.
+    pub(crate) applied_when_killed: Mutex<std::collections::BTreeMap<u64, u64>>,
     /// Network backends in use, by fault kind, for run.json.
     pub backends: Mutex<Vec<String>>,
 }
@@ -102,6 +105,7 @@ impl Nemesis {
             corrupted: Mutex::new(BTreeSet::new()),
             refused: Mutex::new(BTreeSet::new()),
             struck: Mutex::new(BTreeSet::new()),
+            applied_when_killed: Mutex::new(std::collections::BTreeMap::new()),
             backends: Mutex::new(Vec::new()),
         }
     }

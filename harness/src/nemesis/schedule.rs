@@ -23,6 +23,10 @@ pub enum Fault {
     },
     Kill {
         nodes: Vec<u64>,
+        /// Hold them down past the heal until the leader has compacted its
+        /// log past what they applied, so that they catch up by snapshot.
+        #[serde(default)]
+        until_compacted: bool,
     },
     Pause {
         nodes: Vec<u64>,
@@ -188,7 +192,7 @@ mod tests {
         assert_eq!(kinds.len(), 7, "every kind, power, clock and corrupt included: {kinds:?}");
         for s in &a.steps {
             assert!(s.at >= 3.0 && s.at < s.heal_at && s.heal_at <= 60.0);
-            if let Fault::Kill { nodes } | Fault::Pause { nodes } = &s.fault {
+            if let Fault::Kill { nodes, .. } | Fault::Pause { nodes } = &s.fault {
                 assert!(nodes.len() <= 2, "a majority must survive: {nodes:?}");
             }
         }
