@@ -221,7 +221,7 @@ mod tests {
         let mut firsts = std::collections::BTreeSet::new();
         for seed in 0..60 {
             let mut rng = <SmallRng as rand::SeedableRng>::seed_from_u64(seed);
-            let ctx = Draw { nodes: 5, seed, victims: vec![1] };
+            let ctx = Draw { nodes: 5, seed, alone: true, victims: vec![1] };
             let cycle: std::collections::BTreeSet<String> =
                 (0..IMPAIRMENTS).map(|turn| name(&NetemKind.draw(&ctx, turn, &mut rng))).collect();
             assert_eq!(cycle.len(), IMPAIRMENTS, "seed {seed}: {cycle:?}");

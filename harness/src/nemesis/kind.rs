@@ -19,6 +19,9 @@ pub struct Draw {
     /// The run's seed, for what a kind keeps fixed over a run (its draws
     /// take their randomness from the schedule's generator).
     pub seed: u64,
+    /// Whether this kind is the run's only one (not `all`, where faults of
+    /// other kinds follow at every interval and must not be pushed back).
+    pub alone: bool,
     /// The nodes disk corruption strikes in this run (one, unless
     /// `--corrupt-nodes` asks for more).
     pub victims: Vec<u64>,
@@ -118,7 +121,7 @@ mod tests {
             assert_eq!(by_event(heal, false).map(|c| c.name()), Some(k.name()));
             assert!(k.colour().len() == 7 && k.colour().starts_with('#'), "{}", k.colour());
             let mut rng = <SmallRng as rand::SeedableRng>::seed_from_u64(1);
-            let f = k.draw(&Draw { nodes: 5, seed: 1, victims: vec![2] }, 0, &mut rng);
+            let f = k.draw(&Draw { nodes: 5, seed: 1, alone: true, victims: vec![2] }, 0, &mut rng);
             assert_eq!(of(&f).name(), k.name(), "a kind draws its own faults");
         }
         assert!(by_choice(NemesisChoice::All).is_none() && by_choice(NemesisChoice::None).is_none());

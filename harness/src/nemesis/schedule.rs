@@ -128,7 +128,7 @@ pub fn plan(options: &RunOptions, seed: u64) -> Schedule {
     // than a minority, unless --corrupt-nodes asks.
     let first = (seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 33) % nodes;
     let victims = (0..options.corrupt_nodes.clamp(1, options.nodes) as u64).map(|i| 1 + (first + i) % nodes).collect();
-    let ctx = Draw { nodes, seed, victims };
+    let ctx = Draw { nodes, seed, alone: single.is_some(), victims };
     let mut round: Vec<&'static dyn FaultKind> = Vec::new();
     let mut at = options.quiet_start;
     let mut turns: std::collections::HashMap<&'static str, usize> = std::collections::HashMap::new();
