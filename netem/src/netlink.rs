@@ -150,15 +150,7 @@ impl NlSocket {
 
     /// Sends a request flagged `NLM_F_ACK` and returns the kernel's error, if any.
     pub fn request(&mut self, message: Vec<u8>) -> io::Result<()> {
-        self.send(message)?;
-        loop {
-            let n = self.socket.recv(&mut &mut self.buf[..], 0)?;
-            for received in messages(&self.buf[..n]) {
-                if received.msg_type == NLMSG_ERROR && received.payload.len() >= 4 {
-                    return error_code(received.payload);
-                }
-            }
-        }
+        self.exchange(message).map(drop)
     }
 
     /// Sends a request that is answered with messages (a dump, flagged

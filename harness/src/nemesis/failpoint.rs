@@ -7,7 +7,7 @@
 //! compacted its log past it, then letting it back to catch up by snapshot.
 //! The heal disarms it and starts the node again if it crashed.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::Rng;
 use rand::rngs::SmallRng;
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::kind::{Draw, FaultKind, names};
-use super::{Fault, Nemesis};
+use super::{Fault, Nemesis, status_of, wait_until_compacted_past};
 use crate::options::{NemesisChoice, RunOptions};
 
 /// What a failpoint fault arms, where, and after what.
@@ -130,27 +130,6 @@ fn ask(n: &Nemesis, id: u64, point: &str, actions: &str) -> anyhow::Result<Vec<(
     Ok(tokio::runtime::Handle::current().block_on(client.failpoint(&addr, point, actions))?)
 }
 
-/// Waits (at most `within`) until `leader` has compacted its log past what
-/// `follower` applied: the follower can then only catch up by a snapshot.
-/// Whether it came to that.
-fn wait_until_compacted_past(n: &Nemesis, leader: u64, follower: u64, within: Duration) -> bool {
-    let nodes = n.runtime.nodes();
-    let (l, f) = (nodes[(leader - 1) as usize].api_addr.clone(), nodes[(follower - 1) as usize].api_addr.clone());
-    let deadline = Instant::now() + within;
-    let handle = tokio::runtime::Handle::current();
-    let Ok(mut client) = capukv::Client::new([l.clone()]) else { return false };
-    client.timeout = Duration::from_millis(500);
-    // Read once, just after the cut: it cannot move while cut off.
-    let applied = handle.block_on(client.status_of(&f)).map(|s| s.applied_index).unwrap_or(0);
-    while Instant::now() < deadline {
-        if handle.block_on(client.status_of(&l)).is_ok_and(|s| s.snapshot_index > applied) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    false
-}
-
 /// Disarms every failpoint armed, and starts again the nodes that crashed.
 pub fn disarm_all(n: &Nemesis) -> anyhow::Result<Value> {
     let armed: Vec<(u64, String)> = std::mem::take(&mut *n.armed.lock().expect("not poisoned")).into_iter().collect();
@@ -232,7 +211,9 @@ impl FaultKind for FailpointKind {
             };
             if let Some(follower) = follower {
                 n.cut_off(follower)?;
-                let due = wait_until_compacted_past(n, leader, follower, Duration::from_secs(8));
+                // Read once, just after the cut: it cannot move while cut off.
+                let applied = status_of(n, follower).map_or(0, |s| s.applied_index);
+                let due = wait_until_compacted_past(n, Some(leader), applied, Duration::from_secs(8)).is_some();
                 n.heal_network()?;
                 done["cut_off"] = json!(format!("n{follower}"));
                 done["snapshot_due"] = json!(due);

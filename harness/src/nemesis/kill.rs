@@ -10,45 +10,17 @@
 //! never take one. Under `all` kills are never held: the hold would push
 //! the other kinds' faults out of the run.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use serde_json::{Value, json};
 
 use super::kind::{Draw, FaultKind, names};
-use super::{Fault, Nemesis, current_leader, minority};
+use super::{Fault, Nemesis, minority, status_of, wait_until_compacted_past};
 use crate::options::{NemesisChoice, RunOptions};
 
 /// How long a kill held until compaction waits for it past its heal.
 const COMPACTION_WAIT: Duration = Duration::from_secs(10);
-
-/// What node `id` has applied, asked of it (`None` if it does not answer).
-fn applied_index(n: &Nemesis, id: u64) -> Option<u64> {
-    let addr = n.runtime.nodes()[(id - 1) as usize].api_addr.clone();
-    let mut client = capukv::Client::new([addr.clone()]).ok()?;
-    client.timeout = Duration::from_millis(500);
-    tokio::runtime::Handle::current().block_on(client.status_of(&addr)).ok().map(|s| s.applied_index)
-}
-
-/// Waits (at most `within`) until whoever leads has compacted its log past
-/// `applied`; how long it took, or `None` if it did not come to that.
-fn wait_until_compacted_past(n: &Nemesis, applied: u64, within: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    let handle = tokio::runtime::Handle::current();
-    while started.elapsed() < within {
-        if let Some(leader) = handle.block_on(current_leader(&*n.runtime)) {
-            let addr = n.runtime.nodes()[(leader - 1) as usize].api_addr.clone();
-            if let Ok(mut client) = capukv::Client::new([addr.clone()]) {
-                client.timeout = Duration::from_millis(500);
-                if handle.block_on(client.status_of(&addr)).is_ok_and(|s| s.snapshot_index > applied) {
-                    return Some(started.elapsed());
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    None
-}
 
 pub struct KillKind;
 
@@ -77,7 +49,7 @@ impl FaultKind for KillKind {
     fn strike(&self, n: &Nemesis, fault: &Fault, _: Option<u64>) -> anyhow::Result<Value> {
         let Fault::Kill { nodes, until_compacted } = fault else { unreachable!("a kill fault") };
         for &id in nodes {
-            if *until_compacted && let Some(applied) = applied_index(n, id) {
+            if *until_compacted && let Some(applied) = status_of(n, id).map(|s| s.applied_index) {
                 n.applied_when_killed.lock().expect("not poisoned").insert(id, applied);
             }
             n.runtime.kill(id)?;
@@ -93,7 +65,7 @@ impl FaultKind for KillKind {
                 nodes.iter().filter_map(|id| held.remove(id)).collect()
             };
             if let Some(&most) = applied.iter().max() {
-                waited = match wait_until_compacted_past(n, most, COMPACTION_WAIT) {
+                waited = match wait_until_compacted_past(n, None, most, COMPACTION_WAIT) {
                     Some(took) => json!({"compacted_past": most, "waited_s": took.as_secs_f64()}),
                     None => json!({"compacted_past": null, "gave_up_after_s": COMPACTION_WAIT.as_secs_f64()}),
                 };

@@ -77,6 +77,36 @@ async fn leader_within(runtime: &dyn Runtime, within: Duration) -> Option<u64> {
     }
 }
 
+/// Node `id`'s status, asked of it from a nemesis's blocking thread
+/// (`None` if it does not answer within 500 ms).
+pub(crate) fn status_of(n: &Nemesis, id: u64) -> Option<capukv::proto::StatusResponse> {
+    let addr = n.runtime.nodes()[(id - 1) as usize].api_addr.clone();
+    let mut client = capukv::Client::new([addr.clone()]).ok()?;
+    client.timeout = Duration::from_millis(500);
+    tokio::runtime::Handle::current().block_on(client.status_of(&addr)).ok()
+}
+
+/// Waits (at most `within`) until `leader` (or, given none, whoever leads
+/// at each look) has compacted its log past `applied`: a node that applied
+/// no more can then catch up only by a snapshot. How long that took, or
+/// `None` if it did not come to that. From a blocking thread.
+pub(crate) fn wait_until_compacted_past(
+    n: &Nemesis,
+    leader: Option<u64>,
+    applied: u64,
+    within: Duration,
+) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        let leader = leader.or_else(|| tokio::runtime::Handle::current().block_on(current_leader(&*n.runtime)));
+        if leader.and_then(|l| status_of(n, l)).is_some_and(|s| s.snapshot_index > applied) {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
 pub async fn current_leader(runtime: &dyn Runtime) -> Option<u64> {
     let mut best: Option<(u64, u64)> = None;
     for node in runtime.nodes() {
