@@ -159,6 +159,19 @@ impl Client {
         self.endpoints[i % self.endpoints.len()].clone()
     }
 
+    /// The write id (client id, sequence number) the next write will carry,
+    /// for a caller that records it (the harness settles writes whose
+    /// outcome it never learned by finding their ids in the Raft log). Exact
+    /// while no other write of this client runs at the same time.
+    pub fn next_write_id(&self) -> (u64, u64) {
+        let mut idle = self.sessions.lock().expect("not poisoned");
+        let next = idle.last().copied().unwrap_or_else(|| (rand::random::<u64>() | 1, 1));
+        if idle.is_empty() {
+            idle.push(next);
+        }
+        next
+    }
+
     fn session(&self) -> Session<'_> {
         let (id, seq) =
             self.sessions.lock().expect("not poisoned").pop().unwrap_or_else(|| (rand::random::<u64>() | 1, 1));
@@ -285,9 +298,19 @@ impl Client {
     }
 
     pub async fn get_with(&self, key: impl Into<Bytes>, mode: ReadMode) -> Result<Option<KeyValue>, ClientError> {
-        let request = proto::GetRequest { key: key.into(), mode: mode as i32 };
-        let response = self.call_kv(request, |mut kv, r| async move { kv.get(r).await }).await?;
-        Ok(response.kv)
+        Ok(self.get_request(key.into(), mode).await?.kv)
+    }
+
+    /// The pair (in this client's read mode) and the store revision it was
+    /// read at.
+    pub async fn get_at(&self, key: impl Into<Bytes>) -> Result<(Option<KeyValue>, u64), ClientError> {
+        let response = self.get_request(key.into(), self.read_mode).await?;
+        Ok((response.kv, response.revision))
+    }
+
+    async fn get_request(&self, key: Bytes, mode: ReadMode) -> Result<proto::GetResponse, ClientError> {
+        let request = proto::GetRequest { key, mode: mode as i32 };
+        self.call_kv(request, |mut kv, r| async move { kv.get(r).await }).await
     }
 
     /// Keys in `[start, end)` (`end` empty: to the end), at most `limit`
@@ -330,9 +353,16 @@ impl Client {
 
     /// Deletes the key; returns the previous pair, if any.
     pub async fn delete(&self, key: impl Into<Bytes>) -> Result<Option<KeyValue>, ClientError> {
+        Ok(self.delete_at(key).await?.0)
+    }
+
+    /// Deletes the key; returns the previous pair, if any, and the store
+    /// revision after (the delete's own when there was a pair).
+    pub async fn delete_at(&self, key: impl Into<Bytes>) -> Result<(Option<KeyValue>, u64), ClientError> {
         let s = self.session();
         let request = proto::DeleteRequest { key: key.into(), id: Some(write_id(&s)) };
-        Ok(self.call_kv(request, |mut kv, r| async move { kv.delete(r).await }).await?.previous)
+        let response = self.call_kv(request, |mut kv, r| async move { kv.delete(r).await }).await?;
+        Ok((response.previous, response.revision))
     }
 
     /// Sets `new` if the value is `expected` (`None`: the key is absent).
@@ -343,6 +373,17 @@ impl Client {
         expected: Option<Bytes>,
         new: impl Into<Bytes>,
     ) -> Result<(bool, Option<KeyValue>), ClientError> {
+        let r = self.cas_at(key, expected, new).await?;
+        Ok((r.succeeded, r.current))
+    }
+
+    /// [`Client::cas`], with the whole answer: the store revision too.
+    pub async fn cas_at(
+        &self,
+        key: impl Into<Bytes>,
+        expected: Option<Bytes>,
+        new: impl Into<Bytes>,
+    ) -> Result<proto::CasResponse, ClientError> {
         // An absent key has mod revision 0.
         let revision = expected.is_none().then_some(0);
         self.compare_and_set(key.into(), expected, revision, new.into()).await
@@ -355,7 +396,8 @@ impl Client {
         revision: u64,
         new: impl Into<Bytes>,
     ) -> Result<(bool, Option<KeyValue>), ClientError> {
-        self.compare_and_set(key.into(), None, Some(revision), new.into()).await
+        let r = self.compare_and_set(key.into(), None, Some(revision), new.into()).await?;
+        Ok((r.succeeded, r.current))
     }
 
     async fn compare_and_set(
@@ -364,12 +406,11 @@ impl Client {
         expected_value: Option<Bytes>,
         expected_mod_revision: Option<u64>,
         new_value: Bytes,
-    ) -> Result<(bool, Option<KeyValue>), ClientError> {
+    ) -> Result<proto::CasResponse, ClientError> {
         let s = self.session();
         let request =
             proto::CasRequest { key, expected_value, expected_mod_revision, new_value, id: Some(write_id(&s)) };
-        let r = self.call_kv(request, |mut kv, r| async move { kv.cas(r).await }).await?;
-        Ok((r.succeeded, r.current))
+        self.call_kv(request, |mut kv, r| async move { kv.cas(r).await }).await
     }
 
     /// Appends to the key's value (absent: empty); returns the new pair.
@@ -392,6 +433,12 @@ impl Client {
     /// The status of one node, asked directly (no redirect, no retry).
     pub async fn status_of(&self, addr: &str) -> Result<proto::StatusResponse, ClientError> {
         self.ask_node(addr, |mut c| async move { c.status(proto::StatusRequest {}).await }).await
+    }
+
+    /// A page of one node's Raft log from index `from` on (see the `Log`
+    /// RPC), asked directly.
+    pub async fn log_of(&self, addr: &str, from: u64) -> Result<proto::LogResponse, ClientError> {
+        self.ask_node(addr, |mut c| async move { c.log(proto::LogRequest { from, max: 0 }).await }).await
     }
 
     /// The digest of one node's state machine, asked directly (no redirect,

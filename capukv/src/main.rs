@@ -155,6 +155,11 @@ struct ServerArgs {
     /// Compact the log every this many applied entries.
     #[arg(long, default_value_t = 10_000)]
     snapshot_every: u64,
+    /// Keep the log entries that snapshots cover (the data directory grows
+    /// by every entry): the `Log` Cluster RPC then lists the whole log, so a
+    /// test can settle after a run which writes were committed.
+    #[arg(long)]
+    keep_compacted_log: bool,
     /// Largest value accepted, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_value_bytes: usize,
@@ -456,6 +461,7 @@ async fn serve(s: ServerArgs) -> anyhow::Result<()> {
     cfg.election_ticks = s.election_ticks;
     cfg.heartbeat_ticks = s.heartbeat_ticks;
     cfg.snapshot_every = s.snapshot_every.max(1);
+    cfg.keep_compacted_log = s.keep_compacted_log;
     cfg.max_value_bytes = s.max_value_bytes;
     cfg.request_timeout = Duration::from_millis(s.request_timeout_ms.max(1));
     server::run(cfg, shutdown_signal()).await?;

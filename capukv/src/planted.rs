@@ -26,6 +26,7 @@
 //! | `follower-stale-reads` | a follower serves linearizable reads from its own state | server, KV API | stale reads on a lagging follower: `netem` slow links (the leader's messages to some followers arrive late; a cut-off follower gives up on its leader after one election timeout and stops serving), `partition`, `pause` |
 //! | `no-sessions` | exactly-once sessions are off: a retried write applies again | server, state machine | a write whose answer was lost and that the client retried applies twice: `netem` lost answers (the leader's answers to clients dropped while it leads), `pause`; lost-append/linearizability checks |
 //! | `vote-not-durable` | a vote is written but not synced before the vote is granted | server, `Storage::persist` | two leaders in a term after a power loss: `power` |
+//! | `revision-from-keys` | the store revision is rebuilt on start from the keys' largest mod revision, forgetting revisions that deletes took: after a restart the node numbers changes again from a smaller revision, while every value stays right | server, `StateMachine::open` | `kill` with the `kv` workload (deletes): the revision check (a revision that goes back in real time, two changes at one revision), replica convergence |
 //! | `trust-damaged-log` | a node starts on whatever its damaged log still holds: RocksDB's default point-in-time WAL recovery (replay stops quietly at a bad record), and no durability-mark check | server, `Storage::open` | a node that lost synced entries votes and serves as if it had them: `corrupt`, lost-append/linearizability checks |
 
 use std::fmt;
@@ -47,10 +48,11 @@ pub enum Bug {
     NoSessions,
     VoteNotDurable,
     TrustDamagedLog,
+    RevisionFromKeys,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 13] = [
+    pub const ALL: [Bug; 14] = [
         Bug::ReadIndexNoQuorum,
         Bug::ReadIndexBeforeTermCommit,
         Bug::CommitAlone,
@@ -64,6 +66,7 @@ impl Bug {
         Bug::NoSessions,
         Bug::VoteNotDurable,
         Bug::TrustDamagedLog,
+        Bug::RevisionFromKeys,
     ];
 
     pub fn name(self) -> &'static str {
@@ -81,6 +84,7 @@ impl Bug {
             Bug::NoSessions => "no-sessions",
             Bug::VoteNotDurable => "vote-not-durable",
             Bug::TrustDamagedLog => "trust-damaged-log",
+            Bug::RevisionFromKeys => "revision-from-keys",
         }
     }
 

@@ -130,6 +130,17 @@ impl StateMachine {
         for (client, session) in sessions {
             sm.remember(client, session);
         }
+        // Planted: the store revision is rebuilt from the keys on start (the
+        // largest mod revision), forgetting the revisions deletes took.
+        #[cfg(feature = "planted-bugs")]
+        if crate::planted::active(crate::planted::Bug::RevisionFromKeys) {
+            let mut newest = 0;
+            for item in sm.storage.db.iterator_cf(sm.storage.cf(CF_KV), IteratorMode::Start) {
+                let (_, raw) = item.map_err(|e| sm.storage.corrupt(e.to_string()))?;
+                newest = newest.max(Record::decode(&raw).map_or(0, |r| r.mod_revision));
+            }
+            sm.revision = newest;
+        }
         Ok(sm)
     }
 

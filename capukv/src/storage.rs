@@ -15,7 +15,7 @@ mod mark;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use prost::Message as _;
@@ -93,6 +93,9 @@ pub struct Storage {
     /// the group-commit factor.
     pub syncs: AtomicU64,
     pub entries_synced: AtomicU64,
+    /// Keep the log entries a snapshot covers (`--keep-compacted-log`):
+    /// the `Log` RPC then still lists them after the run, for audits.
+    pub keep_compacted_log: AtomicBool,
     /// Index of the last log entry on disk: entries written at or below it
     /// replace a conflicting suffix, which must be deleted first.
     last_index: AtomicU64,
@@ -147,6 +150,7 @@ impl Storage {
             dir: dir.into(),
             syncs: AtomicU64::new(0),
             entries_synced: AtomicU64::new(0),
+            keep_compacted_log: AtomicBool::new(false),
             last_index: AtomicU64::new(0),
             last_hard_state: std::sync::Mutex::new(HardState::default()),
             last_term: AtomicU64::new(0),
@@ -228,6 +232,35 @@ impl Storage {
         self.last_term.store(last_term, Ordering::Relaxed);
         *self.last_hard_state.lock().expect("not poisoned") = hard_state;
         Ok(PersistedState { hard_state, snapshot, entries })
+    }
+
+    /// The index of the last entry on disk.
+    pub fn last_index(&self) -> Index {
+        self.last_index.load(Ordering::Relaxed)
+    }
+
+    /// Up to `max` log entries from index `from` on (fewer where the log
+    /// ends), and the first index the log holds. Entries are immutable
+    /// once written except by a later `persist` replacing an uncommitted
+    /// tail, so this may run beside the Raft thread.
+    pub fn read_log(&self, from: Index, max: usize) -> Result<(Index, Vec<Entry>), StorageError> {
+        let log = self.cf(CF_LOG);
+        let first = match self.db.iterator_cf(log, IteratorMode::Start).next() {
+            Some(item) => {
+                let (key, _) = item.map_err(|e| self.io(e))?;
+                decode_index(&key).ok_or_else(|| self.corrupt("a log key is not an index"))?
+            }
+            None => self.last_index() + 1,
+        };
+        let mut entries = Vec::new();
+        let start = from.max(first);
+        for item in self.db.iterator_cf(log, IteratorMode::From(&start.to_be_bytes(), Direction::Forward)).take(max) {
+            let (key, value) = item.map_err(|e| self.io(e))?;
+            let index = decode_index(&key).ok_or_else(|| self.corrupt("a log key is not an index"))?;
+            let entry = decode_entry(&value).ok_or_else(|| self.corrupt(format!("log entry {index} is unreadable")))?;
+            entries.push(entry);
+        }
+        Ok((first, entries))
     }
 
     /// Refuses a log or hard state that ends below what the durability mark
@@ -366,11 +399,15 @@ impl Storage {
         Ok(())
     }
 
-    /// Keeps a snapshot the node took itself and drops the log it covers.
+    /// Keeps a snapshot the node took itself and drops the log it covers
+    /// (unless told to keep it: a restart reads the log from the snapshot
+    /// on, so entries below stay unread but for the `Log` RPC).
     pub fn compact(&self, snapshot: &Snapshot) -> Result<(), StorageError> {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_RAFT), KEY_SNAPSHOT, encode_snapshot(snapshot));
-        batch.delete_range_cf(self.cf(CF_LOG), 0u64.to_be_bytes(), (snapshot.meta.index + 1).to_be_bytes());
+        if !self.keep_compacted_log.load(Ordering::Relaxed) {
+            batch.delete_range_cf(self.cf(CF_LOG), 0u64.to_be_bytes(), (snapshot.meta.index + 1).to_be_bytes());
+        }
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(batch, &wo).map_err(|e| self.io(e))

@@ -14,7 +14,9 @@ use crate::history::{History, HistoryError};
 use crate::key::Key;
 use crate::model::{CasRegister, Kv, ModelKind, Register};
 use crate::operation::{Input, Operation, Output, pair};
+use crate::revisions::{self, RevisionReport};
 use crate::search::{CANCELLED, Counterexample, Limits, Outcome, search};
+use crate::settlement::{Settlement, SettlementEffect};
 use crate::value::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -93,6 +95,14 @@ pub struct CheckReport {
     pub elapsed_ms: u64,
     /// Invalid and unknown keys first, then the rest: every key decided.
     pub results: Vec<KeyReport>,
+    /// The revision check over all keys ([`revisions`]), when the history
+    /// carries revisions. A violation makes the verdict invalid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revisions: Option<RevisionReport>,
+    /// What a settlement from the store's log did to the info writes
+    /// ([`crate::settlement`]), when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<SettlementEffect>,
 }
 
 /// Checks `history` against `model`, every key starting from `initial`.
@@ -102,8 +112,28 @@ pub fn check_history(
     initial: Option<Value>,
     budget: &Budget,
 ) -> Result<CheckReport, HistoryError> {
+    check_settled(history, model, initial, budget, None)
+}
+
+/// [`check_history`], with the info writes a settlement settles taken as it
+/// says.
+pub fn check_settled(
+    history: &History,
+    model: ModelKind,
+    initial: Option<Value>,
+    budget: &Budget,
+    settlement: Option<&Settlement>,
+) -> Result<CheckReport, HistoryError> {
     let started = Instant::now();
-    let paired = pair(history)?;
+    let mut paired = pair(history)?;
+    let mut effect = settlement.map(|_| SettlementEffect::default());
+    if let (Some(settlement), Some(effect)) = (settlement, effect.as_mut()) {
+        let by_invoke = settlement.by_invoke();
+        for ops in paired.by_key.values_mut() {
+            settlement.apply(history, ops, effect, &by_invoke)?;
+        }
+        (paired.kept, paired.removed) = (paired.kept - effect.never, paired.removed + effect.never);
+    }
     for op in paired.by_key.values().flatten() {
         if !model.supports(&op.input) {
             let line = history.line_of(op.call as usize);
@@ -112,6 +142,9 @@ pub fn check_history(
         }
     }
     let mut keys: Vec<(Option<Key>, Vec<Operation>)> = paired.by_key.into_iter().collect();
+    // Before info writes are set aside: a delete in doubt may explain what a
+    // revision shows.
+    let revisions = revisions::check(&keys);
     let mut unobserved = 0;
     for (_, ops) in &mut keys {
         unobserved += set_aside_unobserved_info_writes(ops);
@@ -158,7 +191,7 @@ pub fn check_history(
     results.sort_by(|a, b| rank(a.verdict).cmp(&rank(b.verdict)).then_with(|| a.key.cmp(&b.key)));
     let invalid_keys = results.iter().filter(|r| r.verdict == Verdict::Invalid).count();
     let unknown_keys = results.iter().filter(|r| r.verdict == Verdict::Unknown).count();
-    let verdict = if invalid_keys > 0 {
+    let verdict = if invalid_keys > 0 || revisions.as_ref().is_some_and(|r| !r.is_valid()) {
         Verdict::Invalid
     } else if unknown_keys > 0 {
         Verdict::Unknown
@@ -179,6 +212,8 @@ pub fn check_history(
         unsearched_keys,
         elapsed_ms: started.elapsed().as_millis() as u64,
         results,
+        revisions,
+        settlement: effect,
     })
 }
 
@@ -211,6 +246,10 @@ fn check_key(
     initial: &Option<Value>,
     limits: &Limits,
 ) -> KeyReport {
+    // The store's revisions may name a linearization outright.
+    if revisions::witnessed(ops, initial) {
+        return valid(key, ops);
+    }
     if model == ModelKind::Kv {
         match append_inference::decide(ops, initial) {
             Inference::Valid => return valid(key, ops),

@@ -326,6 +326,9 @@ fn event_of(op: &Edn, position: u64, independent: bool) -> Result<Event, String>
         time: int("time")?.unwrap_or(0),
         error,
         fault: None,
+        revision: None,
+        mod_revision: None,
+        write_id: None,
     })
 }
 

@@ -64,6 +64,29 @@ pub struct Event {
     /// Jepsen's `f` names).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<FaultMark>,
+    /// On a completion, the store revision of the answer: a change's own,
+    /// else the revision the operation was served at (an extension for
+    /// stores with etcd-style revisions; see [`crate::revisions`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+    /// On a completion, the key's mod revision as the operation found it
+    /// (before any change it made; 0: absent), where the answer says it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mod_revision: Option<u64>,
+    /// On a write's invocation, the id the store's log knows it by, so that
+    /// a write whose outcome the client never learned can be settled from
+    /// the log after the run ([`crate::settlement`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_id: Option<WriteId>,
+}
+
+/// A write's identity in the store: its client and that client's sequence
+/// number (an exactly-once session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteId {
+    pub client: u64,
+    pub seq: u64,
 }
 
 /// The fault a nemesis event starts or ends, named by the nemesis itself,
@@ -187,6 +210,12 @@ struct RawEvent {
     error: Option<serde_json::Value>,
     #[serde(default)]
     fault: Option<FaultMark>,
+    #[serde(default)]
+    revision: Option<u64>,
+    #[serde(default)]
+    mod_revision: Option<u64>,
+    #[serde(default)]
+    write_id: Option<WriteId>,
 }
 
 fn parse_event(line: &str) -> Result<Event, String> {
@@ -216,6 +245,9 @@ fn parse_event(line: &str) -> Result<Event, String> {
         time: raw.time.ok_or_else(|| missing("time"))?,
         error,
         fault: raw.fault,
+        revision: raw.revision,
+        mod_revision: raw.mod_revision,
+        write_id: raw.write_id,
     };
     if event.process != Process::Nemesis && !OPERATIONS.contains(&event.f.as_str()) {
         return Err(format!("unknown operation `{}` (expected one of {})", event.f, OPERATIONS.join(", ")));

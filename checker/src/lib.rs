@@ -13,6 +13,8 @@
 //! - [`model`]: the sequential specifications (stateright `SequentialSpec`s).
 //! - [`search`]: the linearizability search for one key;
 //!   [`append_inference`]: append-only keys decided without one.
+//! - [`revisions`]: the store's revisions checked across all keys.
+//! - [`settlement`]: info writes settled from the store's log.
 //! - [`check`]: the whole-history check: keys in parallel, a time and memory
 //!   budget, verdicts and counterexamples.
 //! - [`report`]: the HTML report of a run: plots, timeline, invalid keys.
@@ -27,13 +29,15 @@ pub mod model;
 pub mod operation;
 pub mod porcupine;
 pub mod report;
+pub mod revisions;
 pub mod search;
+pub mod settlement;
 pub mod summary;
 pub mod synth;
 pub mod value;
 
-pub use check::{Budget, CheckReport, KeyReport, Verdict, check_history};
-pub use history::{Event, EventType, FaultMark, History, HistoryError, Process, Semantics};
+pub use check::{Budget, CheckReport, KeyReport, Verdict, check_history, check_settled};
+pub use history::{Event, EventType, FaultMark, History, HistoryError, Process, Semantics, WriteId};
 pub use key::Key;
 pub use model::ModelKind;
 pub use operation::{Input, Operation, Output};

@@ -64,6 +64,12 @@ pub struct Operation {
     pub call: u64,
     #[serde(skip)]
     pub ret: Option<u64>,
+    /// The completion's store revision and the mod revision it found, when
+    /// the history gives them ([`crate::revisions`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mod_revision: Option<u64>,
 }
 
 impl Operation {
@@ -208,6 +214,8 @@ fn add(
         complete_time: completion.map(|(e, _)| e.time),
         call,
         ret: completion.map(|(_, pos)| pos as u64),
+        revision: completion.and_then(|(e, _)| e.revision),
+        mod_revision: completion.and_then(|(e, _)| e.mod_revision),
     };
     ops.kept += 1;
     ops.by_key.entry(inv.key.clone()).or_default().push(op);

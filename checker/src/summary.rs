@@ -14,7 +14,8 @@ pub fn render(report: &CheckReport, source: &str) -> String {
     let mut out = String::new();
     let verdict = match report.verdict {
         Verdict::Valid => "VALID: every key is linearizable",
-        Verdict::Invalid => "INVALID: some key has no linearization",
+        Verdict::Invalid if report.invalid_keys > 0 => "INVALID: some key has no linearization",
+        Verdict::Invalid => "INVALID: the store's revisions contradict real time or each other",
         Verdict::Unknown => "UNKNOWN: the budget ran out before a verdict (not valid)",
     };
     let _ = writeln!(out, "{verdict}");
@@ -40,7 +41,24 @@ pub fn render(report: &CheckReport, source: &str) -> String {
             String::new()
         }
     );
+    if let Some(s) = &report.settlement {
+        let _ = writeln!(
+            out,
+            "settlement: of {} info writes, {} took effect by the log, {} never did ({} named in the settlement)",
+            s.info_writes, s.took_effect, s.never, s.matched
+        );
+    }
+    if let Some(r) = &report.revisions {
+        let broken: Vec<String> = r.counts.iter().map(|(rule, n)| format!("{n} × {}", rule.describe())).collect();
+        let outcome = if broken.is_empty() { "consistent".to_string() } else { broken.join(", ") };
+        let _ = writeln!(out, "revisions:  {} operations, {} changes: {outcome}", r.checked, r.changes);
+    }
     let _ = writeln!(out, "time:       {:.3} s", report.elapsed_ms as f64 / 1000.0);
+    if let Some(r) = &report.revisions {
+        for v in r.violations.iter().take(KEYS_SHOWN) {
+            let _ = writeln!(out, "\nrevisions: {}\n  {}", v.rule.describe(), v.message);
+        }
+    }
     for key in report.results.iter().filter(|k| k.verdict == Verdict::Invalid).take(KEYS_SHOWN) {
         render_invalid(&mut out, key);
     }

@@ -36,6 +36,10 @@ pub struct Synth {
     /// `r` read, `w` write, `c` cas, `d` delete, `a` append. `None`: the
     /// model's own mix.
     pub mix: Option<String>,
+    /// Completions carry the store's revisions, etcd-style: every change
+    /// advances one store revision (see [`crate::revisions`]). Stale reads
+    /// and lost writes carry none.
+    pub revisions: bool,
 }
 
 impl Synth {
@@ -51,6 +55,7 @@ impl Synth {
             stale_read: 0.0,
             lost_write: 0.0,
             mix: None,
+            revisions: false,
         }
     }
 }
@@ -90,10 +95,52 @@ struct InFlight {
     /// Set when it takes effect.
     output: Option<Output>,
     info: bool,
+    /// The store revision it was given and the mod revision it found.
+    revisions: Option<(u64, Option<u64>)>,
+    /// Its place in the order operations took effect in (the store's log).
+    applied: Option<u64>,
+    /// The history index of its `ok` completion.
+    ok_at: Option<u64>,
+    invoked_at: u64,
 }
 
 /// Generates one history.
 pub fn generate(cfg: &Synth) -> History {
+    generate_with_log(cfg).0
+}
+
+/// Generates one history, and the settlement an exact log of the store
+/// gives its info writes (see [`crate::settlement`]): each one that took
+/// effect, bounded by the first acknowledged write that took effect after
+/// it (none such: left out), and each one that never did.
+pub fn generate_with_log(cfg: &Synth) -> (History, crate::settlement::Settlement) {
+    let (history, ops) = simulate(cfg);
+    let mut acknowledged: Vec<(u64, u64)> =
+        ops.iter().filter(|o| !matches!(o.input, Input::Read)).filter_map(|o| Some((o.applied?, o.ok_at?))).collect();
+    acknowledged.sort_unstable();
+    // The earliest acknowledgement among writes applied at or after each position.
+    let mut earliest_after = vec![u64::MAX; acknowledged.len() + 1];
+    for i in (0..acknowledged.len()).rev() {
+        earliest_after[i] = earliest_after[i + 1].min(acknowledged[i].1);
+    }
+    let settled = ops
+        .iter()
+        .filter(|o| o.info && !matches!(o.input, Input::Read))
+        .filter_map(|o| {
+            let before_index = match o.applied {
+                None => None,
+                Some(at) => {
+                    let later = acknowledged.partition_point(|(a, _)| *a <= at);
+                    Some(earliest_after[later]).filter(|&e| e != u64::MAX)?.into()
+                }
+            };
+            Some(crate::settlement::Settled { invoke_index: o.invoked_at, before_index })
+        })
+        .collect();
+    (history, crate::settlement::Settlement { source: format!("synth-{} log", cfg.seed), settled })
+}
+
+fn simulate(cfg: &Synth) -> (History, Vec<InFlight>) {
     let mut rng = Rng(cfg.seed ^ 0xA5A5_5A5A_0F0F_F0F0);
     let mut queue: BinaryHeap<Reverse<(u64, u64, Action)>> = BinaryHeap::new();
     let mut seq = 0u64;
@@ -107,6 +154,11 @@ pub fn generate(cfg: &Synth) -> History {
         push(&mut queue, at, Action::Invoke { process: p });
     }
     let mut store: BTreeMap<Option<Key>, KeyValues> = BTreeMap::new();
+    // The store revision, and each key's mod revision (absent: 0).
+    let mut revision = 0u64;
+    let mut mod_revisions: BTreeMap<Option<Key>, u64> = BTreeMap::new();
+    // Operations that took effect so far: the store's log.
+    let mut applied = 0u64;
     let mut ops: Vec<InFlight> = Vec::new();
     let mut history = History { source: format!("synth-{}", cfg.seed), ..History::default() };
     let mut invoked = 0;
@@ -125,7 +177,17 @@ pub fn generate(cfg: &Synth) -> History {
                 let event = event(&history, now, process, EventType::Invoke, &key, &input, None);
                 push_event(&mut history, event);
                 let op = ops.len();
-                ops.push(InFlight { process, key, input, output: None, info });
+                ops.push(InFlight {
+                    process,
+                    key,
+                    input,
+                    output: None,
+                    info,
+                    revisions: None,
+                    applied: None,
+                    ok_at: None,
+                    invoked_at: history.events.len() as u64 - 1,
+                });
                 let apply_at = now + 1 + rng.below(100);
                 let complete_at = apply_at + 1 + rng.below(100);
                 match (info, rng.below(3)) {
@@ -146,6 +208,21 @@ pub fn generate(cfg: &Synth) -> History {
                     }
                     Input::Write(_) | Input::Append(_) | Input::Delete if rng.chance(cfg.lost_write) => {}
                     _ => {
+                        let found = mod_revisions.get(&o.key).copied().unwrap_or(0);
+                        let changes = match &o.input {
+                            Input::Write(_) | Input::Append(_) => true,
+                            Input::Cas(..) => output == Output::Cas,
+                            Input::Delete => current.is_some(),
+                            Input::Read => false,
+                        };
+                        if changes {
+                            revision += 1;
+                            mod_revisions.insert(o.key.clone(), if next.is_some() { revision } else { 0 });
+                        }
+                        applied += 1;
+                        o.applied = Some(applied);
+                        let learns = !matches!(o.input, Input::Write(_) | Input::Append(_));
+                        o.revisions = cfg.revisions.then_some((revision, learns.then_some(found)));
                         if next != *current {
                             past.push(next.clone());
                         }
@@ -166,6 +243,12 @@ pub fn generate(cfg: &Synth) -> History {
                 };
                 let mut e = event(&history, now, o.process, kind, &o.key, &o.input, output.as_ref());
                 e.error = error.map(str::to_string);
+                if kind != EventType::Info
+                    && let Some((r, m)) = o.revisions
+                {
+                    (e.revision, e.mod_revision) = (Some(r), m);
+                }
+                let ok_at = (kind == EventType::Ok).then_some(history.events.len() as u64);
                 push_event(&mut history, e);
                 let process = if o.info {
                     next_process += 1;
@@ -173,12 +256,13 @@ pub fn generate(cfg: &Synth) -> History {
                 } else {
                     o.process
                 };
+                ops[op].ok_at = ok_at;
                 let at = now + 1 + rng.below(20);
                 push(&mut queue, at, Action::Invoke { process });
             }
         }
     }
-    history
+    (history, ops)
 }
 
 /// Whether every letter of a [`Synth::mix`] names an operation the model has.
@@ -261,5 +345,8 @@ fn event(
         time: now * 1_000,
         error: None,
         fault: None,
+        revision: None,
+        mod_revision: None,
+        write_id: None,
     }
 }

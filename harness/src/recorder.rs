@@ -78,8 +78,28 @@ impl Recorder {
         error: Option<String>,
         fault: Option<checker::FaultMark>,
     ) {
-        if let Process::Client(_) = process {
-            let counter = match kind {
+        let event = Event {
+            index: 0,
+            kind,
+            process,
+            f: f.to_string(),
+            key: key.map(checker::Key::from),
+            value,
+            time: 0,
+            error,
+            fault,
+            revision: None,
+            mod_revision: None,
+            write_id: None,
+        };
+        self.record_event(event);
+    }
+
+    /// Records `event` as it is but for its index and time, which are the
+    /// next index and now.
+    pub fn record_event(&self, mut event: Event) {
+        if let Process::Client(_) = event.process {
+            let counter = match event.kind {
                 EventType::Invoke => &self.counts.invoked,
                 EventType::Ok => &self.counts.ok,
                 EventType::Fail => &self.counts.fail,
@@ -88,17 +108,8 @@ impl Recorder {
             counter.fetch_add(1, Ordering::Relaxed);
         }
         let mut sink = self.sink.lock().expect("not poisoned");
-        let event = Event {
-            index: sink.next_index,
-            kind,
-            process,
-            f: f.to_string(),
-            key: key.map(checker::Key::from),
-            value,
-            time: self.now(),
-            error,
-            fault,
-        };
+        event.index = sink.next_index;
+        event.time = self.now();
         sink.next_index += 1;
         // Straight into the buffer, no line string per event; flushed at once
         // so a crash keeps it.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, bail};
 use capukv::Client;
 use capukv::client::ReadMode;
-use checker::{Budget, EventType, History, Process, Verdict, check_history};
+use checker::{Budget, EventType, History, Process, Verdict, check_settled};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -97,19 +97,36 @@ fn client_for(shared: &Shared, slot: usize, mode: ReadMode) -> anyhow::Result<(C
     Ok((client, reader))
 }
 
-fn record_invoke(recorder: &Recorder, process: u64, op: &Op) {
-    recorder.record(EventType::Invoke, Process::Client(process), op.f.name(), Some(&op.key), op.value.clone(), None);
+/// An operation's invocation, with the id its write will carry in the
+/// store's log (reads have none).
+fn record_invoke(recorder: &Recorder, process: u64, op: &Op, write_id: Option<(u64, u64)>) {
+    let mut event = client_event(EventType::Invoke, process, op, op.value.clone());
+    event.write_id = write_id.map(|(client, seq)| checker::WriteId { client, seq });
+    recorder.record_event(event);
 }
 
 fn record_completion(recorder: &Recorder, process: u64, op: &Op, done: &Completion) {
-    recorder.record(
-        done.kind,
-        Process::Client(process),
-        op.f.name(),
-        Some(&op.key),
-        done.value.clone(),
-        done.error.clone(),
-    );
+    let mut event = client_event(done.kind, process, op, done.value.clone());
+    (event.error, event.revision, event.mod_revision) = (done.error.clone(), done.revision, done.mod_revision);
+    recorder.record_event(event);
+}
+
+/// A client event; the recorder gives it its index and time.
+fn client_event(kind: EventType, process: u64, op: &Op, value: serde_json::Value) -> checker::Event {
+    checker::Event {
+        index: 0,
+        kind,
+        process: Process::Client(process),
+        f: op.f.name().to_string(),
+        key: Some(checker::Key::from(op.key.as_str())),
+        value,
+        time: 0,
+        error: None,
+        fault: None,
+        revision: None,
+        mod_revision: None,
+        write_id: None,
+    }
 }
 
 /// One logical client slot: runs operations until the deadline or `stop`,
@@ -134,7 +151,8 @@ async fn worker(
             return Ok(());
         }
         let op = shared.workload.next_op(&mut rng);
-        record_invoke(&shared.recorder, process, &op);
+        let write_id = (op.f != workload::F::Read).then(|| client.next_write_id());
+        record_invoke(&shared.recorder, process, &op, write_id);
         let done =
             workload::execute(&client, reader.as_ref().unwrap_or(&client), &op, shared.workload.string_values()).await;
         record_completion(&shared.recorder, process, &op, &done);
@@ -168,7 +186,7 @@ async fn final_reads(shared: &Shared, within: Duration) -> BTreeMap<String, Opti
             let Ok(mut client) = Client::new(endpoints.clone()) else { break };
             client.timeout = Duration::from_secs(3);
             let op = Op { f: workload::F::Read, key: key.clone(), value: json!(null) };
-            record_invoke(&shared.recorder, process, &op);
+            record_invoke(&shared.recorder, process, &op, None);
             let done = workload::execute(&client, &client, &op, shared.workload.string_values()).await;
             record_completion(&shared.recorder, process, &op, &done);
             process += 1;
@@ -314,6 +332,7 @@ pub async fn run(mut options: RunOptions, settings: RunSettings) -> anyhow::Resu
                 "--heartbeat-ticks".into(),
                 knobs.heartbeat_ticks.to_string(),
             ],
+            knobs.keep_compacted_log.then(|| "--keep-compacted-log".to_string()).into_iter().collect(),
         ]
         .concat(),
         lazyfs: options.lazyfs().then_some(lazyfs::Options { torn_writes: options.torn_writes, seed }),
@@ -445,6 +464,7 @@ async fn drive(
     let interrupted = interrupted.load(Ordering::SeqCst);
     let mut final_values = BTreeMap::new();
     let mut findings = Vec::new();
+    let mut raft_logs = Vec::new();
     if !interrupted && worker_error.is_none() && nemesis_result.is_ok() && healed.is_ok() {
         progress.phase("recovering");
         let mut stop = stop_rx.clone();
@@ -453,6 +473,8 @@ async fn drive(
         final_values = final_reads(&shared, Duration::from_secs(30)).await;
         progress.phase("comparing replicas");
         findings.push(checks::replicas::check(&*runtime, Duration::from_secs(20)).await);
+        progress.phase("reading the logs");
+        raft_logs = checks::raft_log::read(&*runtime, Duration::from_secs(60)).await;
     }
     display.abort();
     recorder.finish().context("writing the history")?;
@@ -498,14 +520,25 @@ async fn drive(
     let budget =
         Budget { timeout: Duration::from_secs_f64(options.checker_timeout), all_keys: true, ..Budget::default() };
     let model = shared.workload.model();
-    let report =
-        tokio::task::spawn_blocking(move || check_history(&history, model, None, &budget).map(|r| (r, history)))
-            .await?
-            .context("checking the history")?;
+    // The info writes the nodes' logs settle (written beside the history, so
+    // that `check --settlement` repeats the check).
+    let (audit, settlement, settled) = checks::raft_log::examine(&history.events, &raft_logs, shared.nodes.len());
+    findings.push(audit);
+    std::fs::write(dir.join(rundir::SETTLEMENT), serde_json::to_string(&settlement)? + "\n")?;
+    results["settlement"] = json!(settled);
+    let report = tokio::task::spawn_blocking(move || {
+        check_settled(&history, model, None, &budget, Some(&settlement)).map(|r| (r, history))
+    })
+    .await?
+    .context("checking the history")?;
     let (report, history) = report;
     let mut reasons = Vec::new();
-    if report.verdict == Verdict::Invalid {
+    if report.invalid_keys > 0 {
         reasons.push(format!("{} of {} keys are not linearizable", report.invalid_keys, report.keys));
+    }
+    if let Some(r) = report.revisions.as_ref().filter(|r| !r.is_valid()) {
+        let broken: Vec<String> = r.counts.iter().map(|(rule, n)| format!("{n} × {}", rule.describe())).collect();
+        reasons.push(format!("revisions: {}", broken.join(", ")));
     }
     if let Some(lost) = shared.workload.lost_writes(&history.events, &final_values) {
         if !lost.is_empty() {
@@ -582,8 +615,12 @@ fn signature(history: &History, report: &checker::CheckReport, results: &serde_j
         .as_array()
         .and_then(|c| c.iter().find(|f| f["outcome"] == "failed"))
         .and_then(|f| f["check"].as_str());
+    let revision =
+        report.revisions.as_ref().and_then(|r| r.violations.iter().min_by_key(|v| v.ops.last().map(|o| o.invoke_time)));
     let (what, at) = if let Some(op) = first_unplaced {
         (format!("linearizability[{}]", op.kind()), Some(op.invoke_time))
+    } else if let Some(v) = revision {
+        (format!("revisions[{}]", v.rule.name()), v.ops.last().map(|o| o.invoke_time))
     } else if results["lost_appends"].as_object().is_some_and(|l| !l.is_empty()) {
         ("lost-append".to_string(), None)
     } else {
@@ -603,7 +640,9 @@ fn detection(history: &History, report: &checker::CheckReport) -> serde_json::Va
         .iter()
         .find(|e| e.process == Process::Nemesis && e.kind == EventType::Invoke && e.f != "heal-all")
         .map(|e| seconds(e.time));
-    let first_unplaced = first_unplaced(report).map(|op| seconds(op.invoke_time));
+    // A revision that contradicts real time is detected where it was given.
+    let revision = report.revisions.as_ref().and_then(|r| r.first_violation()).map(|o| o.invoke_time);
+    let first_unplaced = first_unplaced(report).map(|op| op.invoke_time).into_iter().chain(revision).min().map(seconds);
     json!({"first_fault_s": first_fault, "first_unplaced_s": first_unplaced})
 }
 

@@ -11,6 +11,8 @@ use crate::options::RunOptions;
 pub const HISTORY: &str = "history.jsonl";
 pub const RUN_JSON: &str = "run.json";
 pub const RESULTS_JSON: &str = "results.json";
+/// The info writes the nodes' Raft logs settled (`checker::settlement::Settlement`).
+pub const SETTLEMENT: &str = "settlement.json";
 
 /// `YYYYMMDDTHHMMSSZ` for a time since the epoch (UTC, proleptic Gregorian).
 pub fn timestamp(t: SystemTime) -> String {

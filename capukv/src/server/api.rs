@@ -287,6 +287,31 @@ impl proto::cluster_server::Cluster for Api {
         Ok(Response::new(proto::FailpointResponse { id: self.id, armed }))
     }
 
+    async fn log(&self, request: Request<proto::LogRequest>) -> Result<Response<proto::LogResponse>, Status> {
+        const PAGE: u64 = 10_000;
+        let r = request.into_inner();
+        let max = if r.max == 0 { PAGE } else { r.max.min(PAGE) } as usize;
+        // The commit index first: entries read after it up to it are committed.
+        let (tx, rx) = oneshot::channel();
+        self.events.send(Event::Status { reply: tx }).map_err(|_| Status::unavailable("the node is shutting down"))?;
+        let commit_index = rx.await.map_err(|_| Status::unavailable("the node stopped before answering"))?.commit;
+        let storage = self.storage.clone();
+        let (first_index, entries) = tokio::task::spawn_blocking(move || storage.read_log(r.from, max))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(storage_status)?;
+        let entries = entries
+            .into_iter()
+            .map(|e| {
+                // A no-op, or data that is no command (which apply refuses too), names no write.
+                let cmd = <proto::Command as prost::Message>::decode(&e.data[..]).unwrap_or_default();
+                proto::LoggedWrite { index: e.index, term: e.term, client_id: cmd.client_id, seq: cmd.seq }
+            })
+            .collect();
+        let last_index = self.storage.last_index();
+        Ok(Response::new(proto::LogResponse { id: self.id, first_index, last_index, commit_index, entries }))
+    }
+
     async fn transfer_leader(
         &self,
         request: Request<proto::TransferLeaderRequest>,

@@ -47,6 +47,8 @@ pub struct ServerConfig {
     pub max_value_bytes: usize,
     pub request_timeout: Duration,
     pub max_sessions: usize,
+    /// Keep the log entries snapshots cover, for after-run audits.
+    pub keep_compacted_log: bool,
 }
 
 impl ServerConfig {
@@ -72,6 +74,7 @@ impl ServerConfig {
             max_value_bytes: 1 << 20,
             request_timeout: Duration::from_secs(5),
             max_sessions: 10_000,
+            keep_compacted_log: false,
         }
     }
 }
@@ -123,6 +126,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
         .map_err(|e| ServerError::Storage(StorageError::Open { dir: cfg.dir.clone(), reason: e.to_string() }))?;
     let identity = Identity { node_id: cfg.id, cluster: cfg.cluster.clone(), voters: voters.clone() };
     let storage = Storage::open(&cfg.dir, &identity)?;
+    storage.keep_compacted_log.store(cfg.keep_compacted_log, std::sync::atomic::Ordering::Relaxed);
     let mut sm = StateMachine::open(storage.clone(), cfg.max_sessions)?;
     let persisted = storage.load_raft_state()?;
     // A crash between persisting a received snapshot and restoring the state

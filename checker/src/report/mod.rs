@@ -125,6 +125,9 @@ pub fn render(history: &History, check: Option<&CheckReport>, info: &RunInfo) ->
                     write!(html, "<p class=\"note\">{} more invalid keys are in results.json.</p>", invalid.len() - 5);
             }
         }
+        if let Some(r) = check.revisions.as_ref().filter(|r| !r.is_valid()) {
+            html.push_str(&revision_violations(r));
+        }
     }
 
     html.push_str("<h2>Summary</h2><table class=\"summary\">");
@@ -165,6 +168,18 @@ pub fn render(history: &History, check: Option<&CheckReport>, info: &RunInfo) ->
                 check.elapsed_ms as f64 / 1000.0
             ),
         );
+        if let Some(s) = &check.settlement {
+            let note = format!(
+                "{} info writes: {} took effect by the store's log (made ok), {} never did (removed), the rest stay info",
+                s.info_writes, s.took_effect, s.never
+            );
+            row(&mut html, "settled from the log", &note);
+        }
+        if let Some(r) = &check.revisions {
+            let broken: Vec<String> = r.counts.iter().map(|(rule, n)| format!("{n} × {}", rule.describe())).collect();
+            let outcome = if broken.is_empty() { "consistent".to_string() } else { broken.join(", ") };
+            row(&mut html, "revisions", &format!("{} operations, {} changes: {outcome}", r.checked, r.changes));
+        }
         if !check.unsearched_keys.is_empty() {
             let note = format!(
                 "{} keys: the first invalid key settled the verdict (check --all-keys searches every key)",
@@ -227,4 +242,25 @@ pub fn write(dir: &Path, history: &History, check: Option<&CheckReport>, info: &
     let path = dir.join(FILE);
     std::fs::write(&path, render(history, check, info))?;
     Ok(path)
+}
+
+/// The revision check's violations: each rule's message and the operations
+/// it involves, with their history indexes.
+fn revision_violations(r: &crate::revisions::RevisionReport) -> String {
+    let mut html = String::from("<h2 id=\"revisions\">What the revisions contradict</h2>");
+    for v in &r.violations {
+        let _ = write!(html, "<p><b>{}</b>: {}</p><ul>", escape(v.rule.describe()), escape(&v.message));
+        for op in &v.ops {
+            let at = op.complete_index.map_or_else(String::new, |c| format!(" … {c}"));
+            let key = op.key.as_ref().map_or_else(String::new, |k| format!("key {} ", k.quoted()));
+            let _ = write!(html, "<li>{key}history {}{at}: {}</li>", op.invoke_index, escape(&op.what));
+        }
+        html.push_str("</ul>");
+    }
+    let listed = r.violations.len();
+    let total: usize = r.counts.values().sum();
+    if total > listed {
+        let _ = write!(html, "<p class=\"note\">{} more are counted in results.json.</p>", total - listed);
+    }
+    html
 }

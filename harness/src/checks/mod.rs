@@ -7,10 +7,13 @@
 //!   (a leader that commits alone leaves replicas that differ).
 //! - [`logs`]: panics, corruption and `ERROR` lines the run did not cause on
 //!   purpose (Jepsen's log-file-pattern checker).
+//! - [`raft_log`]: the nodes' committed Raft logs agree and hold every
+//!   acknowledged write; they also settle the info writes for the checker.
 //! - [`stats`]: a run in which an operation kind never succeeded, or too few
 //!   operations did, proves nothing: it is vacuous, not valid.
 
 pub mod logs;
+pub mod raft_log;
 pub mod replicas;
 pub mod stats;
 

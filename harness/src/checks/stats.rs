@@ -69,6 +69,9 @@ mod tests {
             time: 0,
             error: None,
             fault: None,
+            revision: None,
+            mod_revision: None,
+            write_id: None,
         }
     }
 

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use checker::{Budget, History, HistoryError, ModelKind, Value, check_history};
+use checker::settlement::Settlement;
+use checker::{Budget, History, HistoryError, ModelKind, Value, check_settled};
 use clap::Args;
 use harness::exit;
 
@@ -34,6 +35,11 @@ pub struct CheckArgs {
     /// verdict, and the keys not yet decided are listed as not searched.
     #[arg(long)]
     all_keys: bool,
+    /// Take the info writes as this settlement says (a chaos run writes
+    /// one, settlement.json, from the nodes' Raft logs): each either took
+    /// effect before a later event, or never did.
+    #[arg(long, value_name = "FILE")]
+    settlement: Option<PathBuf>,
     /// Print the full result as JSON instead of the summary.
     #[arg(long)]
     json: bool,
@@ -64,8 +70,15 @@ pub fn run(args: CheckArgs) -> i32 {
         threads: 0,
         all_keys: args.all_keys,
     };
+    let settlement = match args.settlement.as_deref().map(Settlement::read_file).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot read the settlement: {e}");
+            return exit::NO_INPUT;
+        }
+    };
     let initial = args.initial.as_deref().map(Value::parse);
-    let report = match check_history(&history, args.model, initial, &budget) {
+    let report = match check_settled(&history, args.model, initial, &budget, settlement.as_ref()) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: malformed history: {e}");

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use checker::ModelKind;
-use checker::synth::{Synth, generate};
+use checker::synth::{Synth, generate_with_log};
 use clap::Args;
 use harness::exit;
 
@@ -43,6 +43,14 @@ pub struct SynthArgs {
     mix: Option<String>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Completions carry the store's revisions, etcd-style (stale reads and
+    /// lost writes carry none).
+    #[arg(long)]
+    revisions: bool,
+    /// Also write the settlement an exact log of the store gives the info
+    /// writes (for `check --settlement`).
+    #[arg(long, value_name = "FILE")]
+    settlement: Option<PathBuf>,
     /// Also write the history as Porcupine's kv log (read, write and append only).
     #[arg(long, value_name = "FILE")]
     porcupine: Option<PathBuf>,
@@ -69,7 +77,14 @@ pub fn run(args: SynthArgs) -> i32 {
     let mut cfg = Synth::new(args.seed, args.model);
     (cfg.concurrency, cfg.keys, cfg.operations, cfg.values) = (args.clients, args.keys, args.ops, args.values);
     (cfg.info, cfg.stale_read, cfg.lost_write, cfg.mix) = (args.info, args.stale_read, args.lost_write, args.mix);
-    let history = generate(&cfg);
+    cfg.revisions = args.revisions;
+    let (history, log) = generate_with_log(&cfg);
+    if let Some(path) = &args.settlement
+        && let Err(e) = std::fs::write(path, serde_json::to_string(&log).expect("settlements serialize") + "\n")
+    {
+        eprintln!("error: cannot write {}: {e}", path.display());
+        return exit::HARNESS_FAILED;
+    }
     let mut jsonl = Vec::new();
     for e in &history.events {
         serde_json::to_writer(&mut jsonl, e).expect("events serialize");

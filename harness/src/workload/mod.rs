@@ -56,6 +56,10 @@ pub struct Completion {
     pub kind: EventType,
     pub value: Value,
     pub error: Option<String>,
+    /// The store revision of the answer, and the key's mod revision as the
+    /// operation found it (0: absent), where the answer gives them.
+    pub revision: Option<u64>,
+    pub mod_revision: Option<u64>,
 }
 
 pub trait Workload: Send + Sync {
@@ -143,40 +147,51 @@ fn certainly_not_applied(error: &ClientError) -> bool {
 fn failed(op: &Op, error: ClientError) -> Completion {
     // A read changes nothing: whatever went wrong, it certainly had no effect.
     let kind = if op.f == F::Read || certainly_not_applied(&error) { EventType::Fail } else { EventType::Info };
-    Completion { kind, value: op.value.clone(), error: Some(error.to_string()) }
+    Completion { kind, value: op.value.clone(), error: Some(error.to_string()), revision: None, mod_revision: None }
 }
 
-fn ok(value: Value) -> Completion {
-    Completion { kind: EventType::Ok, value, error: None }
+fn ok(value: Value, revision: u64, mod_revision: Option<u64>) -> Completion {
+    Completion { kind: EventType::Ok, value, error: None, revision: Some(revision), mod_revision }
+}
+
+/// The mod revision of a pair as found (an absent key's is 0).
+fn found(kv: &Option<capukv::proto::KeyValue>) -> Option<u64> {
+    Some(kv.as_ref().map_or(0, |kv| kv.mod_revision))
 }
 
 /// Carries `op` out. `reader` serves reads (a node-local client for stale reads).
 pub async fn execute(client: &Client, reader: &Client, op: &Op, strings: bool) -> Completion {
     let key = Bytes::from(op.key.clone());
     match op.f {
-        F::Read => match reader.get(key).await {
-            Ok(kv) => ok(kv.map_or(Value::Null, |kv| decode(&kv.value, strings))),
+        F::Read => match reader.get_at(key).await {
+            Ok((kv, revision)) => {
+                ok(kv.as_ref().map_or(Value::Null, |kv| decode(&kv.value, strings)), revision, found(&kv))
+            }
             Err(e) => failed(op, e),
         },
         F::Write => match client.set(key, encode(&op.value)).await {
-            Ok(_) => ok(op.value.clone()),
+            Ok(revision) => ok(op.value.clone(), revision, None),
             Err(e) => failed(op, e),
         },
-        F::Delete => match client.delete(key).await {
-            Ok(_) => ok(Value::Null),
+        F::Delete => match client.delete_at(key).await {
+            Ok((previous, revision)) => ok(Value::Null, revision, found(&previous)),
             Err(e) => failed(op, e),
         },
         F::Append => match client.append(key, encode(&op.value)).await {
-            Ok(_) => ok(op.value.clone()),
+            Ok(kv) => ok(op.value.clone(), kv.mod_revision, None),
             Err(e) => failed(op, e),
         },
         F::Cas => {
             let (expected, new) = (&op.value[0], &op.value[1]);
-            match client.cas(key, Some(encode(expected)), encode(new)).await {
-                Ok((true, _)) => ok(op.value.clone()),
-                Ok((false, _)) => {
-                    Completion { kind: EventType::Fail, value: op.value.clone(), error: Some("mismatch".into()) }
-                }
+            match client.cas_at(key, Some(encode(expected)), encode(new)).await {
+                Ok(r) if r.succeeded => ok(op.value.clone(), r.revision, found(&r.current)),
+                Ok(r) => Completion {
+                    kind: EventType::Fail,
+                    value: op.value.clone(),
+                    error: Some("mismatch".into()),
+                    revision: Some(r.revision),
+                    mod_revision: found(&r.current),
+                },
                 Err(e) => failed(op, e),
             }
         }
