@@ -25,6 +25,12 @@ const SNAPSHOT_MAGIC: &[u8] = b"CAPUKV-SNAPSHOT-1";
 /// Larger than any key (keys are at most 4 KiB), to delete a whole range.
 const KEY_RANGE_END: [u8; 4097] = [0xff; 4097];
 
+/// The largest value an append may leave, on every node alike (a
+/// per-node `--max-value-bytes` could differ between replicas, and apply
+/// must decide the same everywhere). Well under what a client decodes
+/// (64 MiB), so that a value once stored can always be read back.
+pub const MAX_APPENDED_VALUE_BYTES: usize = 16 << 20;
+
 /// What applying a command produced for its client.
 pub type CommandResult = Result<proto::CommandResponse, ApplyError>;
 
@@ -34,6 +40,8 @@ pub enum ApplyError {
     StaleSequence { client: u64, seq: u64, last: u64 },
     #[error("the log entry is not a command: {0}")]
     BadCommand(String),
+    #[error("the append would make the value {size} bytes; values grow to at most {limit} bytes")]
+    ValueTooLarge { size: usize, limit: usize },
 }
 
 /// A key's record.
@@ -300,6 +308,12 @@ impl Batch<'_> {
             }
         }
         let Some(op) = cmd.op else { return Ok(Err(ApplyError::BadCommand("no operation".into()))) };
+        if let command::Op::Append(a) = &op {
+            let size = self.read(&a.key)?.map_or(0, |r| r.value.len()) + a.suffix.len();
+            if size > MAX_APPENDED_VALUE_BYTES {
+                return Ok(Err(ApplyError::ValueTooLarge { size, limit: MAX_APPENDED_VALUE_BYTES }));
+            }
+        }
         let result = self.execute(op)?;
         if seq > 0 {
             self.save_session(client, seq, entry.index, &result);
@@ -622,6 +636,22 @@ mod tests {
 
     fn value_of(f: &Fixture, key: &str) -> Option<Bytes> {
         get(f.storage.as_ref().unwrap(), key.as_bytes()).unwrap().0.map(|kv| kv.value)
+    }
+
+    #[test]
+    fn an_append_past_the_value_bound_is_refused_on_every_node_and_changes_nothing() {
+        let mut f = Fixture::new("append-bound");
+        let big = "x".repeat(MAX_APPENDED_VALUE_BYTES - 1);
+        f.apply(7, 1, append("k", &big)).unwrap();
+        let revision = f.sm().revision();
+        assert_eq!(
+            f.apply(7, 2, append("k", "yz")),
+            Err(ApplyError::ValueTooLarge { size: MAX_APPENDED_VALUE_BYTES + 1, limit: MAX_APPENDED_VALUE_BYTES })
+        );
+        assert_eq!(f.sm().revision(), revision, "a refused append changes nothing");
+        assert_eq!(value_of(&f, "k").map(|v| v.len()), Some(MAX_APPENDED_VALUE_BYTES - 1));
+        f.apply(7, 3, append("k", "y")).unwrap();
+        assert_eq!(value_of(&f, "k").map(|v| v.len()), Some(MAX_APPENDED_VALUE_BYTES), "up to the bound is fine");
     }
 
     #[test]

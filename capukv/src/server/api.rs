@@ -79,7 +79,9 @@ impl Api {
                 Status::unavailable("no leader: an election is under way or there is no quorum")
             }
             Rejection::Unavailable(m) => Status::unavailable(m),
-            Rejection::Applied(e @ ApplyError::StaleSequence { .. }) => Status::invalid_argument(e.to_string()),
+            Rejection::Applied(e @ (ApplyError::StaleSequence { .. } | ApplyError::ValueTooLarge { .. })) => {
+                Status::invalid_argument(e.to_string())
+            }
             Rejection::Applied(e) => Status::internal(e.to_string()),
             Rejection::Invalid(m) => Status::invalid_argument(m),
         }
