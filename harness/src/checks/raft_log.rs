@@ -13,8 +13,8 @@
 //!   every write carries its client id and sequence number (the history's
 //!   `write_id`). An info write found committed at index `i` took effect
 //!   before the completion of any acknowledged write at a later index; one
-//!   in no log, where a majority's logs reach down to every index it could
-//!   have had, never took effect. The checker takes them so
+//!   in no log, where a majority's logs (or the newest leader's) reach down
+//!   to every index it could have had, never took effect. The checker takes them so
 //!   ([`checker::settlement`], which argues why that is sound).
 //!
 //! The indexes an info write `w` could have had: a write acknowledged
@@ -43,6 +43,9 @@ const LISTED: usize = 10;
 #[derive(Clone, Debug)]
 pub struct NodeLog {
     pub node: String,
+    /// Its term, and whether it said it leads (asked before the log).
+    pub term: u64,
+    pub leader: bool,
     /// The first index it holds; entries up to `commit` are committed.
     pub first: u64,
     pub commit: u64,
@@ -62,6 +65,7 @@ pub async fn read(runtime: &dyn Runtime, within: Duration) -> Vec<NodeLog> {
         }
         let Ok(mut client) = Client::new([node.api_addr.clone()]) else { continue };
         client.timeout = Duration::from_secs(5);
+        let Ok(status) = client.status_of(&node.api_addr).await else { continue };
         let mut log: Option<NodeLog> = None;
         let mut from = 0;
         for _ in 0..MAX_PAGES {
@@ -75,6 +79,8 @@ pub async fn read(runtime: &dyn Runtime, within: Duration) -> Vec<NodeLog> {
             };
             let l = log.get_or_insert_with(|| NodeLog {
                 node: node.name.clone(),
+                term: status.term,
+                leader: status.role == "leader",
                 first: page.first_index,
                 commit: page.commit_index,
                 last: page.last_index,
@@ -107,6 +113,9 @@ struct Merged {
     starts: Vec<u64>,
     /// Nodes in the cluster, and so how many make a majority.
     majority: usize,
+    /// Where the log of the leader of the highest term any read node knows
+    /// starts: that log holds every committed entry from there on.
+    leader_from: Option<u64>,
     disagreements: Vec<String>,
     shared: usize,
 }
@@ -118,6 +127,10 @@ fn merge(logs: &[NodeLog], cluster_size: usize) -> Merged {
         anywhere: HashSet::new(),
         starts: logs.iter().map(|l| l.first.max(1)).collect(),
         majority: cluster_size / 2 + 1,
+        leader_from: {
+            let newest = logs.iter().map(|l| l.term).max().unwrap_or(0);
+            logs.iter().find(|l| l.leader && l.term == newest).map(|l| l.first.max(1))
+        },
         disagreements: Vec::new(),
         shared: 0,
     };
@@ -161,14 +174,17 @@ fn merge(logs: &[NodeLog], cluster_size: usize) -> Merged {
 
 impl Merged {
     /// Whether a write that could only be at index `from` or above, and is
-    /// in none of the logs, was never committed. A committed entry was on a
-    /// majority of the nodes, and a correct node never drops a committed
-    /// entry from its log (the servers keep even what snapshots cover; a
-    /// snapshot received replaces the whole log, and then the log starts
-    /// past it). So if a majority's logs reach down to `from`, one of them
-    /// would hold it.
+    /// in none of the logs, was never committed. A correct node never drops
+    /// a committed entry from its log (the servers keep even what snapshots
+    /// cover; a snapshot received replaces the whole log, and then the log
+    /// starts past it). A committed entry was on a majority of the nodes, so
+    /// if a majority's logs reach down to `from`, one of them would hold it;
+    /// and the leader of the newest term holds every committed entry
+    /// (Raft's Leader Completeness), so its log alone does too.
     fn would_hold(&self, from: u64) -> bool {
-        self.starts.iter().filter(|&&first| first <= from.max(1)).count() >= self.majority
+        let from = from.max(1);
+        self.leader_from.is_some_and(|first| first <= from)
+            || self.starts.iter().filter(|&&first| first <= from).count() >= self.majority
     }
 }
 
@@ -388,7 +404,7 @@ mod tests {
 
     fn log(node: &str, first: u64, commit: u64, entries: Vec<LoggedWrite>) -> NodeLog {
         let last = entries.last().map_or(0, |e| e.index);
-        NodeLog { node: node.into(), first, commit, last, entries }
+        NodeLog { node: node.into(), term: 1, leader: false, first, commit, last, entries }
     }
 
     /// Writes: A ok (index 2), B info, C ok (index 4), D info invoked after
@@ -425,10 +441,27 @@ mod tests {
         assert_eq!((f.info_writes, f.took_effect, f.never, f.unresolved), (3, 1, 1, 1));
         assert_eq!(finding.outcome, Outcome::Passed);
 
-        // Of five nodes, two logs are no majority: D stays in doubt too.
-        let (_, s, f) = examine(&history(), &[n1, n2], 5);
+        // Of five nodes, two logs are no majority: D stays in doubt too...
+        let (_, s, f) = examine(&history(), &[n1.clone(), n2.clone()], 5);
         assert!(!s.settled.iter().any(|x| x.before_index.is_none()));
         assert_eq!((f.took_effect, f.never, f.unresolved), (1, 0, 2));
+
+        // ...unless one of them is the newest term's leader, which holds
+        // every committed entry: n2, from its first index 3 on (D)...
+        let leader = |mut l: NodeLog, term| {
+            (l.leader, l.term) = (true, term);
+            l
+        };
+        let (_, _, f) = examine(&history(), &[n1.clone(), leader(n2.clone(), 2)], 5);
+        assert_eq!((f.never, f.unresolved), (1, 1));
+        // ...n1 from 1 on (D and E)...
+        let (_, _, f) = examine(&history(), &[leader(n1.clone(), 2), n2.clone()], 5);
+        assert_eq!((f.never, f.unresolved), (2, 0));
+        // ...but not a leader of a term older than another node knows.
+        let mut newer = n2;
+        newer.term = 3;
+        let (_, _, f) = examine(&history(), &[leader(n1, 2), newer], 5);
+        assert_eq!((f.never, f.unresolved), (0, 2));
     }
 
     #[test]
