@@ -239,6 +239,14 @@ impl Storage {
         self.last_index.load(Ordering::Relaxed)
     }
 
+    /// The commit index last written with the log. The Raft core may know a
+    /// higher one whose entries are not on disk yet (a follower that just
+    /// replaced a conflicting tail): on disk, entries up to this one are
+    /// committed.
+    pub fn written_commit(&self) -> Index {
+        self.last_hard_state.lock().expect("not poisoned").commit
+    }
+
     /// Up to `max` log entries from index `from` on (fewer where the log
     /// ends), and the first index the log holds. Entries are immutable
     /// once written except by a later `persist` replacing an uncommitted

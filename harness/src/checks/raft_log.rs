@@ -14,7 +14,10 @@
 //!   `write_id`). An info write found committed at index `i` took effect
 //!   before the completion of any acknowledged write at a later index; one
 //!   in no log, where a majority's logs (or the newest leader's) reach down
-//!   to every index it could have had, never took effect. The checker takes them so
+//!   to every index it could have had, never took effect. This takes a
+//!   committed write to have taken effect: the state machine refuses only
+//!   commands the harness never sends (an append past 16 MiB, a command it
+//!   cannot decode). The checker takes them so
 //!   ([`checker::settlement`], which argues why that is sound).
 //!
 //! The indexes an info write `w` could have had: a write acknowledged
@@ -68,6 +71,7 @@ pub async fn read(runtime: &dyn Runtime, within: Duration) -> Vec<NodeLog> {
         let Ok(status) = client.status_of(&node.api_addr).await else { continue };
         let mut log: Option<NodeLog> = None;
         let mut from = 0;
+        let mut complete = false;
         for _ in 0..MAX_PAGES {
             if Instant::now() >= deadline {
                 log = None;
@@ -86,9 +90,20 @@ pub async fn read(runtime: &dyn Runtime, within: Duration) -> Vec<NodeLog> {
                 last: page.last_index,
                 entries: Vec::new(),
             });
-            let Some(next) = page.entries.last().map(|e| e.index + 1) else { break };
+            // A snapshot received between pages replaced the log: it now
+            // starts later, and only from there does it reach.
+            l.first = l.first.max(page.first_index);
+            let Some(next) = page.entries.last().map(|e| e.index + 1) else {
+                complete = true;
+                break;
+            };
             l.entries.extend(page.entries);
             from = next;
+        }
+        if !complete {
+            // Pages ran out: a log read in part proves nothing absent.
+            tracing::warn!(node = %node.name, "the node's Raft log was not read to its end; left out");
+            log = None;
         }
         if let Some(l) = log {
             tracing::info!(node = %l.node, first = l.first, commit = l.commit, entries = l.entries.len(), "read the node's Raft log");
@@ -127,10 +142,14 @@ fn merge(logs: &[NodeLog], cluster_size: usize) -> Merged {
         anywhere: HashSet::new(),
         starts: logs.iter().map(|l| l.first.max(1)).collect(),
         majority: cluster_size / 2 + 1,
-        leader_from: {
-            let newest = logs.iter().map(|l| l.term).max().unwrap_or(0);
-            logs.iter().find(|l| l.leader && l.term == newest).map(|l| l.first.max(1))
-        },
+        // The newest term among a majority's is the newest there is: a
+        // later leader would have needed one of them to accept its term.
+        leader_from: (logs.len() >= cluster_size / 2 + 1)
+            .then(|| {
+                let newest = logs.iter().map(|l| l.term).max().unwrap_or(0);
+                logs.iter().find(|l| l.leader && l.term == newest).map(|l| l.first.max(1))
+            })
+            .flatten(),
         disagreements: Vec::new(),
         shared: 0,
     };
@@ -352,7 +371,9 @@ fn settle(
                 figures.committed_cas += 1;
                 continue;
             }
-            Some(&index) => match acked.first_ack_after(index) {
+            // An acknowledgement before this write was invoked, at a later
+            // index, would be a log that broke Raft: bound nothing by it.
+            Some(&index) => match acked.first_ack_after(index).filter(|&ack| ack > w.invoke_index) {
                 Some(ack) => {
                     figures.took_effect += 1;
                     Some(ack)
@@ -446,21 +467,26 @@ mod tests {
         assert!(!s.settled.iter().any(|x| x.before_index.is_none()));
         assert_eq!((f.took_effect, f.never, f.unresolved), (1, 0, 2));
 
-        // ...unless one of them is the newest term's leader, which holds
-        // every committed entry: n2, from its first index 3 on (D)...
+        // ...unless, of three logs read (a majority of five, so their newest
+        // term is the newest), one is that term's leader, which holds every
+        // committed entry: n2, from its first index 3 on (D)...
         let leader = |mut l: NodeLog, term| {
             (l.leader, l.term) = (true, term);
             l
         };
-        let (_, _, f) = examine(&history(), &[n1.clone(), leader(n2.clone(), 2)], 5);
+        let n3 = log("n3", 6, 5, Vec::new());
+        let (_, _, f) = examine(&history(), &[n1.clone(), leader(n2.clone(), 2), n3.clone()], 5);
         assert_eq!((f.never, f.unresolved), (1, 1));
         // ...n1 from 1 on (D and E)...
-        let (_, _, f) = examine(&history(), &[leader(n1.clone(), 2), n2.clone()], 5);
+        let (_, _, f) = examine(&history(), &[leader(n1.clone(), 2), n2.clone(), n3.clone()], 5);
         assert_eq!((f.never, f.unresolved), (2, 0));
-        // ...but not a leader of a term older than another node knows.
-        let mut newer = n2;
+        // ...but not a leader of a term older than another node knows...
+        let mut newer = n2.clone();
         newer.term = 3;
-        let (_, _, f) = examine(&history(), &[leader(n1, 2), newer], 5);
+        let (_, _, f) = examine(&history(), &[leader(n1.clone(), 2), newer, n3], 5);
+        assert_eq!((f.never, f.unresolved), (0, 2));
+        // ...nor one among a minority of the logs: a newer term may be elsewhere.
+        let (_, _, f) = examine(&history(), &[leader(n1, 2), n2], 5);
         assert_eq!((f.never, f.unresolved), (0, 2));
     }
 
