@@ -137,14 +137,15 @@ struct Merged {
 
 fn merge(logs: &[NodeLog], cluster_size: usize) -> Merged {
     let mut by_index: BTreeMap<u64, (&str, u64, Option<WriteId>)> = BTreeMap::new();
+    let majority = cluster_size / 2 + 1;
     let mut m = Merged {
         committed: HashMap::new(),
         anywhere: HashSet::new(),
         starts: logs.iter().map(|l| l.first.max(1)).collect(),
-        majority: cluster_size / 2 + 1,
+        majority,
         // The newest term among a majority's is the newest there is: a
         // later leader would have needed one of them to accept its term.
-        leader_from: (logs.len() >= cluster_size / 2 + 1)
+        leader_from: (logs.len() >= majority)
             .then(|| {
                 let newest = logs.iter().map(|l| l.term).max().unwrap_or(0);
                 logs.iter().find(|l| l.leader && l.term == newest).map(|l| l.first.max(1))
