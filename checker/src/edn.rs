@@ -316,20 +316,10 @@ fn event_of(op: &Edn, position: u64, independent: bool) -> Result<Event, String>
         Edn::Keyword(k) | Edn::Str(k) => k.clone(),
         other => format!("{other:?}"),
     });
-    Ok(Event {
-        index: int("index")?.unwrap_or(position),
-        kind,
-        process,
-        f,
-        key,
-        value,
-        time: int("time")?.unwrap_or(0),
-        error,
-        fault: None,
-        revision: None,
-        mod_revision: None,
-        write_id: None,
-    })
+    let mut event =
+        Event::new(int("index")?.unwrap_or(position), kind, process, f, key, value, int("time")?.unwrap_or(0));
+    event.error = error;
+    Ok(event)
 }
 
 #[cfg(test)]

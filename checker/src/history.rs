@@ -80,6 +80,35 @@ pub struct Event {
     pub write_id: Option<WriteId>,
 }
 
+impl Event {
+    /// An event with none of the optional fields (error, fault band,
+    /// revisions, write id) set.
+    pub fn new(
+        index: u64,
+        kind: EventType,
+        process: Process,
+        f: impl Into<String>,
+        key: Option<Key>,
+        value: serde_json::Value,
+        time: u64,
+    ) -> Event {
+        Event {
+            index,
+            kind,
+            process,
+            f: f.into(),
+            key,
+            value,
+            time,
+            error: None,
+            fault: None,
+            revision: None,
+            mod_revision: None,
+            write_id: None,
+        }
+    }
+}
+
 /// A write's identity in the store: its client and that client's sequence
 /// number (an exactly-once session).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

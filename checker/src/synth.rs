@@ -335,18 +335,5 @@ fn event(
         Input::Delete => ("delete", serde_json::Value::Null),
         Input::Append(s) => ("append", serde_json::Value::String(s.clone())),
     };
-    Event {
-        index: history.events.len() as u64,
-        kind,
-        process: Process::Client(process),
-        f: f.to_string(),
-        key: key.clone(),
-        value,
-        time: now * 1_000,
-        error: None,
-        fault: None,
-        revision: None,
-        mod_revision: None,
-        write_id: None,
-    }
+    Event::new(history.events.len() as u64, kind, Process::Client(process), f, key.clone(), value, now * 1_000)
 }

@@ -78,20 +78,8 @@ impl Recorder {
         error: Option<String>,
         fault: Option<checker::FaultMark>,
     ) {
-        let event = Event {
-            index: 0,
-            kind,
-            process,
-            f: f.to_string(),
-            key: key.map(checker::Key::from),
-            value,
-            time: 0,
-            error,
-            fault,
-            revision: None,
-            mod_revision: None,
-            write_id: None,
-        };
+        let mut event = Event::new(0, kind, process, f, key.map(checker::Key::from), value, 0);
+        (event.error, event.fault) = (error, fault);
         self.record_event(event);
     }
 

@@ -113,20 +113,7 @@ fn record_completion(recorder: &Recorder, process: u64, op: &Op, done: &Completi
 
 /// A client event; the recorder gives it its index and time.
 fn client_event(kind: EventType, process: u64, op: &Op, value: serde_json::Value) -> checker::Event {
-    checker::Event {
-        index: 0,
-        kind,
-        process: Process::Client(process),
-        f: op.f.name().to_string(),
-        key: Some(checker::Key::from(op.key.as_str())),
-        value,
-        time: 0,
-        error: None,
-        fault: None,
-        revision: None,
-        mod_revision: None,
-        write_id: None,
-    }
+    checker::Event::new(0, kind, Process::Client(process), op.f.name(), Some(op.key.as_str().into()), value, 0)
 }
 
 /// One logical client slot: runs operations until the deadline or `stop`,
@@ -522,7 +509,7 @@ async fn drive(
     let model = shared.workload.model();
     // The info writes the nodes' logs settle (written beside the history, so
     // that `check --settlement` repeats the check).
-    let (audit, settlement, settled) = checks::raft_log::examine(&history.events, &raft_logs, shared.nodes.len());
+    let (audit, settlement, settled) = checks::raft_log::examine(&history, &raft_logs, shared.nodes.len());
     findings.push(audit);
     std::fs::write(dir.join(rundir::SETTLEMENT), serde_json::to_string(&settlement)? + "\n")?;
     results["settlement"] = json!(settled);

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use capukv::Client;
 use capukv::proto::LoggedWrite;
 use checker::settlement::{Settled, Settlement};
-use checker::{Event, EventType, Process, WriteId};
+use checker::{History, Input, Output, WriteId};
 use serde::Serialize;
 
 use super::{Finding, Outcome};
@@ -217,31 +217,25 @@ struct Write {
     cas: bool,
 }
 
-fn writes(events: &[Event]) -> Vec<Write> {
-    let mut in_flight: HashMap<u64, &Event> = HashMap::new();
-    let mut out = Vec::new();
-    for e in events {
-        let Process::Client(p) = e.process else { continue };
-        if e.kind == EventType::Invoke {
-            in_flight.insert(p, e);
-            continue;
-        }
-        let Some(inv) = in_flight.remove(&p) else { continue };
-        let Some(id) = inv.write_id else { continue };
-        let ok_at = match e.kind {
-            EventType::Ok => Some(e.index),
-            EventType::Info => None,
-            // Failed: certainly not applied (a mismatched cas was, changing nothing).
-            _ => continue,
-        };
-        out.push(Write { id, invoke_index: inv.index, ok_at, cas: inv.f == "cas" });
-    }
-    for inv in in_flight.into_values() {
-        if let Some(id) = inv.write_id {
-            out.push(Write { id, invoke_index: inv.index, ok_at: None, cas: inv.f == "cas" });
-        }
-    }
-    out
+/// The history's writes that carry an id, paired as the checker pairs
+/// them (failed writes are gone; a cas that found a mismatch is skipped: it
+/// was applied and changed nothing).
+fn writes(history: &History) -> Vec<Write> {
+    // A history the checker cannot pair fails the check itself.
+    let Ok(ops) = checker::operation::pair(history) else { return Vec::new() };
+    ops.by_key
+        .values()
+        .flatten()
+        .filter_map(|op| {
+            let id = history.events.get(op.call as usize)?.write_id?;
+            let ok_at = match op.output {
+                Output::Unknown => None,
+                Output::Read(_) | Output::CasMismatch => return None,
+                _ => op.complete_index,
+            };
+            Some(Write { id, invoke_index: op.invoke_index, ok_at, cas: matches!(op.input, Input::Cas(..)) })
+        })
+        .collect()
 }
 
 /// Acknowledged writes found in the log: `(index, ok completion)`, and for
@@ -290,11 +284,11 @@ impl Acknowledged {
 /// settled from logs the audit finds wanting (committed entries that differ,
 /// or an acknowledged write missing): the settlement trusts that the log is
 /// the record of what the nodes applied, and such logs are not.
-pub fn examine(events: &[Event], logs: &[NodeLog], cluster_size: usize) -> (Finding, Settlement, Figures) {
+pub fn examine(history: &History, logs: &[NodeLog], cluster_size: usize) -> (Finding, Settlement, Figures) {
     const CHECK: &str = "raft-log";
     let source = format!("raft log of {}", logs.iter().map(|l| l.node.as_str()).collect::<Vec<_>>().join(", "));
     let settlement = Settlement { source, settled: Vec::new() };
-    let writes = writes(events);
+    let writes = writes(history);
     let mut figures =
         Figures { info_writes: writes.iter().filter(|w| w.ok_at.is_none()).count(), ..Figures::default() };
     if logs.is_empty() {
@@ -401,23 +395,13 @@ fn settle(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use checker::{Event, EventType, Process};
     use serde_json::json;
 
     fn event(index: u64, kind: EventType, process: u64, f: &str, write_id: Option<(u64, u64)>) -> Event {
-        Event {
-            index,
-            kind,
-            process: Process::Client(process),
-            f: f.into(),
-            key: Some("k".into()),
-            value: json!(1),
-            time: index,
-            error: None,
-            fault: None,
-            revision: None,
-            mod_revision: None,
-            write_id: write_id.map(|(client, seq)| WriteId { client, seq }),
-        }
+        let mut e = Event::new(index, kind, Process::Client(process), f, Some("k".into()), json!(1), index);
+        e.write_id = write_id.map(|(client, seq)| WriteId { client, seq });
+        e
     }
 
     fn entry(index: u64, term: u64, id: (u64, u64)) -> LoggedWrite {
@@ -431,9 +415,9 @@ mod tests {
 
     /// Writes: A ok (index 2), B info, C ok (index 4), D info invoked after
     /// C completed, E info invoked first.
-    fn history() -> Vec<Event> {
+    fn history() -> History {
         use EventType::*;
-        vec![
+        let events = vec![
             event(0, Invoke, 5, "write", Some((9, 1))), // E
             event(1, Info, 5, "write", None),
             event(2, Invoke, 1, "write", Some((1, 1))), // A
@@ -444,7 +428,8 @@ mod tests {
             event(7, Ok, 3, "write", None),
             event(8, Invoke, 4, "write", Some((4, 1))), // D
             event(9, Info, 4, "write", None),
-        ]
+        ];
+        History { events, ..History::default() }
     }
 
     #[test]

@@ -59,20 +59,7 @@ mod tests {
     use serde_json::json;
 
     fn event(kind: EventType, process: u64, f: &str) -> Event {
-        Event {
-            index: 0,
-            kind,
-            process: Process::Client(process),
-            f: f.into(),
-            key: Some("k".into()),
-            value: json!(null),
-            time: 0,
-            error: None,
-            fault: None,
-            revision: None,
-            mod_revision: None,
-            write_id: None,
-        }
+        Event::new(0, kind, Process::Client(process), f, Some("k".into()), json!(null), 0)
     }
 
     #[test]

@@ -86,20 +86,7 @@ mod tests {
     use super::*;
 
     fn ok(f: &str, key: &str, value: serde_json::Value) -> Event {
-        Event {
-            index: 0,
-            kind: EventType::Ok,
-            process: Process::Client(1),
-            f: f.into(),
-            key: Some(key.into()),
-            value,
-            time: 0,
-            error: None,
-            fault: None,
-            revision: None,
-            mod_revision: None,
-            write_id: None,
-        }
+        Event::new(0, EventType::Ok, Process::Client(1), f, Some(key.into()), value, 0)
     }
 
     #[test]
