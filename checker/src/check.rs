@@ -126,12 +126,8 @@ pub fn check_settled(
 ) -> Result<CheckReport, HistoryError> {
     let started = Instant::now();
     let mut paired = pair(history)?;
-    let mut effect = settlement.map(|_| SettlementEffect::default());
-    if let (Some(settlement), Some(effect)) = (settlement, effect.as_mut()) {
-        let by_invoke = settlement.by_invoke();
-        for ops in paired.by_key.values_mut() {
-            settlement.apply(history, ops, effect, &by_invoke)?;
-        }
+    let effect = settlement.map(|s| s.apply(history, &mut paired.by_key)).transpose()?;
+    if let Some(effect) = &effect {
         (paired.kept, paired.removed) = (paired.kept - effect.never, paired.removed + effect.never);
     }
     for op in paired.by_key.values().flatten() {

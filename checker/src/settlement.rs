@@ -32,11 +32,12 @@
 //! differ between replicas, or an acknowledged write the log lacks), where a
 //! store that applied what it never committed would show.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 use crate::history::{History, HistoryError};
+use crate::key::Key;
 use crate::operation::{Input, Operation, Output};
 
 /// What the log proves about one indeterminate operation, named by the
@@ -83,64 +84,73 @@ impl Settlement {
         serde_json::from_str(&text).map_err(|e| io(format!("not a settlement: {e}")))
     }
 
-    /// Applies the settlement to one key's operations (ids renumbered).
+    /// Applies the settlement to every key's operations (ids renumbered).
     /// Events are looked up in `history` by index. An entry whose bound is
     /// not after the invocation, or names no event, is refused as an error:
     /// it cannot come from a log.
     pub fn apply(
         &self,
         history: &History,
-        ops: &mut Vec<Operation>,
-        effect: &mut SettlementEffect,
-        by_invoke: &HashMap<u64, &Settled>,
-    ) -> Result<(), HistoryError> {
-        let position = |index: u64| history.events.binary_search_by_key(&index, |e| e.index).ok();
-        let mut removed = false;
-        for op in ops.iter_mut().filter(|o| o.output == Output::Unknown) {
-            effect.info_writes += 1;
-            let Some(settled) = by_invoke.get(&op.invoke_index) else { continue };
-            effect.matched += 1;
-            match settled.before_index {
-                None => {
-                    op.id = usize::MAX;
-                    removed = true;
-                    effect.never += 1;
-                }
-                // The log cannot tell whether a cas matched: it only happened.
-                Some(_) if matches!(op.input, Input::Cas(..)) => {}
-                Some(before) => {
-                    let at = position(before).filter(|&p| p as u64 > op.call).ok_or_else(|| {
-                        HistoryError::at(
-                            &history.source,
-                            history.line_of(op.call as usize),
-                            format!(
-                                "settlement: event {before} does not follow the invocation (index {}) it bounds",
-                                op.invoke_index
-                            ),
-                        )
-                    })?;
-                    let e = &history.events[at];
-                    op.output = match op.input {
-                        Input::Write(_) => Output::Write,
-                        Input::Delete => Output::Delete,
-                        Input::Append(_) => Output::Append,
-                        Input::Cas(..) | Input::Read => unreachable!("cas kept; reads are never info"),
-                    };
-                    (op.ret, op.complete_index, op.complete_time) = (Some(at as u64), Some(e.index), Some(e.time));
-                    effect.took_effect += 1;
-                }
+        keys: &mut BTreeMap<Option<Key>, Vec<Operation>>,
+    ) -> Result<SettlementEffect, HistoryError> {
+        let by_invoke: HashMap<u64, &Settled> = self.settled.iter().map(|s| (s.invoke_index, s)).collect();
+        let mut effect = SettlementEffect::default();
+        for ops in keys.values_mut() {
+            apply_to_key(history, ops, &mut effect, &by_invoke)?;
+        }
+        Ok(effect)
+    }
+}
+
+/// [`Settlement::apply`] for one key's operations.
+fn apply_to_key(
+    history: &History,
+    ops: &mut Vec<Operation>,
+    effect: &mut SettlementEffect,
+    by_invoke: &HashMap<u64, &Settled>,
+) -> Result<(), HistoryError> {
+    let position = |index: u64| history.events.binary_search_by_key(&index, |e| e.index).ok();
+    let mut removed = false;
+    for op in ops.iter_mut().filter(|o| o.output == Output::Unknown) {
+        effect.info_writes += 1;
+        let Some(settled) = by_invoke.get(&op.invoke_index) else { continue };
+        effect.matched += 1;
+        match settled.before_index {
+            None => {
+                op.id = usize::MAX;
+                removed = true;
+                effect.never += 1;
+            }
+            // The log cannot tell whether a cas matched: it only happened.
+            Some(_) if matches!(op.input, Input::Cas(..)) => {}
+            Some(before) => {
+                let at = position(before).filter(|&p| p as u64 > op.call).ok_or_else(|| {
+                    HistoryError::at(
+                        &history.source,
+                        history.line_of(op.call as usize),
+                        format!(
+                            "settlement: event {before} does not follow the invocation (index {}) it bounds",
+                            op.invoke_index
+                        ),
+                    )
+                })?;
+                let e = &history.events[at];
+                op.output = match op.input {
+                    Input::Write(_) => Output::Write,
+                    Input::Delete => Output::Delete,
+                    Input::Append(_) => Output::Append,
+                    Input::Cas(..) | Input::Read => unreachable!("cas kept; reads are never info"),
+                };
+                (op.ret, op.complete_index, op.complete_time) = (Some(at as u64), Some(e.index), Some(e.time));
+                effect.took_effect += 1;
             }
         }
-        if removed {
-            ops.retain(|o| o.id != usize::MAX);
-        }
-        for (id, o) in ops.iter_mut().enumerate() {
-            o.id = id;
-        }
-        Ok(())
     }
-
-    pub fn by_invoke(&self) -> HashMap<u64, &Settled> {
-        self.settled.iter().map(|s| (s.invoke_index, s)).collect()
+    if removed {
+        ops.retain(|o| o.id != usize::MAX);
     }
+    for (id, o) in ops.iter_mut().enumerate() {
+        o.id = id;
+    }
+    Ok(())
 }

@@ -52,7 +52,6 @@ pub struct NodeLog {
     /// The first index it holds; entries up to `commit` are committed.
     pub first: u64,
     pub commit: u64,
-    pub last: u64,
     /// In index order.
     pub entries: Vec<LoggedWrite>,
 }
@@ -87,7 +86,6 @@ pub async fn read(runtime: &dyn Runtime, within: Duration) -> Vec<NodeLog> {
                 leader: status.role == "leader",
                 first: page.first_index,
                 commit: page.commit_index,
-                last: page.last_index,
                 entries: Vec::new(),
             });
             // A snapshot received between pages replaced the log: it now
@@ -409,8 +407,7 @@ mod tests {
     }
 
     fn log(node: &str, first: u64, commit: u64, entries: Vec<LoggedWrite>) -> NodeLog {
-        let last = entries.last().map_or(0, |e| e.index);
-        NodeLog { node: node.into(), term: 1, leader: false, first, commit, last, entries }
+        NodeLog { node: node.into(), term: 1, leader: false, first, commit, entries }
     }
 
     /// Writes: A ok (index 2), B info, C ok (index 4), D info invoked after
