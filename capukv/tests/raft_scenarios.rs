@@ -34,20 +34,27 @@ impl Net {
         &mut self.nodes[(id - 1) as usize]
     }
 
-    /// Drains every node's output and delivers messages until none is left.
+    /// Drains every node's output (reporting its entries durable at once) and
+    /// delivers messages until none is left.
     fn settle(&mut self) {
         loop {
             let mut msgs: Vec<Message> = Vec::new();
             for (i, node) in self.nodes.iter_mut().enumerate() {
                 if node.has_ready() {
                     let ready = node.ready();
+                    // "Persisted" at once.
+                    if let Some(e) = ready.entries.last() {
+                        node.persisted(e.index, e.term);
+                    }
                     msgs.extend(ready.messages);
                     self.applied[i]
                         .extend(ready.committed_entries.into_iter().filter(|e| !e.data.is_empty()).map(|e| e.data));
                     self.reads[i].extend(ready.read_states);
                 }
             }
-            if msgs.is_empty() {
+            // Done when nothing is in flight and no node has more to say (a
+            // report of durability may have committed something).
+            if msgs.is_empty() && !self.nodes.iter().any(Raft::has_ready) {
                 return;
             }
             for m in msgs {
@@ -103,11 +110,15 @@ fn only_entries_persisted_by_earlier_batches_may_be_applied_before_persisting() 
     // persist it: it may not be applied first.
     let mut solo = Net::new(1);
     let id = solo.elect();
-    solo.node(id).propose(Bytes::from_static(b"solo")).unwrap();
-    let mut ready = solo.node(id).ready();
+    let index = solo.node(id).propose(Bytes::from_static(b"solo")).unwrap();
+    let ready = solo.node(id).ready();
     assert_eq!(ready.entries.len(), 1);
-    assert!(ready.take_committed_persisted().is_empty());
-    assert_eq!(ready.committed_entries.len(), 1);
+    assert!(ready.committed_entries.is_empty(), "a one-node leader commits once its own write is durable");
+    let term = ready.entries[0].term;
+    solo.node(id).persisted(index, term);
+    let mut ready = solo.node(id).ready();
+    assert_eq!(ready.persisted_index, index);
+    assert_eq!(ready.take_committed_persisted().len(), 1);
 
     // In a cluster, the leader learns of the commit in a later batch than
     // the one that persisted the entry: that one may go first.
@@ -117,6 +128,8 @@ fn only_entries_persisted_by_earlier_batches_may_be_applied_before_persisting() 
     let first = net.node(leader).ready();
     assert_eq!(first.entries.last().map(|e| e.index), Some(index));
     assert!(first.committed_entries.is_empty());
+    let term = net.node(leader).term();
+    net.node(leader).persisted(index, term);
     for m in first.messages {
         let to = m.to;
         net.node(to).step(m);
@@ -129,6 +142,34 @@ fn only_entries_persisted_by_earlier_batches_may_be_applied_before_persisting() 
     let early: Vec<Bytes> = second.take_committed_persisted().into_iter().map(|e| e.data).collect();
     assert_eq!(early, vec![Bytes::from_static(b"x")]);
     assert!(second.committed_entries.is_empty());
+}
+
+#[test]
+fn the_leader_counts_its_own_log_toward_commit_only_once_told_it_is_durable() {
+    let mut net = Net::new(3);
+    let leader = net.elect();
+    let index = net.node(leader).propose(Bytes::from_static(b"x")).unwrap();
+    let first = net.node(leader).ready();
+    assert!(first.send_first, "the leader may send before it writes");
+    // One follower writes and acknowledges; the leader's own write is not
+    // done (or lost in a crash): one durable copy of three is no quorum.
+    let to = first.messages.iter().find(|m| m.body.kind() == "append").unwrap().to;
+    let append = first.messages.into_iter().find(|m| m.to == to).unwrap();
+    net.node(to).step(append);
+    let reply = net.node(to).ready();
+    let e = reply.entries.last().unwrap();
+    let (i, t) = (e.index, e.term);
+    net.node(to).persisted(i, t);
+    for m in reply.messages {
+        net.node(leader).step(m);
+    }
+    assert!(net.node(leader).commit_index() < index, "not committed on one durable copy");
+    // Its own write done: two of three.
+    let term = net.node(leader).term();
+    net.node(leader).persisted(index, term);
+    assert_eq!(net.node(leader).commit_index(), index);
+    let ready = net.node(leader).ready();
+    assert!(ready.messages.iter().any(|m| m.body.kind() == "append"), "the new commit index goes out");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The core's view of the replicated log: a snapshot point, the entries after
-//! it, and three cursors (committed, applied, and the first entry not yet
-//! handed to the caller for persistence).
+//! it, and four cursors (committed, applied, the first entry not yet handed
+//! to the caller for persistence, and the last one the caller said is
+//! durable).
 //!
 //! Entries live in memory from the last snapshot on; the caller compacts the
 //! log with snapshots, which keeps this bounded.
@@ -18,13 +19,16 @@ pub struct RaftLog {
     applied: Index,
     /// Lowest index not yet handed out for persistence.
     unstable_from: Index,
+    /// The last entry the caller reported durable ([`RaftLog::persisted`])
+    /// and not replaced since.
+    durable: Index,
 }
 
 impl RaftLog {
     /// A log restored from what was persisted: everything in it is stable.
     pub fn restore(snapshot: SnapshotMeta, entries: Vec<Entry>, committed: Index, applied: Index) -> RaftLog {
         let unstable_from = snapshot.index + entries.len() as Index + 1;
-        RaftLog { snapshot, entries, committed, applied, unstable_from }
+        RaftLog { snapshot, entries, committed, applied, unstable_from, durable: unstable_from - 1 }
     }
 
     pub fn snapshot_meta(&self) -> SnapshotMeta {
@@ -122,6 +126,7 @@ impl RaftLog {
             );
             self.entries.truncate((from - self.snapshot.index - 1) as usize);
             self.unstable_from = self.unstable_from.min(from);
+            self.durable = self.durable.min(from - 1);
             self.entries.extend_from_slice(&entries[pos..]);
         }
         Some(last_new)
@@ -169,6 +174,22 @@ impl RaftLog {
         (self.unstable_from - 1).min(self.last_index())
     }
 
+    /// The caller made the entries it was handed up to `index` (of term
+    /// `term`) durable. Ignored when that entry was replaced since (its term
+    /// differs) or never handed out. Returns whether the durable index rose.
+    pub fn persisted(&mut self, index: Index, term: Term) -> bool {
+        if index <= self.durable || index > self.stable_index() || self.term(index) != Some(term) {
+            return false;
+        }
+        self.durable = index;
+        true
+    }
+
+    /// The last entry known to be durable on this node.
+    pub fn durable_index(&self) -> Index {
+        self.durable
+    }
+
     pub fn has_unstable(&self) -> bool {
         self.unstable_from <= self.last_index()
     }
@@ -204,6 +225,8 @@ impl RaftLog {
         self.committed = meta.index;
         self.applied = meta.index;
         self.unstable_from = meta.index + 1;
+        // Durable again once the caller says it wrote the snapshot.
+        self.durable = 0;
     }
 }
 
@@ -235,6 +258,29 @@ mod tests {
         assert_eq!(log.take_unstable(), vec![entry(3, 3)]);
         // Mismatch at prev is a rejection.
         assert_eq!(log.maybe_append(3, 2, &[entry(4, 3)]), None);
+    }
+
+    #[test]
+    fn only_what_the_caller_reported_durable_and_was_not_replaced_since_is_durable() {
+        let mut log = log_of(&[1, 1]);
+        assert_eq!(log.durable_index(), 2, "a restored log is on disk");
+        log.append([entry(3, 2), entry(4, 2)]);
+        assert_eq!(log.durable_index(), 2, "appended is not durable");
+        assert!(!log.persisted(4, 2), "not even handed out yet");
+        assert_eq!(log.take_unstable().len(), 2);
+        assert!(!log.persisted(4, 1), "another term: not this entry");
+        assert!(log.persisted(4, 2));
+        assert_eq!(log.durable_index(), 4);
+        // A conflicting append replaces 4: it is durable no more.
+        assert_eq!(log.maybe_append(3, 2, &[entry(4, 3)]), Some(4));
+        assert_eq!(log.durable_index(), 3);
+        log.take_unstable();
+        assert!(!log.persisted(4, 2), "a late report of the replaced entry counts for nothing");
+        assert!(log.persisted(4, 3));
+        log.install_snapshot(SnapshotMeta { index: 9, term: 3 });
+        assert_eq!(log.durable_index(), 0, "a snapshot is durable once written");
+        assert!(log.persisted(9, 3));
+        assert_eq!(log.durable_index(), 9);
     }
 
     #[test]

@@ -20,14 +20,18 @@
 //! 1. **Persist first.** Make the snapshot, the entries and the hard state
 //!    (term, vote, commit) durable *before* sending any message of the batch:
 //!    a vote or an acknowledgement promises that its state survives a crash.
-//!    An entry at index `i` replaces every persisted entry from `i` on.
+//!    An entry at index `i` replaces every persisted entry from `i` on. Then
+//!    report it with [`Raft::persisted`]: the core assumes nothing is on
+//!    disk that it was not told of, and the leader counts its own log toward
+//!    commit only that far.
 //! 2. **Then send** the messages, in any order, over any transport that may
 //!    lose, duplicate or reorder them. When [`Ready::send_first`] is set (a
 //!    leader whose term and vote are durable), the messages may go out
-//!    before step 1, so the leader's fsync overlaps its followers'; the
-//!    batch must still be durable before the caller steps the next input.
+//!    before step 1, so the leader's fsync overlaps its followers'.
 //! 3. **Apply in order**: restore the snapshot (if any), then apply the
-//!    committed entries by increasing index, each exactly once.
+//!    committed entries by increasing index, each exactly once; those up to
+//!    [`Ready::persisted_index`] may be applied while step 1 runs, the rest
+//!    only after it.
 //! 4. **Reads**: answer a [`ReadState`] once the state machine's applied index
 //!    reaches its index; fail the `dropped_reads`.
 //!

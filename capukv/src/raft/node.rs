@@ -215,6 +215,20 @@ impl Raft {
         Ok(meta)
     }
 
+    /// The caller made everything it was handed up to the entry `index` of
+    /// term `term` durable (with [`Ready::entries`] or [`Ready::snapshot`]).
+    /// This is the only way the core learns what is on disk: the leader
+    /// counts its own log toward commit only up to here, and committed
+    /// entries up to here may be applied before a batch is persisted
+    /// ([`Ready::persisted_index`]). A report for an entry replaced since is
+    /// ignored.
+    pub fn persisted(&mut self, index: Index, term: Term) {
+        if self.log.persisted(index, term) && self.role == Role::Leader && self.maybe_commit() {
+            // The new commit index goes out with the next batch.
+            self.replication_pending = true;
+        }
+    }
+
     /// The transport's word on a snapshot sent to `to`: on failure the leader
     /// probes again (and resends the snapshot if still needed).
     pub fn report_snapshot(&mut self, to: NodeId, delivered: bool) {
@@ -249,9 +263,8 @@ impl Raft {
         let soft = self.soft_state();
         let snapshot = self.snapshot_to_install.take();
         let durable_term_and_vote = (hard.term, hard.vote) == (self.last_hard_state.term, self.last_hard_state.vote);
-        // Earlier batches were persisted before this one was asked for.
         #[allow(unused_mut)]
-        let mut persisted_index = if snapshot.is_some() { 0 } else { self.log.stable_index() };
+        let mut persisted_index = if snapshot.is_some() { 0 } else { self.log.durable_index() };
         // Planted: this batch's own entries count as already on disk.
         #[cfg(feature = "planted-bugs")]
         if self.cfg.planted(crate::planted::Bug::ApplyBeforeDurable) {
@@ -283,7 +296,7 @@ impl Raft {
         }
         if self.replication_pending {
             self.replication_pending = false;
-            // A one-node cluster commits as soon as it appends.
+            // Followers' acknowledgements since the last batch.
             self.maybe_commit();
             self.broadcast_append();
         }

@@ -30,20 +30,8 @@ pub struct ReadState {
     pub index: Index,
 }
 
-/// One batch of the core's output. The caller must, in this order:
-///
-/// 1. persist `snapshot` (if any), then `entries` (an entry at index `i`
-///    replaces every persisted entry at `i` and after), then `hard_state`
-///    (if any), and make them durable;
-/// 2. only then send `messages` (they may promise what step 1 persisted),
-///    unless `send_first` allows sending them before or during step 1;
-/// 3. restore the state machine from `snapshot` (if any), then apply
-///    `committed_entries` in order; those at or below `persisted_index`
-///    ([`Ready::take_committed_persisted`]) may be applied before or while
-///    steps 1 and 2 run;
-/// 4. answer each of `read_states` once the state machine has applied its
-///    index, and fail the reads in `dropped_reads` (the leader lost its
-///    leadership before confirming them; the client may retry).
+/// One batch of the core's output, handled as the module docs of
+/// [`crate::raft`] say (the caller's contract is stated there once).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Ready {
     /// Set when role, term or known leader changed since the last batch.
@@ -55,17 +43,16 @@ pub struct Ready {
     /// The messages promise nothing this batch persists: the node leads and
     /// its term and vote are already durable. The caller may then send them
     /// before (or while) persisting, so that followers write their copies
-    /// while the leader writes its own (Raft thesis §10.2.1). The core
-    /// counts the leader's own entries toward commit before they are
-    /// durable, which is safe only because the caller persists this batch
-    /// before it steps any reply to these messages and before it applies.
+    /// while the leader writes its own (Raft thesis §10.2.1). The leader's
+    /// own entries count toward commit only once reported durable.
     pub send_first: bool,
     pub committed_entries: Vec<Entry>,
-    /// The last entry earlier batches made durable (0 when this batch
+    /// The last entry the caller reported durable (0 when this batch
     /// installs a snapshot). Committed entries up to it need not wait for
     /// this batch's fsync: etcd's server likewise applies them in parallel
-    /// with its WAL write. The others (a one-node leader's new entries, a
-    /// follower's entries that came with their commit index) must.
+    /// with its WAL write. The others (entries committed by a quorum of
+    /// followers before the leader's own write, a follower's entries that
+    /// came with their commit index) must.
     pub persisted_index: Index,
     pub read_states: Vec<ReadState>,
     pub dropped_reads: Vec<u64>,

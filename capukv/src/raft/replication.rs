@@ -154,10 +154,13 @@ impl Raft {
     }
 
     /// Commits the highest index a quorum holds, if it is from this term
-    /// (§5.4.2: entries of earlier terms are committed only indirectly).
+    /// (§5.4.2: entries of earlier terms are committed only indirectly). The
+    /// leader's own log counts only as far as it is durable
+    /// ([`Raft::persisted`]); a follower's, as far as it acknowledged it,
+    /// which it does only once it is durable.
     pub(super) fn maybe_commit(&mut self) -> bool {
         let mut matched: Vec<Index> = self.progress.values().map(|pr| pr.match_index).collect();
-        matched.push(self.log.last_index());
+        matched.push(self.log.durable_index());
         matched.sort_unstable_by(|a, b| b.cmp(a));
         #[allow(unused_mut)]
         let mut quorum_index = matched[self.quorum() - 1];

@@ -183,7 +183,9 @@ impl RaftLoop {
                 let proposed = std::mem::take(&mut self.proposed);
                 self.to_applier(ApplyTask::Proposals(proposed));
             }
-            if self.raft.has_ready() {
+            // Again while there is more: reporting a batch durable may
+            // commit (a one-node leader's own write) without any event.
+            while self.raft.has_ready() {
                 let ready = self.raft.ready();
                 self.handle_ready(ready)?;
             }
@@ -306,6 +308,11 @@ impl RaftLoop {
         )));
         fail::fail_point!(fp::RAFT_BEFORE_PERSIST, writes, |_| Err(StorageError::Injected(fp::RAFT_BEFORE_PERSIST)));
         self.storage.persist(snapshot.as_ref(), &entries, hard_state.as_ref())?;
+        let durable =
+            entries.last().map(|e| (e.index, e.term)).or(snapshot.as_ref().map(|s| (s.meta.index, s.meta.term)));
+        if let Some((index, term)) = durable {
+            self.raft.persisted(index, term);
+        }
         fail::fail_point!(fp::RAFT_AFTER_PERSIST, writes, |_| Err(StorageError::Injected(fp::RAFT_AFTER_PERSIST)));
         fail::fail_point!(fp::SNAPSHOT_AFTER_INSTALL, snapshot.is_some(), |_| Err(StorageError::Injected(
             fp::SNAPSHOT_AFTER_INSTALL

@@ -312,6 +312,8 @@ impl Cluster {
             self.nodes[idx].disk.write_snapshot(snap.clone(), prefix, false);
             self.stats.snapshots_installed += 1;
         }
+        let durable =
+            entries.last().map(|e| (e.index, e.term)).or(snapshot.as_ref().map(|s| (s.meta.index, s.meta.term)));
         for (index, term, prefix) in self.nodes[idx].disk.write_entries(entries) {
             self.inv.entry_persisted(id, index, term, prefix)?;
         }
@@ -331,6 +333,9 @@ impl Cluster {
                 };
                 self.inv.entry_committed(id, hs.term, index, term, prefix)?;
             }
+        }
+        if let (Some((index, term)), Some(raft)) = (durable, self.nodes[idx].raft.as_mut()) {
+            raft.persisted(index, term);
         }
         if let Some(ss) = soft_state
             && ss.role == Role::Leader
