@@ -5,8 +5,9 @@
 //! from redirects (`FailedPrecondition` with `x-capukv-leader`), retries
 //! `Unavailable` and connection failures on other endpoints with backoff
 //! until the request's deadline, and numbers writes so that a retried write
-//! is applied once (each in-flight write holds a session of its own: one
-//! client id and a sequence number that only grows).
+//! is applied once (each in-flight write holds a session of its own: a
+//! session id the cluster issued (`OpenSession`) and a sequence number that
+//! only grows). A session the cluster evicted is dropped, never reused.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,12 +18,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Uri};
 use tonic::{Code, Response, Status};
 
 use crate::coalesce::Coalescing;
 use crate::proto::{self, cluster_client::ClusterClient, kv_client::KvClient};
-use crate::server::api::LEADER_HEADER;
+use crate::server::api::{LEADER_HEADER, SESSION_EXPIRED_HEADER};
 
 pub use crate::proto::{KeyValue, ReadMode};
 
@@ -44,12 +45,32 @@ pub enum ClientError {
     /// broke after it was sent): a write may have taken effect.
     #[error("{last}; an earlier attempt may have taken effect ({earlier})")]
     Indefinite { last: Box<ClientError>, earlier: String },
+    /// The write named a session the cluster no longer knows (evicted past
+    /// its `--max-sessions`, least recently active first): this attempt
+    /// applied nothing. The client drops the session; the next write opens
+    /// a new one.
+    #[error("session {session} expired: {message}")]
+    SessionExpired { session: u64, message: String },
+    /// No write session could be opened for the write, so it was never
+    /// sent: it certainly did not happen.
+    #[error("no write session could be opened, the write was not sent: {0}")]
+    NoSession(Box<ClientError>),
 }
 
 impl ClientError {
     /// Whether a write that failed this way may still have happened.
     pub fn is_indefinite(&self) -> bool {
         matches!(self, ClientError::Timeout { .. } | ClientError::Indefinite { .. })
+    }
+
+    /// Whether the write's session expired (on this attempt or the last one
+    /// of an indefinite write).
+    pub fn session_expired(&self) -> bool {
+        match self {
+            ClientError::SessionExpired { .. } => true,
+            ClientError::Indefinite { last, .. } => last.session_expired(),
+            _ => false,
+        }
     }
 }
 
@@ -75,7 +96,9 @@ pub struct Client {
     channels: Mutex<HashMap<String, Channel>>,
     leader: Mutex<Option<String>>,
     next_endpoint: AtomicUsize,
-    /// Idle write sessions: (client id, next sequence number).
+    /// TLS to the cluster's client port ([`Client::with_tls`]).
+    tls: Option<ClientTlsConfig>,
+    /// Idle write sessions: (session id, next sequence number).
     sessions: Mutex<Vec<(u64, u64)>>,
     /// How long one request may take, retries included.
     pub timeout: Duration,
@@ -94,16 +117,32 @@ pub struct Client {
     pub remember_leader: bool,
 }
 
-/// A session held by one in-flight write.
+/// A session held by one in-flight write; back to the idle ones when the
+/// write is over, unless the cluster said it expired.
 struct Session<'a> {
     client: &'a Client,
     id: u64,
     seq: u64,
+    expired: bool,
+}
+
+impl Session<'_> {
+    fn write_id(&self) -> proto::WriteId {
+        proto::WriteId { client_id: self.id, seq: self.seq }
+    }
+
+    /// Notes how the write ended, and passes its result on.
+    fn finish<T>(mut self, result: Result<T, ClientError>) -> Result<T, ClientError> {
+        self.expired = result.as_ref().is_err_and(ClientError::session_expired);
+        result
+    }
 }
 
 impl Drop for Session<'_> {
     fn drop(&mut self) {
-        self.client.sessions.lock().expect("not poisoned").push((self.id, self.seq + 1));
+        if !self.expired {
+            self.client.sessions.lock().expect("not poisoned").push((self.id, self.seq + 1));
+        }
     }
 }
 
@@ -121,13 +160,14 @@ impl Client {
             return Err(ClientError::NoEndpoints);
         }
         for e in &endpoints {
-            endpoint(e)?;
+            endpoint(e, None)?;
         }
         Ok(Client {
             endpoints,
             channels: Mutex::new(HashMap::new()),
             leader: Mutex::new(None),
             next_endpoint: AtomicUsize::new(0),
+            tls: None,
             sessions: Mutex::new(Vec::new()),
             timeout: Duration::from_secs(10),
             attempt_timeout: None,
@@ -141,12 +181,24 @@ impl Client {
         &self.endpoints
     }
 
+    /// Talks TLS to the cluster (see [`crate::tls::client_config`]): the
+    /// nodes' certificates are checked against its CA, and its own
+    /// certificate, if it has one, is presented.
+    pub fn with_tls(mut self, tls: ClientTlsConfig) -> Result<Client, ClientError> {
+        for e in &self.endpoints {
+            endpoint(e, Some(&tls))?;
+        }
+        self.tls = Some(tls);
+        self.channels.lock().expect("not poisoned").clear();
+        Ok(self)
+    }
+
     fn channel(&self, addr: &str) -> Result<Channel, ClientError> {
         let mut channels = self.channels.lock().expect("not poisoned");
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let channel = endpoint(addr)?.connect_with_connector_lazy(tower::service_fn(connect));
+        let channel = endpoint(addr, self.tls.as_ref())?.connect_with_connector_lazy(tower::service_fn(connect));
         channels.insert(addr.to_string(), channel.clone());
         Ok(channel)
     }
@@ -159,23 +211,35 @@ impl Client {
         self.endpoints[i % self.endpoints.len()].clone()
     }
 
-    /// The write id (client id, sequence number) the next write will carry,
-    /// for a caller that records it (the harness settles writes whose
-    /// outcome it never learned by finding their ids in the Raft log). Exact
-    /// while no other write of this client runs at the same time.
-    pub fn next_write_id(&self) -> (u64, u64) {
-        let mut idle = self.sessions.lock().expect("not poisoned");
-        let next = idle.last().copied().unwrap_or_else(|| (rand::random::<u64>() | 1, 1));
-        if idle.is_empty() {
-            idle.push(next);
+    /// The write id (session id, sequence number) the next write will
+    /// carry, for a caller that records it (the harness settles writes whose
+    /// outcome it never learned by finding their ids in the Raft log); opens
+    /// a session when none is idle. Exact while no other write of this
+    /// client runs at the same time.
+    pub async fn next_write_id(&self) -> Result<(u64, u64), ClientError> {
+        if let Some(&next) = self.sessions.lock().expect("not poisoned").last() {
+            return Ok(next);
         }
-        next
+        let id = self.open_session().await?;
+        let mut idle = self.sessions.lock().expect("not poisoned");
+        idle.push((id, 1));
+        Ok(*idle.last().expect("just pushed"))
     }
 
-    fn session(&self) -> Session<'_> {
-        let (id, seq) =
-            self.sessions.lock().expect("not poisoned").pop().unwrap_or_else(|| (rand::random::<u64>() | 1, 1));
-        Session { client: self, id, seq }
+    /// Opens an exactly-once write session (one replicated command) and
+    /// returns its id. Writes open theirs as they need them.
+    pub async fn open_session(&self) -> Result<u64, ClientError> {
+        let request = proto::OpenSessionRequest {};
+        Ok(self.call_kv(request, |mut kv, r| async move { kv.open_session(r).await }).await?.session_id)
+    }
+
+    async fn session(&self) -> Result<Session<'_>, ClientError> {
+        let idle = self.sessions.lock().expect("not poisoned").pop();
+        let (id, seq) = match idle {
+            Some(idle) => idle,
+            None => (self.open_session().await.map_err(|e| ClientError::NoSession(Box::new(e)))?, 1),
+        };
+        Ok(Session { client: self, id, seq, expired: false })
     }
 
     /// Runs `call` against the leader (or any endpoint), following redirects
@@ -225,6 +289,13 @@ impl Client {
                 }
             };
             last = format!("{addr}: {}: {}", status.code(), status.message());
+            let expired_session =
+                status.metadata().get(SESSION_EXPIRED_HEADER).and_then(|v| v.to_str().ok()?.parse().ok());
+            if let (Code::Aborted, Some(session)) = (status.code(), expired_session) {
+                // This attempt applied nothing; retrying cannot help.
+                let e = ClientError::SessionExpired { session, message: status.message().to_string() };
+                return Err(indefinite(e, &earlier));
+            }
             match status.code() {
                 Code::FailedPrecondition => {
                     let leader = status.metadata().get(LEADER_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -346,9 +417,9 @@ impl Client {
         value: Bytes,
         omit_previous: bool,
     ) -> Result<proto::PutResponse, ClientError> {
-        let s = self.session();
-        let request = proto::PutRequest { key, value, id: Some(write_id(&s)), omit_previous };
-        self.call_kv(request, |mut kv, r| async move { kv.put(r).await }).await
+        let s = self.session().await?;
+        let request = proto::PutRequest { key, value, id: Some(s.write_id()), omit_previous };
+        s.finish(self.call_kv(request, |mut kv, r| async move { kv.put(r).await }).await)
     }
 
     /// Deletes the key; returns the previous pair, if any.
@@ -359,9 +430,9 @@ impl Client {
     /// Deletes the key; returns the previous pair, if any, and the store
     /// revision after (the delete's own when there was a pair).
     pub async fn delete_at(&self, key: impl Into<Bytes>) -> Result<(Option<KeyValue>, u64), ClientError> {
-        let s = self.session();
-        let request = proto::DeleteRequest { key: key.into(), id: Some(write_id(&s)) };
-        let response = self.call_kv(request, |mut kv, r| async move { kv.delete(r).await }).await?;
+        let s = self.session().await?;
+        let request = proto::DeleteRequest { key: key.into(), id: Some(s.write_id()) };
+        let response = s.finish(self.call_kv(request, |mut kv, r| async move { kv.delete(r).await }).await)?;
         Ok((response.previous, response.revision))
     }
 
@@ -407,25 +478,25 @@ impl Client {
         expected_mod_revision: Option<u64>,
         new_value: Bytes,
     ) -> Result<proto::CasResponse, ClientError> {
-        let s = self.session();
+        let s = self.session().await?;
         let request =
-            proto::CasRequest { key, expected_value, expected_mod_revision, new_value, id: Some(write_id(&s)) };
-        self.call_kv(request, |mut kv, r| async move { kv.cas(r).await }).await
+            proto::CasRequest { key, expected_value, expected_mod_revision, new_value, id: Some(s.write_id()) };
+        s.finish(self.call_kv(request, |mut kv, r| async move { kv.cas(r).await }).await)
     }
 
     /// Appends to the key's value (absent: empty); returns the new pair.
     pub async fn append(&self, key: impl Into<Bytes>, suffix: impl Into<Bytes>) -> Result<KeyValue, ClientError> {
-        let s = self.session();
-        let request = proto::AppendRequest { key: key.into(), suffix: suffix.into(), id: Some(write_id(&s)) };
-        let r = self.call_kv(request, |mut kv, r| async move { kv.append(r).await }).await?;
+        let s = self.session().await?;
+        let request = proto::AppendRequest { key: key.into(), suffix: suffix.into(), id: Some(s.write_id()) };
+        let r = s.finish(self.call_kv(request, |mut kv, r| async move { kv.append(r).await }).await)?;
         r.kv.ok_or_else(|| ClientError::Rejected(Status::internal("append returned no value")))
     }
 
     /// Deletes the keys in `[start, end)`; returns how many there were.
     pub async fn delete_range(&self, start: impl Into<Bytes>, end: impl Into<Bytes>) -> Result<u64, ClientError> {
-        let s = self.session();
-        let request = proto::DeleteRangeRequest { start: start.into(), end: end.into(), id: Some(write_id(&s)) };
-        Ok(self.call_kv(request, |mut kv, r| async move { kv.delete_range(r).await }).await?.deleted)
+        let s = self.session().await?;
+        let request = proto::DeleteRangeRequest { start: start.into(), end: end.into(), id: Some(s.write_id()) };
+        Ok(s.finish(self.call_kv(request, |mut kv, r| async move { kv.delete_range(r).await }).await)?.deleted)
     }
 
     // --- Cluster -------------------------------------------------------------
@@ -478,10 +549,6 @@ impl Client {
     }
 }
 
-fn write_id(s: &Session<'_>) -> proto::WriteId {
-    proto::WriteId { client_id: s.id, seq: s.seq }
-}
-
 /// A connection to a node, its writes coalesced: the requests that many
 /// tasks send at once leave together (see [`crate::coalesce`]).
 async fn connect(uri: Uri) -> std::io::Result<TokioIo<Coalescing<TcpStream>>> {
@@ -493,16 +560,21 @@ async fn connect(uri: Uri) -> std::io::Result<TokioIo<Coalescing<TcpStream>>> {
     Ok(TokioIo::new(Coalescing::new(stream)))
 }
 
-fn endpoint(addr: &str) -> Result<Endpoint, ClientError> {
+fn endpoint(addr: &str, tls: Option<&ClientTlsConfig>) -> Result<Endpoint, ClientError> {
     let bad = |reason: String| ClientError::BadEndpoint { endpoint: addr.to_string(), reason };
     if !addr.contains(':') {
         return Err(bad("expected host:port".into()));
     }
-    Ok(Endpoint::from_shared(format!("http://{addr}"))
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
         .map_err(|e| bad(e.to_string()))?
         .connect_timeout(Duration::from_millis(500))
         .http2_keep_alive_interval(Duration::from_secs(1))
-        .keep_alive_timeout(Duration::from_secs(2)))
+        .keep_alive_timeout(Duration::from_secs(2));
+    match tls {
+        Some(tls) => endpoint.tls_config(tls.clone()).map_err(|e| bad(format!("TLS: {e}"))),
+        None => Ok(endpoint),
+    }
 }
 
 #[cfg(test)]
@@ -564,6 +636,12 @@ mod tests {
             &self,
             _: Request<proto::DeleteRangeRequest>,
         ) -> Result<Response<proto::DeleteRangeResponse>, Status> {
+            self.redirect()
+        }
+        async fn open_session(
+            &self,
+            _: Request<proto::OpenSessionRequest>,
+        ) -> Result<Response<proto::OpenSessionResponse>, Status> {
             self.redirect()
         }
     }

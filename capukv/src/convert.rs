@@ -56,7 +56,8 @@ pub fn message_to_proto(m: &Message) -> Option<proto::RaftMessage> {
         MessageBody::TimeoutNow => Body::TimeoutNow(proto::TimeoutNow {}),
         MessageBody::Snapshot(_) => return None,
     };
-    Some(proto::RaftMessage { from: m.from, to: m.to, term: m.term, body: Some(body) })
+    // The transport puts the cluster id on.
+    Some(proto::RaftMessage { from: m.from, to: m.to, term: m.term, cluster_id: 0, body: Some(body) })
 }
 
 pub fn message_from_proto(m: proto::RaftMessage) -> Result<Message, String> {

@@ -8,6 +8,7 @@
 //!   exactly-once client sessions.
 //! - [`server`]: a node: the Raft loop, the transport and the gRPC services.
 //! - [`client`]: the client library; [`bench`]: the load generator.
+//! - [`tls`]: optional mutual TLS on both ports.
 //! - [`failpoints`]: named crash, stall and error windows in the server
 //!   (working with the feature `failpoints` only).
 //! - `planted` (feature `planted-bugs` only): bugs planted on purpose, to
@@ -26,5 +27,6 @@ pub mod server;
 pub mod sim;
 pub mod state_machine;
 pub mod storage;
+pub mod tls;
 
 pub use client::{Client, ClientError};

@@ -40,6 +40,17 @@ struct ClientArgs {
     /// Seconds a request may take, retries included.
     #[arg(long, global = true, default_value_t = 10.0)]
     timeout: f64,
+    /// TLS: the CA (PEM) that signs the nodes' certificates. A client with
+    /// it talks TLS to the cluster; `server` needs all three flags (mutual
+    /// TLS on the peer port, TLS on the client port).
+    #[arg(long, global = true, value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// TLS: this node's (or client's) certificate, PEM.
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// TLS: the key of --tls-cert, PEM.
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -89,6 +100,18 @@ enum Command {
     Bench(BenchArgs),
     /// Measure the latency of append + fdatasync on the disk holding a directory.
     BenchFsync(BenchFsyncArgs),
+    /// Write a throwaway CA and a certificate per node (and one for a
+    /// client) for trying TLS out: ca.pem, nN.pem, nN-key.pem, client.pem,
+    /// client-key.pem. Not for production: use your own PKI there.
+    Certs {
+        /// Where to write them.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Each node's hosts (IP addresses or DNS names it is dialled by),
+        /// `+`-separated, one entry per node: `--hosts 10.0.0.1,10.0.0.2`.
+        #[arg(long, value_delimiter = ',', required = true)]
+        hosts: Vec<String>,
+    },
     /// List the bugs this build can plant (`server --planted-bug`); with
     /// --check NAME, exit 0 only if NAME is one of them.
     PlantedBugs {
@@ -264,10 +287,15 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let args = cli.client;
     if let Command::Server(s) = cli.command {
-        serve(s).await?;
+        let tls = capukv::tls::files_from_flags(args.tls_cert, args.tls_key, args.tls_ca)?;
+        serve(s, tls).await?;
         return Ok(0);
     }
     let mut client = Client::new(args.endpoints.clone())?;
+    if let Some(ca) = &args.tls_ca {
+        let identity = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
+        client = client.with_tls(capukv::tls::client_config(ca, identity)?)?;
+    }
     client.timeout = Duration::from_secs_f64(args.timeout);
     client.read_mode = match args.read_mode {
         Mode::Linearizable => ReadMode::Linearizable,
@@ -277,6 +305,17 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Server(_) => unreachable!("handled above"),
         Command::PlantedBugs { check } => return planted_bugs(check.as_deref(), json),
+        Command::Certs { out, hosts } => {
+            let mut members: Vec<(String, Vec<String>)> = hosts
+                .iter()
+                .enumerate()
+                .map(|(i, h)| (format!("n{}", i + 1), h.split('+').map(str::to_string).collect()))
+                .collect();
+            members.push(("client".into(), vec!["localhost".into()]));
+            let ca = capukv::tls::TestAuthority::new("capukv test CA")?;
+            ca.write(&out, &members).with_context(|| format!("writing certificates into {}", out.display()))?;
+            println!("wrote ca.pem and certificates for {} nodes and a client into {}", hosts.len(), out.display());
+        }
         Command::Failpoints { check } => return list_failpoints(check, json),
         Command::Failpoint { name, actions } => {
             let endpoint = args.endpoints.first().context("no --endpoints given")?;
@@ -436,7 +475,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-async fn serve(s: ServerArgs) -> anyhow::Result<()> {
+async fn serve(s: ServerArgs, tls: Option<capukv::tls::TlsFiles>) -> anyhow::Result<()> {
     capukv::failpoints::install_panic_hook();
     if let Some(name) = &s.planted_bug {
         plant(name)?;
@@ -462,6 +501,7 @@ async fn serve(s: ServerArgs) -> anyhow::Result<()> {
     cfg.heartbeat_ticks = s.heartbeat_ticks;
     cfg.snapshot_every = s.snapshot_every.max(1);
     cfg.keep_compacted_log = s.keep_compacted_log;
+    cfg.tls = tls;
     cfg.max_value_bytes = s.max_value_bytes;
     cfg.request_timeout = Duration::from_millis(s.request_timeout_ms.max(1));
     server::run(cfg, shutdown_signal()).await?;
@@ -611,6 +651,7 @@ async fn status(client: &Client, json: bool, hash: bool) -> anyhow::Result<u8> {
                         "leader_api_addr": s.leader_api_addr, "commit_index": s.commit_index,
                         "applied_index": s.applied_index, "snapshot_index": s.snapshot_index,
                         "log_syncs": s.log_syncs, "log_entries_synced": s.log_entries_synced, "ticks": s.ticks,
+                        "cluster_id": format!("{:016x}", s.cluster_id),
                     });
                     if let Some(h) = &h {
                         row["state_hash"] = serde_json::json!({

@@ -3,6 +3,14 @@
 //! per key its create and mod revisions and version), plus the client
 //! sessions that make retried writes exactly-once (Raft dissertation §6.3).
 //!
+//! Sessions are opened explicitly (a replicated `OpenSession`, whose id is
+//! its log index) and bounded: past `max_sessions` the least recently
+//! active is evicted, on every replica alike. A write naming a session that
+//! is not open is refused ([`ApplyError::SessionExpired`]) and applies
+//! nothing: it may be the retry of a write applied before the eviction, and
+//! applying it again would break exactly-once. Since ids are never issued
+//! twice, no write can be mistaken for the first of a new session.
+//!
 //! It lives in the node's RocksDB (`kv`, `sm_meta` and `sessions` column
 //! families). The applied index is written in the same batch as the changes
 //! it describes, so a crash never leaves one without the other. Reads come
@@ -42,6 +50,10 @@ pub enum ApplyError {
     BadCommand(String),
     #[error("the append would make the value {size} bytes; values grow to at most {limit} bytes")]
     ValueTooLarge { size: usize, limit: usize },
+    #[error(
+        "write {seq} names session {client}, which the cluster never opened or has evicted: nothing was applied; open a new session"
+    )]
+    SessionExpired { client: u64, seq: u64 },
 }
 
 /// A key's record.
@@ -298,32 +310,39 @@ impl Batch<'_> {
         if crate::planted::active(crate::planted::Bug::NoSessions) {
             exactly_once = false;
         }
-        if exactly_once && let Some(session) = self.sm.sessions.get(&client).copied() {
-            if seq == session.seq {
+        let Some(op) = cmd.op else { return Ok(Err(ApplyError::BadCommand("no operation".into()))) };
+        if exactly_once {
+            match self.sm.sessions.get(&client).copied() {
+                // Never opened, or evicted: this may be the retry of a write
+                // applied before the eviction, which must not apply again.
+                None => return Ok(Err(ApplyError::SessionExpired { client, seq })),
                 // A retry of the last write: answer as the first time.
-                return self.cached_response(client);
-            }
-            if seq < session.seq {
-                return Ok(Err(ApplyError::StaleSequence { client, seq, last: session.seq }));
+                Some(session) if seq == session.seq => return self.cached_response(client),
+                Some(session) if seq < session.seq => {
+                    return Ok(Err(ApplyError::StaleSequence { client, seq, last: session.seq }));
+                }
+                Some(_) => {}
             }
         }
-        let Some(op) = cmd.op else { return Ok(Err(ApplyError::BadCommand("no operation".into()))) };
         if let command::Op::Append(a) = &op {
             let size = self.read(&a.key)?.map_or(0, |r| r.value.len()) + a.suffix.len();
             if size > MAX_APPENDED_VALUE_BYTES {
                 return Ok(Err(ApplyError::ValueTooLarge { size, limit: MAX_APPENDED_VALUE_BYTES }));
             }
         }
-        let result = self.execute(op)?;
+        let result = self.execute(op, entry.index)?;
         if seq > 0 {
             self.save_session(client, seq, entry.index, &result);
         }
         Ok(Ok(result))
     }
 
-    fn execute(&mut self, op: command::Op) -> Result<proto::CommandResponse, StorageError> {
+    /// Runs `op`, the command of the entry at `index`.
+    fn execute(&mut self, op: command::Op, index: Index) -> Result<proto::CommandResponse, StorageError> {
         use command_response::Result as R;
         let result = match op {
+            // A session is not itself a write of one (it carries no id).
+            command::Op::OpenSession(_) => return Ok(self.open_session(index)),
             command::Op::Put(p) => {
                 let previous = self.read(&p.key)?;
                 let record = self.written(&previous, p.value);
@@ -388,6 +407,17 @@ impl Batch<'_> {
             }
         };
         Ok(proto::CommandResponse { result: Some(result) })
+    }
+
+    /// Opens a session whose id is the index of the entry that opened it:
+    /// unique, and never issued again, so an unknown id is one that expired
+    /// (or was never issued), never a session about to start.
+    fn open_session(&mut self, index: Index) -> proto::CommandResponse {
+        let response = proto::CommandResponse {
+            result: Some(command_response::Result::OpenSession(proto::OpenSessionResponse { session_id: index })),
+        };
+        self.save_session(index, 0, index, &response);
+        response
     }
 
     fn save_session(&mut self, client: u64, seq: u64, index: Index, response: &proto::CommandResponse) {
@@ -599,7 +629,7 @@ mod tests {
             let dir = std::env::temp_dir().join(format!("capukv-sm-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
-            let identity = Identity { node_id: 1, cluster: "t".into(), voters: vec![1] };
+            let identity = Identity { node_id: 1, cluster: "t".into(), voters: vec![1], cluster_id: 1 };
             let storage = Storage::open(&dir, &identity).unwrap();
             let sm = StateMachine::open(storage.clone(), 2).unwrap();
             Fixture { dir, sm: Some(sm), storage: Some(storage), next: 1 }
@@ -615,6 +645,15 @@ mod tests {
                 Entry { index: self.next, term: 1, kind: EntryKind::Command, data: Bytes::from(cmd.encode_to_vec()) };
             self.next += 1;
             self.sm().apply(&[entry]).unwrap().pop().unwrap().1
+        }
+
+        /// Opens a session; its id is the index of the entry that opened it.
+        fn open_session(&mut self) -> u64 {
+            let index = self.next;
+            let answer = self.apply(0, 0, command::Op::OpenSession(proto::OpenSessionRequest {})).unwrap();
+            let Some(command_response::Result::OpenSession(r)) = answer.result else { panic!("{answer:?}") };
+            assert_eq!(r.session_id, index);
+            r.session_id
         }
     }
 
@@ -641,34 +680,61 @@ mod tests {
     #[test]
     fn an_append_past_the_value_bound_is_refused_on_every_node_and_changes_nothing() {
         let mut f = Fixture::new("append-bound");
+        let s = f.open_session();
         let big = "x".repeat(MAX_APPENDED_VALUE_BYTES - 1);
-        f.apply(7, 1, append("k", &big)).unwrap();
+        f.apply(s, 1, append("k", &big)).unwrap();
         let revision = f.sm().revision();
         assert_eq!(
-            f.apply(7, 2, append("k", "yz")),
+            f.apply(s, 2, append("k", "yz")),
             Err(ApplyError::ValueTooLarge { size: MAX_APPENDED_VALUE_BYTES + 1, limit: MAX_APPENDED_VALUE_BYTES })
         );
         assert_eq!(f.sm().revision(), revision, "a refused append changes nothing");
         assert_eq!(value_of(&f, "k").map(|v| v.len()), Some(MAX_APPENDED_VALUE_BYTES - 1));
-        f.apply(7, 3, append("k", "y")).unwrap();
+        f.apply(s, 3, append("k", "y")).unwrap();
         assert_eq!(value_of(&f, "k").map(|v| v.len()), Some(MAX_APPENDED_VALUE_BYTES), "up to the bound is fine");
     }
 
     #[test]
     fn a_retried_write_gets_the_first_answer_and_applies_once() {
         let mut f = Fixture::new("retry");
-        let first = f.apply(7, 1, append("k", "a")).unwrap();
-        let retry = f.apply(7, 1, append("k", "a")).unwrap();
+        let s = f.open_session();
+        let first = f.apply(s, 1, append("k", "a")).unwrap();
+        let retry = f.apply(s, 1, append("k", "a")).unwrap();
         assert_eq!(first, retry);
         assert_eq!(value_of(&f, "k"), Some(Bytes::from("a")));
-        f.apply(7, 2, append("k", "b")).unwrap();
+        f.apply(s, 2, append("k", "b")).unwrap();
         assert_eq!(value_of(&f, "k"), Some(Bytes::from("ab")));
-        assert_eq!(f.apply(7, 1, append("k", "a")), Err(ApplyError::StaleSequence { client: 7, seq: 1, last: 2 }));
-        // Sessions are bounded (2 here): the oldest goes first.
-        f.apply(8, 1, append("k", "c")).unwrap();
-        f.apply(9, 1, append("k", "d")).unwrap();
+        assert_eq!(f.apply(s, 1, append("k", "a")), Err(ApplyError::StaleSequence { client: s, seq: 1, last: 2 }));
+    }
+
+    #[test]
+    fn a_retry_after_its_session_was_evicted_is_refused_and_applies_nothing() {
+        let mut f = Fixture::new("evicted");
+        let s = f.open_session();
+        f.apply(s, 1, append("k", "a")).unwrap();
+        // Sessions are bounded (2 here): the least recently active goes first.
+        let (t, u) = (f.open_session(), f.open_session());
         assert_eq!(f.sm().sessions.len(), 2);
-        assert!(!f.sm().sessions.contains_key(&7));
+        assert!(!f.sm().sessions.contains_key(&s));
+        // The retry of write 1 (its answer was lost), and the session's next write.
+        let revision = f.sm().revision();
+        for seq in [1, 2] {
+            assert_eq!(f.apply(s, seq, append("k", "a")), Err(ApplyError::SessionExpired { client: s, seq }));
+        }
+        assert_eq!(value_of(&f, "k"), Some(Bytes::from("a")), "applied once");
+        assert_eq!(f.sm().revision(), revision, "a refused write changes nothing");
+        // A session that was never opened is refused alike, even at write 1:
+        // an id the cluster did not issue cannot start a session.
+        assert_eq!(f.apply(999, 1, append("k", "z")), Err(ApplyError::SessionExpired { client: 999, seq: 1 }));
+        // Writes without an id are not deduplicated and need no session.
+        f.apply(0, 0, append("k", "b")).unwrap();
+        // The open sessions work as before, and survive a restart.
+        f.apply(t, 1, append("k", "c")).unwrap();
+        f.sm = None;
+        f.sm = Some(StateMachine::open(f.storage.clone().unwrap(), 2).unwrap());
+        f.apply(u, 1, append("k", "d")).unwrap();
+        assert_eq!(f.apply(t, 1, append("k", "c")).unwrap().result, f.apply(t, 1, append("k", "c")).unwrap().result);
+        assert_eq!(value_of(&f, "k"), Some(Bytes::from("abcd")));
     }
 
     #[test]
@@ -720,27 +786,29 @@ mod tests {
     #[test]
     fn a_snapshot_restores_the_same_state() {
         let mut a = Fixture::new("snap-a");
-        a.apply(5, 1, append("x", "1")).unwrap();
-        a.apply(5, 2, append("y", "2")).unwrap();
+        let s = a.open_session();
+        a.apply(s, 1, append("x", "1")).unwrap();
+        a.apply(s, 2, append("y", "2")).unwrap();
         let (_, data) = snapshot(a.sm().storage()).unwrap();
-        let snapshot = Snapshot { meta: crate::raft::SnapshotMeta { index: 2, term: 1 }, data };
+        let snapshot = Snapshot { meta: crate::raft::SnapshotMeta { index: 3, term: 1 }, data };
         let mut b = Fixture::new("snap-b");
-        b.apply(9, 1, append("stale", "z")).unwrap();
+        let stale = b.open_session();
+        b.apply(stale, 1, append("stale", "z")).unwrap();
         b.sm().restore(&snapshot).unwrap();
-        assert_eq!((b.sm().applied(), b.sm().revision()), (2, 2));
+        assert_eq!((b.sm().applied(), b.sm().revision()), (3, 2));
         let (da, db) = (digest(a.sm().storage()).unwrap(), digest(b.sm().storage()).unwrap());
         assert_eq!(da, db, "a restored replica has the same digest");
-        assert_eq!((da.applied, da.keys, da.sessions), (2, 2, 1));
+        assert_eq!((da.applied, da.keys, da.sessions), (3, 2, 1));
         assert_eq!(value_of(&b, "x"), Some(Bytes::from("1")));
         assert_eq!(value_of(&b, "stale"), None, "the old state is gone");
-        b.next = 3;
-        // The session came along: a retry of write 2 of client 5 is answered, not applied.
-        b.apply(5, 2, append("y", "2")).unwrap();
+        b.next = 4;
+        // The session came along: a retry of its write 2 is answered, not applied.
+        b.apply(s, 2, append("y", "2")).unwrap();
         assert_eq!(value_of(&b, "y"), Some(Bytes::from("2")));
-        a.apply(5, 2, append("y", "2")).unwrap();
+        a.apply(s, 2, append("y", "2")).unwrap();
         assert_eq!(digest(a.sm().storage()).unwrap(), digest(b.sm().storage()).unwrap(), "the same retry on both");
-        a.apply(5, 3, append("y", "3")).unwrap();
-        b.apply(5, 3, append("y", "4")).unwrap();
+        a.apply(s, 3, append("y", "3")).unwrap();
+        b.apply(s, 3, append("y", "4")).unwrap();
         let (da, db) = (digest(a.sm().storage()).unwrap(), digest(b.sm().storage()).unwrap());
         assert_eq!(da.applied, db.applied);
         assert_ne!(da.hash, db.hash, "one differing value at the same index differs in the digest");

@@ -82,6 +82,44 @@ pub struct Identity {
     pub node_id: NodeId,
     pub cluster: String,
     pub voters: Vec<NodeId>,
+    /// The id every peer message carries (see [`Identity::bootstrap`]). The
+    /// stored one wins over what this start's flags would derive, so a
+    /// cluster keeps its id when addresses change. 0 in a directory written
+    /// before the id existed: the next start records the derived one.
+    #[serde(default)]
+    pub cluster_id: u64,
+}
+
+impl Identity {
+    /// The identity a node bootstraps with: the voters are `peers`' ids, and
+    /// the cluster id a hash of the cluster's name and every voter's id and
+    /// Raft address. Every node of one cluster is started with the same
+    /// `--cluster` and `--peers`, so all derive the same id without talking;
+    /// two clusters differ in their addresses (or names), so a node wired to
+    /// the wrong cluster by mistake is refused by it. Like etcd's cluster id
+    /// (initial cluster and token), it tells clusters apart; it is no secret
+    /// and authenticates no one (that is TLS's job).
+    pub fn bootstrap(node_id: NodeId, cluster: &str, peers: &std::collections::HashMap<NodeId, String>) -> Identity {
+        let mut members: Vec<(&NodeId, &String)> = peers.iter().collect();
+        members.sort();
+        let mut canonical = format!("capukv-cluster\0{cluster}");
+        for (id, addr) in &members {
+            canonical.push_str(&format!("\0{id}={addr}"));
+        }
+        // FNV-1a: stable across Rust versions and platforms, unlike std's hasher.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in canonical.bytes() {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        Identity {
+            node_id,
+            cluster: cluster.to_string(),
+            voters: members.iter().map(|(id, _)| **id).collect(),
+            // 0 is what a message without the field carries.
+            cluster_id: hash.max(1),
+        }
+    }
 }
 
 /// The RocksDB database of one node, shared by the Raft loop (which writes)
@@ -107,6 +145,8 @@ pub struct Storage {
     /// at open, checked against the log by [`Storage::load_raft_state`].
     mark: std::sync::Mutex<mark::MarkFile>,
     mark_at_open: Option<mark::Mark>,
+    /// Whose directory this is, as recorded in it.
+    identity: Identity,
 }
 
 impl Storage {
@@ -145,7 +185,7 @@ impl Storage {
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| open_error(dir, &e))?;
         let (mark, mark_at_open) =
             mark::MarkFile::open(dir).map_err(|source| StorageError::Mark { path: dir.join(mark::FILE), source })?;
-        let storage = Storage {
+        let mut storage = Storage {
             db,
             dir: dir.into(),
             syncs: AtomicU64::new(0),
@@ -157,9 +197,16 @@ impl Storage {
             mark: std::sync::Mutex::new(mark),
             // Planted: the mark is kept but never checked.
             mark_at_open: if fresh || trust_damaged_log { None } else { mark_at_open },
+            identity: identity.clone(),
         };
-        storage.check_identity(identity, fresh)?;
+        storage.identity = storage.check_identity(identity, fresh)?;
         Ok(Arc::new(storage))
+    }
+
+    /// Whose directory this is: node, cluster, voters and cluster id, as
+    /// recorded at bootstrap.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     pub fn cf(&self, name: &str) -> &ColumnFamily {
@@ -174,16 +221,16 @@ impl Storage {
         StorageError::Corrupt { dir: self.dir.clone(), file: "RocksDB column families".into(), what: what.into() }
     }
 
-    fn check_identity(&self, identity: &Identity, fresh: bool) -> Result<(), StorageError> {
+    /// Checks the recorded identity against `identity` (recording it in a
+    /// fresh directory) and returns the one recorded.
+    fn check_identity(&self, identity: &Identity, fresh: bool) -> Result<Identity, StorageError> {
         let raw = self.db.get_cf(self.cf(CF_RAFT), KEY_IDENTITY).map_err(|e| self.io(e))?;
         let Some(raw) = raw else {
             if !fresh {
                 return Err(self.corrupt("it has a database but no identity record"));
             }
-            let bytes = serde_json::to_vec(identity).expect("identity serializes");
-            let mut wo = WriteOptions::default();
-            wo.set_sync(true);
-            return self.db.put_cf_opt(self.cf(CF_RAFT), KEY_IDENTITY, bytes, &wo).map_err(|e| self.io(e));
+            self.record_identity(identity)?;
+            return Ok(identity.clone());
         };
         let found: Identity =
             serde_json::from_slice(&raw).map_err(|e| self.corrupt(format!("unreadable identity record: {e}")))?;
@@ -201,7 +248,26 @@ impl Storage {
                 expected: format!("{} {:?}", identity.cluster, identity.voters),
             });
         }
-        Ok(())
+        if found.cluster_id == 0 {
+            tracing::info!(cluster_id = identity.cluster_id, "recording the cluster id in a directory older than it");
+            self.record_identity(identity)?;
+            return Ok(identity.clone());
+        }
+        if found.cluster_id != identity.cluster_id {
+            tracing::info!(
+                recorded = found.cluster_id,
+                derived = identity.cluster_id,
+                "keeping the cluster id recorded at bootstrap; --peers has changed since"
+            );
+        }
+        Ok(found)
+    }
+
+    fn record_identity(&self, identity: &Identity) -> Result<(), StorageError> {
+        let bytes = serde_json::to_vec(identity).expect("identity serializes");
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.put_cf_opt(self.cf(CF_RAFT), KEY_IDENTITY, bytes, &wo).map_err(|e| self.io(e))
     }
 
     /// What the Raft core persisted, for a restart.
@@ -525,7 +591,7 @@ mod tests {
     }
 
     fn identity() -> Identity {
-        Identity { node_id: 1, cluster: "test".into(), voters: vec![1, 2, 3] }
+        Identity { node_id: 1, cluster: "test".into(), voters: vec![1, 2, 3], cluster_id: 77 }
     }
 
     fn entry(index: Index, term: u64) -> Entry {
@@ -609,5 +675,38 @@ mod tests {
         assert_eq!(reopen(&dir.0).unwrap().entries.len(), 7, "an unreadable mark checks nothing");
         std::fs::remove_file(dir.0.join(mark::FILE)).unwrap();
         assert_eq!(reopen(&dir.0).unwrap().entries.len(), 7, "a directory from before the mark opens");
+    }
+
+    #[test]
+    fn every_node_of_a_cluster_derives_its_id_and_other_clusters_differ() {
+        let peers = |port: u16| -> std::collections::HashMap<NodeId, String> {
+            (1..=3).map(|id| (id, format!("127.0.0.1:{}", port + id as u16))).collect()
+        };
+        let one = Identity::bootstrap(1, "capukv", &peers(7000));
+        assert_eq!(one.voters, vec![1, 2, 3]);
+        // Another node of the same cluster: the same id, whatever the map's order.
+        assert_eq!(Identity::bootstrap(3, "capukv", &peers(7000)).cluster_id, one.cluster_id);
+        // Another cluster: other addresses, or another name.
+        assert_ne!(Identity::bootstrap(1, "capukv", &peers(8000)).cluster_id, one.cluster_id);
+        assert_ne!(Identity::bootstrap(1, "other", &peers(7000)).cluster_id, one.cluster_id);
+        assert_ne!(one.cluster_id, 0, "0 is what a message without an id carries");
+    }
+
+    #[test]
+    fn the_cluster_id_recorded_at_bootstrap_wins_and_an_old_directory_gets_one() {
+        let dir = TempDir::new("cluster-id");
+        let s = Storage::open(&dir.0, &identity()).unwrap();
+        assert_eq!(s.identity().cluster_id, 77);
+        drop(s);
+        // Started again with flags that derive another id (an address changed).
+        let moved = Identity { cluster_id: 99, ..identity() };
+        assert_eq!(Storage::open(&dir.0, &moved).unwrap().identity().cluster_id, 77);
+        // A directory written before the id existed: the record lacks it.
+        let s = Storage::open(&dir.0, &identity()).unwrap();
+        let old = serde_json::json!({ "node_id": 1, "cluster": "test", "voters": [1, 2, 3] });
+        s.db.put_cf(s.cf(CF_RAFT), KEY_IDENTITY, serde_json::to_vec(&old).unwrap()).unwrap();
+        drop(s);
+        assert_eq!(Storage::open(&dir.0, &moved).unwrap().identity().cluster_id, 99, "recorded at the next start");
+        assert_eq!(Storage::open(&dir.0, &identity()).unwrap().identity().cluster_id, 99, "and kept from then on");
     }
 }

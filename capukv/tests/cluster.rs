@@ -195,7 +195,8 @@ async fn a_retried_write_is_applied_once() {
     let cluster = LocalCluster::start(3).await;
     let leader = cluster.leader().await.unwrap();
     let mut kv = KvClient::connect(format!("http://{}", cluster.node(leader).api)).await.unwrap();
-    let id = proto::WriteId { client_id: 42, seq: 1 };
+    let session = kv.open_session(proto::OpenSessionRequest {}).await.unwrap().into_inner().session_id;
+    let id = proto::WriteId { client_id: session, seq: 1 };
     let request = proto::AppendRequest { key: "once".into(), suffix: "x".into(), id: Some(id) };
     // The first answer is "lost"; the client sends the same write again.
     let first = kv.append(request.clone()).await.unwrap().into_inner();
@@ -208,7 +209,7 @@ async fn a_retried_write_is_applied_once() {
     let next = proto::AppendRequest {
         key: "once".into(),
         suffix: "y".into(),
-        id: Some(proto::WriteId { client_id: 42, seq: 2 }),
+        id: Some(proto::WriteId { client_id: session, seq: 2 }),
     };
     assert_eq!(kv.append(next).await.unwrap().into_inner().kv.unwrap().value, Bytes::from("xy"));
 }

@@ -176,6 +176,11 @@ pub struct RunOptions {
     #[arg(long)]
     #[serde(default)]
     pub torn_writes: bool,
+    /// Mutual TLS between the nodes and to the harness's clients, with a CA
+    /// and certificates issued for the run (under RUN_DIR/tls).
+    #[arg(long)]
+    #[serde(default)]
+    pub tls: bool,
     /// Run the failpoints build of the server (`capukv-planted`, as for
     /// planted bugs), so that `--nemesis all` includes failpoints too.
     /// Implied by `--nemesis failpoint`.

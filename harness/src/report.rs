@@ -15,7 +15,10 @@ pub fn fields(record: &RunRecord, results: &serde_json::Value) -> Vec<(String, S
     let mut fields = vec![
         ("workload".to_string(), name(&o.workload)),
         ("nemesis".to_string(), format!("{} every {} s", name(&o.nemesis), o.nemesis_interval)),
-        ("nodes".to_string(), format!("{} ({} runtime)", o.nodes, name(&o.runtime))),
+        (
+            "nodes".to_string(),
+            format!("{} ({} runtime{})", o.nodes, name(&o.runtime), if o.tls { ", mutual TLS" } else { "" }),
+        ),
         ("seed".to_string(), record.seed.to_string()),
         (
             "clients".to_string(),

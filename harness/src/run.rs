@@ -53,6 +53,7 @@ struct Shared {
     options: RunOptions,
     seed: u64,
     nodes: Vec<NodeInfo>,
+    access: crate::runtime::Access,
     workload: Box<dyn Workload>,
     recorder: Arc<Recorder>,
 }
@@ -65,7 +66,7 @@ fn client_for(shared: &Shared, slot: usize, mode: ReadMode) -> anyhow::Result<(C
         Binding::Any => (0..n).map(|i| shared.nodes[(home + i) % n].api_addr.clone()).collect(),
     };
     let timeout = Duration::from_secs_f64(shared.options.op_timeout);
-    let mut client = Client::new(endpoints)?;
+    let mut client = shared.access.client(endpoints)?;
     client.timeout = timeout;
     // An attempt without an answer is sent again within the operation's
     // time, as a real client would: the write id makes that safe, and it is
@@ -79,14 +80,14 @@ fn client_for(shared: &Shared, slot: usize, mode: ReadMode) -> anyhow::Result<(C
     // the node down, goes on to the others) within itself.
     let reader = match (mode, shared.options.client_binding) {
         (ReadMode::Stale, _) => {
-            let mut reader = Client::new([shared.nodes[home].api_addr.clone()])?;
+            let mut reader = shared.access.client([shared.nodes[home].api_addr.clone()])?;
             reader.timeout = timeout;
             reader.read_mode = mode;
             Some(reader)
         }
         (ReadMode::Linearizable, Binding::Node) => {
             // The others after it, for when the home node is down.
-            let mut reader = Client::new((0..n).map(|i| shared.nodes[(home + i) % n].api_addr.clone()))?;
+            let mut reader = shared.access.client((0..n).map(|i| shared.nodes[(home + i) % n].api_addr.clone()))?;
             reader.timeout = timeout;
             reader.attempt_timeout = client.attempt_timeout;
             reader.remember_leader = false;
@@ -138,7 +139,9 @@ async fn worker(
             return Ok(());
         }
         let op = shared.workload.next_op(&mut rng);
-        let write_id = (op.f != workload::F::Read).then(|| client.next_write_id());
+        // A write whose session cannot be opened fails on its own (never
+        // sent); it just has no id to record.
+        let write_id = if op.f == workload::F::Read { None } else { client.next_write_id().await.ok() };
         record_invoke(&shared.recorder, process, &op, write_id);
         let done =
             workload::execute(&client, reader.as_ref().unwrap_or(&client), &op, shared.workload.string_values()).await;
@@ -170,7 +173,7 @@ async fn final_reads(shared: &Shared, within: Duration) -> BTreeMap<String, Opti
     let mut process = crate::checks::stats::FINAL_READ_PROCESSES;
     for key in shared.workload.keys() {
         while Instant::now() < deadline {
-            let Ok(mut client) = Client::new(endpoints.clone()) else { break };
+            let Ok(mut client) = shared.access.client(endpoints.clone()) else { break };
             client.timeout = Duration::from_secs(3);
             let op = Op { f: workload::F::Read, key: key.clone(), value: json!(null) };
             record_invoke(&shared.recorder, process, &op, None);
@@ -328,6 +331,7 @@ pub async fn run(mut options: RunOptions, settings: RunSettings) -> anyhow::Resu
         } else {
             None
         },
+        tls: options.tls,
     };
     let runtime: Arc<dyn Runtime> = match options.runtime {
         RuntimeKind::Netns => {
@@ -339,8 +343,8 @@ pub async fn run(mut options: RunOptions, settings: RunSettings) -> anyhow::Resu
         }
         RuntimeKind::Docker => {
             let args = [record.server_knobs.args(), server_args(&options)].concat();
-            let (nodes, dir2, tick) = (options.nodes, dir.clone(), record.server_knobs.tick_ms);
-            Arc::new(tokio::task::spawn_blocking(move || DockerRuntime::create(nodes, &dir2, tick, args)).await??)
+            let (nodes, dir2, tick, tls) = (options.nodes, dir.clone(), record.server_knobs.tick_ms, options.tls);
+            Arc::new(tokio::task::spawn_blocking(move || DockerRuntime::create(nodes, &dir2, tick, args, tls)).await??)
         }
     };
     record.runtime = runtime.describe();
@@ -408,6 +412,7 @@ async fn drive(
         options: options.clone(),
         seed,
         nodes: runtime.nodes().to_vec(),
+        access: runtime.access().clone(),
         workload: workload::build(options),
         recorder: recorder.clone(),
     });

@@ -126,6 +126,41 @@ fn a_short_chaos_run_ends_valid_with_its_files_and_leaves_nothing() {
 }
 
 #[test]
+fn a_tls_chaos_run_ends_valid_with_every_node_on_mutual_tls() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let out = Command::new(CHAOS)
+        .args(["run", "--tls", "--nodes", "3", "--time-limit", "16", "--nemesis", "all"])
+        .args(["--nemesis-interval", "3", "--quiet-start", "1", "--recovery-time", "3", "--workload", "append"])
+        .args(["--seed", "11", "--json", "--out"])
+        .arg(&dir)
+        .arg("--capukv-bin")
+        .arg(capukv_bin())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    let results = read_json(&dir.join("results.json"));
+    assert_eq!(results["verdict"], "valid");
+    let ok = results["operations"]["ok"].as_u64().unwrap();
+    assert!(ok > 100, "only {ok} ok operations: the harness's clients talk TLS");
+    let run = read_json(&dir.join("run.json"));
+    assert_eq!((run["options"]["tls"].as_bool(), run["runtime"]["tls"].as_bool()), (Some(true), Some(true)));
+    assert!(dir.join("tls/ca.pem").is_file() && dir.join("tls/n3-key.pem").is_file(), "the run's certificates");
+    for n in 1..=3 {
+        let log = std::fs::read_to_string(dir.join(format!("nodes/n{n}/server.log"))).unwrap();
+        assert!(log.contains("tls=true"), "node n{n} started with TLS");
+    }
+    // The end-of-run checks reached every node over TLS too.
+    let checks = results["checks"].as_array().unwrap();
+    let replicas = checks.iter().find(|f| f["check"] == "replica-convergence").unwrap();
+    assert_eq!(replicas["outcome"], "passed", "{replicas}");
+    assert_eq!(leftovers(&topology_prefix(&dir)), Vec::<String>::new());
+}
+
+#[test]
 fn ctrl_c_keeps_the_partial_history_and_removes_everything() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     require_root();

@@ -23,6 +23,9 @@ use crate::state_machine::{self, ApplyError};
 use crate::storage::Storage;
 
 pub const LEADER_HEADER: &str = "x-capukv-leader";
+/// On a write refused because its session is unknown (never opened, or
+/// evicted): the session's id. Nothing was applied.
+pub const SESSION_EXPIRED_HEADER: &str = "x-capukv-session-expired";
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -81,6 +84,11 @@ impl Api {
             Rejection::Unavailable(m) => Status::unavailable(m),
             Rejection::Applied(e @ (ApplyError::StaleSequence { .. } | ApplyError::ValueTooLarge { .. })) => {
                 Status::invalid_argument(e.to_string())
+            }
+            Rejection::Applied(e @ ApplyError::SessionExpired { client, .. }) => {
+                let mut status = Status::aborted(e.to_string());
+                status.metadata_mut().insert(SESSION_EXPIRED_HEADER, client.to_string().parse().expect("digits"));
+                status
             }
             Rejection::Applied(e) => Status::internal(e.to_string()),
             Rejection::Invalid(m) => Status::invalid_argument(m),
@@ -212,6 +220,13 @@ impl proto::kv_server::Kv for Api {
         let id = r.id.take();
         expect_result!(self.write(command::Op::DeleteRange(r), id).await?, DeleteRange)
     }
+
+    async fn open_session(
+        &self,
+        request: Request<proto::OpenSessionRequest>,
+    ) -> Result<Response<proto::OpenSessionResponse>, Status> {
+        expect_result!(self.write(command::Op::OpenSession(request.into_inner()), None).await?, OpenSession)
+    }
 }
 
 #[tonic::async_trait]
@@ -248,6 +263,7 @@ impl proto::cluster_server::Cluster for Api {
             log_syncs: self.storage.syncs.load(Ordering::Relaxed),
             log_entries_synced: self.storage.entries_synced.load(Ordering::Relaxed),
             ticks: s.ticks,
+            cluster_id: self.storage.identity().cluster_id,
         }))
     }
 

@@ -253,7 +253,7 @@ mod failpoints_tests {
     fn failpoints_a_panic_in_the_snapshot_thread_does_not_stop_later_snapshots() {
         let dir = std::env::temp_dir().join(format!("capukv-apply-snapshot-panic-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let identity = Identity { node_id: 1, cluster: "t".into(), voters: vec![1] };
+        let identity = Identity { node_id: 1, cluster: "t".into(), voters: vec![1], cluster_id: 1 };
         let storage = Storage::open(&dir, &identity).unwrap();
         let sm = StateMachine::open(storage.clone(), 2).unwrap();
         let (tasks, task_rx) = crossbeam_channel::unbounded();

@@ -4,11 +4,13 @@
 //!
 //! - [`raft_loop`]: the thread that owns the core and the log's storage.
 //! - [`apply`]: the thread that owns the state machine.
-//! - [`transport`]: Raft messages between nodes.
+//! - [`transport`]: Raft messages between nodes; [`peer_gate`]: which of
+//!   them are let through.
 //! - [`api`]: the KV and Cluster services.
 
 pub mod api;
 pub mod apply;
+pub mod peer_gate;
 pub mod raft_loop;
 pub mod transport;
 
@@ -26,6 +28,7 @@ use crate::proto;
 use crate::raft::{Config, NodeId, Raft, RaftError};
 use crate::state_machine::StateMachine;
 use crate::storage::{Identity, Storage, StorageError};
+use crate::tls::{NodeTls, TlsError, TlsFiles};
 use raft_loop::{Event, LoopConfig, RaftLoop};
 use transport::{RaftService, Transport};
 
@@ -46,9 +49,14 @@ pub struct ServerConfig {
     pub max_key_bytes: usize,
     pub max_value_bytes: usize,
     pub request_timeout: Duration,
+    /// Exactly-once sessions kept; past it the least recently active is
+    /// evicted. Part of what replicas must agree on: every node of a cluster
+    /// runs with the same bound (it is no flag for that reason).
     pub max_sessions: usize,
     /// Keep the log entries snapshots cover, for after-run audits.
     pub keep_compacted_log: bool,
+    /// Mutual TLS on both ports ([`crate::tls`]); `None`: plain TCP.
+    pub tls: Option<TlsFiles>,
 }
 
 impl ServerConfig {
@@ -75,6 +83,7 @@ impl ServerConfig {
             request_timeout: Duration::from_secs(5),
             max_sessions: 10_000,
             keep_compacted_log: false,
+            tls: None,
         }
     }
 }
@@ -87,6 +96,10 @@ pub enum ServerError {
     Raft { dir: String, source: RaftError },
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot set up TLS on the {what} port: {source}")]
+    TlsSetup { what: &'static str, source: tonic::transport::Error },
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind { addr: SocketAddr, what: &'static str, source: std::io::Error },
     #[error("the {what} server failed: {source}")]
@@ -120,12 +133,13 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
     if !cfg.peers.contains_key(&cfg.id) {
         return Err(ServerError::Config(format!("--peers does not name this node ({})", cfg.id)));
     }
-    let mut voters: Vec<NodeId> = cfg.peers.keys().copied().collect();
-    voters.sort_unstable();
     std::fs::create_dir_all(&cfg.dir)
         .map_err(|e| ServerError::Storage(StorageError::Open { dir: cfg.dir.clone(), reason: e.to_string() }))?;
-    let identity = Identity { node_id: cfg.id, cluster: cfg.cluster.clone(), voters: voters.clone() };
-    let storage = Storage::open(&cfg.dir, &identity)?;
+    let tls = cfg.tls.as_ref().map(NodeTls::load).transpose()?;
+    let storage = Storage::open(&cfg.dir, &Identity::bootstrap(cfg.id, &cfg.cluster, &cfg.peers))?;
+    let voters = storage.identity().voters.clone();
+    let cluster_id = storage.identity().cluster_id;
+    tracing::info!(node = cfg.id, cluster = %cfg.cluster, cluster_id = format!("{cluster_id:#018x}"), ?voters, "starting");
     storage.keep_compacted_log.store(cfg.keep_compacted_log, std::sync::atomic::Ordering::Relaxed);
     let mut sm = StateMachine::open(storage.clone(), cfg.max_sessions)?;
     let persisted = storage.load_raft_state()?;
@@ -136,7 +150,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
     {
         sm.restore(snap)?;
     }
-    let mut raft_cfg = Config::new(cfg.id, voters);
+    let mut raft_cfg = Config::new(cfg.id, voters.clone());
     raft_cfg.election_ticks = cfg.election_ticks;
     raft_cfg.heartbeat_ticks = cfg.heartbeat_ticks;
     raft_cfg.applied = sm.applied();
@@ -163,8 +177,10 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
     let api_addrs: transport::ApiAddrs = Arc::new(RwLock::new(HashMap::from([(cfg.id, cfg.api_addr.to_string())])));
     let transport = Transport::start(
         cfg.id,
+        cluster_id,
         cfg.api_addr.to_string(),
         &cfg.peers,
+        tls.as_ref().map(NodeTls::peer_client),
         tokio::runtime::Handle::current(),
         events_tx.clone(),
     );
@@ -192,8 +208,12 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
         limits: api::Limits { max_key_bytes: cfg.max_key_bytes, max_value_bytes: cfg.max_value_bytes },
         request_timeout: cfg.request_timeout,
     };
-    let raft_service = proto::raft_server::RaftServer::new(RaftService { events: events_tx.clone(), api_addrs })
-        .max_decoding_message_size(transport::MAX_MESSAGE_BYTES);
+    let raft_service = proto::raft_server::RaftServer::new(RaftService {
+        events: events_tx.clone(),
+        api_addrs,
+        gate: peer_gate::PeerGate::new(cluster_id, cfg.id, voters.iter().copied()),
+    })
+    .max_decoding_message_size(transport::MAX_MESSAGE_BYTES);
     let message_limit = cfg.max_value_bytes + cfg.max_key_bytes + (64 << 10);
     let kv_service = proto::kv_server::KvServer::new(api.clone()).max_decoding_message_size(message_limit);
     let cluster_service = proto::cluster_server::ClusterServer::new(api);
@@ -202,14 +222,21 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
     let stopped = |mut rx: tokio::sync::broadcast::Receiver<()>| async move {
         let _ = rx.recv().await;
     };
-    let raft_server = tonic::transport::Server::builder()
+    let (mut raft_builder, mut api_builder) =
+        (tonic::transport::Server::builder(), tonic::transport::Server::builder());
+    if let Some(tls) = &tls {
+        let setup = |what| move |source| ServerError::TlsSetup { what, source };
+        raft_builder = raft_builder.tls_config(tls.peer_server()).map_err(setup("peer"))?;
+        api_builder = api_builder.tls_config(tls.api_server()).map_err(setup("client"))?;
+    }
+    let raft_server = raft_builder
         .add_service(raft_service)
         .serve_with_incoming_shutdown(no_delay(raft_listener), stopped(stop_tx.subscribe()));
-    let api_server = tonic::transport::Server::builder()
+    let api_server = api_builder
         .add_service(kv_service)
         .add_service(cluster_service)
         .serve_with_incoming_shutdown(coalescing(no_delay(api_listener)), stopped(stop_tx.subscribe()));
-    tracing::info!(id = cfg.id, api = %cfg.api_addr, raft = %cfg.raft_addr, dir = %cfg.dir.display(), "node started");
+    tracing::info!(id = cfg.id, api = %cfg.api_addr, raft = %cfg.raft_addr, dir = %cfg.dir.display(), tls = tls.is_some(), "node started");
 
     let raft_server = tokio::spawn(raft_server);
     let api_server = tokio::spawn(api_server);

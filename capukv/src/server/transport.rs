@@ -7,8 +7,10 @@
 //! Snapshots go through `InstallSnapshot` in chunks.
 //!
 //! Incoming: the `Raft` gRPC service turns streams back into core messages
-//! for the Raft loop. Each stream also says which API address its sender
-//! serves clients on, so a follower can redirect clients to the leader.
+//! for the Raft loop, each first admitted by the [`PeerGate`] (this
+//! cluster, this node, a member). Each stream also says which API address
+//! its sender serves clients on, so a follower can redirect clients to the
+//! leader.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -18,9 +20,10 @@ use bytes::{Bytes, BytesMut};
 use crossbeam_channel::Sender;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::peer_gate::PeerGate;
 use super::raft_loop::Event;
 use crate::convert::{message_from_proto, message_to_proto};
 use crate::failpoints as fp;
@@ -46,6 +49,9 @@ pub struct Transport {
     runtime: tokio::runtime::Handle,
     events: Sender<Event>,
     id: NodeId,
+    /// Put on every message, for the receiver's [`PeerGate`].
+    cluster_id: u64,
+    dialer: Dialer,
     /// Peers a snapshot is streaming to now: the core asks again every
     /// election timeout while it waits, and a second transfer beside the
     /// first would only slow both down.
@@ -54,34 +60,39 @@ pub struct Transport {
 
 impl Transport {
     /// Starts a sender task for each peer (`id` to raft address).
+    /// `tls`: how to dial peers over TLS (`None`: plain TCP).
     pub fn start(
         id: NodeId,
+        cluster_id: u64,
         api_addr: String,
         peers: &HashMap<NodeId, String>,
+        tls: Option<ClientTlsConfig>,
         runtime: tokio::runtime::Handle,
         events: Sender<Event>,
     ) -> Transport {
+        let dialer = Dialer { tls };
         let mut senders = HashMap::new();
         for (&peer, addr) in peers.iter().filter(|(p, _)| **p != id) {
             let (tx, rx) = mpsc::channel(PEER_QUEUE);
-            runtime.spawn(peer_sender(id, api_addr.clone(), peer, addr.clone(), rx));
+            runtime.spawn(peer_sender(dialer.clone(), id, api_addr.clone(), peer, addr.clone(), rx));
             senders.insert(peer, tx);
         }
         let snapshots = peers.iter().map(|(&p, a)| (p, a.clone())).collect();
-        Transport { peers: senders, snapshots, runtime, events, id, streaming: Arc::default() }
+        Transport { peers: senders, snapshots, runtime, events, id, cluster_id, dialer, streaming: Arc::default() }
     }
 
     pub fn send(&self, m: Message) {
         if let MessageBody::Snapshot(snapshot) = m.body {
-            let (from, to, term) = (self.id, m.to, m.term);
+            let to = m.to;
+            let header = ChunkHeader { cluster_id: self.cluster_id, from: self.id, to, term: m.term };
             let Some(addr) = self.snapshots.get(&to).cloned() else { return };
             if !self.streaming.lock().expect("not poisoned").insert(to) {
                 tracing::debug!(to, "a snapshot to this peer is still streaming; not starting another");
                 return;
             }
-            let (events, streaming) = (self.events.clone(), self.streaming.clone());
+            let (events, streaming, dialer) = (self.events.clone(), self.streaming.clone(), self.dialer.clone());
             self.runtime.spawn(async move {
-                let delivered = match send_snapshot(&addr, from, to, term, snapshot).await {
+                let delivered = match send_snapshot(&dialer, &addr, header, snapshot).await {
                     Ok(()) => true,
                     Err(e) => {
                         tracing::warn!(to, error = %e, "snapshot not delivered");
@@ -94,30 +105,41 @@ impl Transport {
             return;
         }
         let Some(queue) = self.peers.get(&m.to) else { return };
-        let Some(msg) = message_to_proto(&m) else { return };
+        let Some(mut msg) = message_to_proto(&m) else { return };
+        msg.cluster_id = self.cluster_id;
         // A full queue means the peer is unreachable: dropping is what the
         // network would do.
         let _ = queue.try_send(msg);
     }
 }
 
-fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_millis(500))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(1))
-        .keep_alive_timeout(Duration::from_secs(2))
-        .keep_alive_while_idle(true))
+/// How this node dials its peers: plain, or TLS with its own certificate.
+#[derive(Clone)]
+struct Dialer {
+    tls: Option<ClientTlsConfig>,
 }
 
-async fn connect(addr: &str) -> Result<RaftClient<Channel>, tonic::transport::Error> {
-    let channel = endpoint(addr)?.connect().await?;
-    Ok(RaftClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+impl Dialer {
+    async fn connect(&self, addr: &str) -> Result<RaftClient<Channel>, tonic::transport::Error> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(1))
+            .keep_alive_timeout(Duration::from_secs(2))
+            .keep_alive_while_idle(true);
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.clone())?;
+        }
+        let channel = endpoint.connect().await?;
+        Ok(RaftClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
 }
 
 async fn peer_sender(
+    dialer: Dialer,
     id: NodeId,
     api_addr: String,
     peer: NodeId,
@@ -128,7 +150,7 @@ async fn peer_sender(
     loop {
         // Connect only when there is something to say.
         let Some(first) = queue.recv().await else { return };
-        let mut client = match connect(&addr).await {
+        let mut client = match dialer.connect(&addr).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(peer, %addr, error = %e, "peer unreachable");
@@ -158,8 +180,12 @@ async fn peer_sender(
                     None => return,
                 },
                 result = &mut call => {
-                    if let Ok(Err(status)) = result {
-                        tracing::debug!(peer, %addr, %status, "raft stream ended");
+                    match result {
+                        Ok(Err(status)) if status.code() == tonic::Code::PermissionDenied => {
+                            tracing::warn!(peer, %addr, reason = status.message(), "the peer refuses this node's messages");
+                        }
+                        Ok(Err(status)) => tracing::debug!(peer, %addr, %status, "raft stream ended"),
+                        _ => {}
                     }
                     break;
                 }
@@ -175,8 +201,17 @@ fn drain(queue: &mut mpsc::Receiver<proto::RaftMessage>) {
     while queue.try_recv().is_ok() {}
 }
 
-async fn send_snapshot(addr: &str, from: NodeId, to: NodeId, term: u64, snapshot: Snapshot) -> Result<(), String> {
-    let mut client = connect(addr).await.map_err(|e| e.to_string())?;
+/// Who a snapshot transfer is from and for.
+struct ChunkHeader {
+    cluster_id: u64,
+    from: NodeId,
+    to: NodeId,
+    term: u64,
+}
+
+async fn send_snapshot(dialer: &Dialer, addr: &str, header: ChunkHeader, snapshot: Snapshot) -> Result<(), String> {
+    let ChunkHeader { cluster_id, from, to, term } = header;
+    let mut client = dialer.connect(addr).await.map_err(|e| e.to_string())?;
     let total = snapshot.data.len() as u64;
     let mut chunks = Vec::new();
     let mut offset = 0;
@@ -190,6 +225,7 @@ async fn send_snapshot(addr: &str, from: NodeId, to: NodeId, term: u64, snapshot
             snapshot_term: snapshot.meta.term,
             total_bytes: total,
             data: snapshot.data.slice(offset..end),
+            cluster_id,
         });
         offset = end;
         if offset >= snapshot.data.len() {
@@ -205,6 +241,18 @@ async fn send_snapshot(addr: &str, from: NodeId, to: NodeId, term: u64, snapshot
 pub struct RaftService {
     pub events: Sender<Event>,
     pub api_addrs: ApiAddrs,
+    pub gate: PeerGate,
+}
+
+impl RaftService {
+    /// Refuses a message the gate does not admit, saying why in this
+    /// node's log and to the sender.
+    fn admit(&self, cluster_id: u64, from: NodeId, to: NodeId, stream: Option<NodeId>) -> Result<(), Status> {
+        self.gate.admit(cluster_id, from, to, stream).map_err(|refusal| {
+            tracing::warn!(node = self.gate.me, from, to, %refusal, "refusing a peer message: not stepped");
+            Status::permission_denied(format!("node {} refuses this message: {refusal}", self.gate.me))
+        })
+    }
 }
 
 #[tonic::async_trait]
@@ -212,11 +260,14 @@ impl proto::raft_server::Raft for RaftService {
     async fn send(&self, request: Request<Streaming<proto::RaftMessage>>) -> Result<Response<proto::SendAck>, Status> {
         let meta = request.metadata();
         let sender: Option<NodeId> = meta.get(NODE_ID_HEADER).and_then(|v| v.to_str().ok()?.parse().ok());
-        if let (Some(id), Some(api)) = (sender, meta.get(API_ADDR_HEADER).and_then(|v| v.to_str().ok())) {
-            self.api_addrs.write().expect("not poisoned").insert(id, api.to_string());
-        }
+        let mut api_addr = meta.get(API_ADDR_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
         let mut stream = request.into_inner();
         while let Some(msg) = stream.message().await? {
+            self.admit(msg.cluster_id, msg.from, msg.to, sender)?;
+            // Learnt only from a stream whose messages were admitted.
+            if let (Some(id), Some(api)) = (sender, api_addr.take()) {
+                self.api_addrs.write().expect("not poisoned").insert(id, api);
+            }
             let m = message_from_proto(msg).map_err(Status::invalid_argument)?;
             if self.events.send(Event::Message(m)).is_err() {
                 return Err(Status::unavailable("the node is shutting down"));
@@ -238,6 +289,9 @@ impl proto::raft_server::Raft for RaftService {
                     "snapshot of {} bytes exceeds the limit of {MAX_SNAPSHOT_BYTES}",
                     chunk.total_bytes
                 )));
+            }
+            if header.is_none() {
+                self.admit(chunk.cluster_id, chunk.from, chunk.to, None)?;
             }
             data.extend_from_slice(&chunk.data);
             if header.is_none() {
@@ -309,7 +363,8 @@ mod tests {
         );
         let (events_tx, events) = crossbeam_channel::unbounded();
         let peers = HashMap::from([(1, "127.0.0.1:1".to_string()), (2, addr)]);
-        let transport = Transport::start(1, "127.0.0.1:2".into(), &peers, tokio::runtime::Handle::current(), events_tx);
+        let transport =
+            Transport::start(1, 7, "127.0.0.1:2".into(), &peers, None, tokio::runtime::Handle::current(), events_tx);
         // What the core does while it waits: the same snapshot, again and again.
         for _ in 0..3 {
             transport.send(snapshot_to(2));

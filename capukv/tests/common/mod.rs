@@ -25,6 +25,8 @@ pub struct LocalCluster {
     pub root: PathBuf,
     pub nodes: Vec<Node>,
     peers: String,
+    /// With TLS: every node's files (node i at i - 1), and the client's.
+    pub tls: Option<(Vec<capukv::tls::TlsFiles>, capukv::tls::TlsFiles)>,
     /// One cluster at a time: on two cores, parallel clusters under load
     /// would time each other's elections out.
     _serial: tokio::sync::MutexGuard<'static, ()>,
@@ -32,13 +34,23 @@ pub struct LocalCluster {
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl LocalCluster {
     /// Starts `n` nodes and waits until one leads.
     pub async fn start(n: u64) -> LocalCluster {
+        Self::start_with(n, false).await
+    }
+
+    /// Starts `n` nodes with mutual TLS (certificates of a fresh test CA,
+    /// under the cluster's root) and waits until one leads.
+    pub async fn start_tls(n: u64) -> LocalCluster {
+        Self::start_with(n, true).await
+    }
+
+    async fn start_with(n: u64, tls: bool) -> LocalCluster {
         let serial = SERIAL.lock().await;
         let root = std::env::temp_dir().join(format!("capukv-test-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&root).unwrap();
@@ -53,7 +65,16 @@ impl LocalCluster {
             })
             .collect();
         let peers = nodes.iter().map(|n| format!("{}={}", n.id, n.raft)).collect::<Vec<_>>().join(",");
-        let mut cluster = LocalCluster { root, nodes, peers, _serial: serial };
+        let tls = tls.then(|| {
+            let mut members: Vec<(String, Vec<String>)> =
+                (1..=n).map(|id| (format!("n{id}"), vec!["127.0.0.1".to_string()])).collect();
+            members.push(("client".into(), vec!["localhost".into()]));
+            let ca = capukv::tls::TestAuthority::new("test CA").unwrap();
+            let mut files = ca.write(&root.join("tls"), &members).unwrap();
+            let client = files.pop().unwrap();
+            (files, client)
+        });
+        let mut cluster = LocalCluster { root, nodes, peers, tls, _serial: serial };
         for id in 1..=n {
             cluster.start_node(id);
         }
@@ -73,6 +94,10 @@ impl LocalCluster {
             .args(["--api-addr", &node.api, "--raft-addr", &node.raft, "--peers", &self.peers])
             // Fast elections keep the tests short.
             .args(["--tick-ms", "50", "--snapshot-every", "500"]);
+        if let Some((nodes, _)) = &self.tls {
+            let f = &nodes[(id - 1) as usize];
+            cmd.arg("--tls-cert").arg(&f.cert).arg("--tls-key").arg(&f.key).arg("--tls-ca").arg(&f.ca);
+        }
         cmd
     }
 
@@ -112,7 +137,13 @@ impl LocalCluster {
     }
 
     pub fn client(&self) -> Client {
-        Client::new(self.endpoints()).unwrap()
+        let client = Client::new(self.endpoints()).unwrap();
+        match &self.tls {
+            Some((_, me)) => {
+                client.with_tls(capukv::tls::client_config(&me.ca, Some((&me.cert, &me.key))).unwrap()).unwrap()
+            }
+            None => client,
+        }
     }
 
     /// The node that leads, as its running peers agree.
@@ -141,7 +172,12 @@ impl LocalCluster {
 
     /// Runs the `capukv` CLI against this cluster: (exit code, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(BIN).arg("--endpoints").arg(self.endpoints().join(",")).args(args).output().unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--endpoints").arg(self.endpoints().join(","));
+        if let Some((_, me)) = &self.tls {
+            cmd.arg("--tls-ca").arg(&me.ca);
+        }
+        let out = cmd.args(args).output().unwrap();
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into(),

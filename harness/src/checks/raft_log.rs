@@ -28,7 +28,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use capukv::Client;
 use capukv::proto::LoggedWrite;
 use checker::settlement::{Settled, Settlement};
 use checker::{History, Input, Output, WriteId};
@@ -65,7 +64,7 @@ pub async fn read(runtime: &dyn Runtime, within: Duration) -> Vec<NodeLog> {
         if !runtime.is_running(node.id) {
             continue;
         }
-        let Ok(mut client) = Client::new([node.api_addr.clone()]) else { continue };
+        let Ok(mut client) = runtime.access().client([node.api_addr.clone()]) else { continue };
         client.timeout = Duration::from_secs(5);
         let Ok(status) = client.status_of(&node.api_addr).await else { continue };
         let mut log: Option<NodeLog> = None;

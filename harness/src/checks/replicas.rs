@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use capukv::Client;
+use crate::runtime::Access;
 
 use super::{Finding, Outcome};
 use crate::runtime::Runtime;
@@ -28,8 +28,8 @@ struct Replica {
     keys: u64,
 }
 
-async fn ask(addr: &str) -> Option<Replica> {
-    let mut client = Client::new([addr.to_string()]).ok()?;
+async fn ask(access: &Access, addr: &str) -> Option<Replica> {
+    let mut client = access.client([addr.to_string()]).ok()?;
     client.timeout = Duration::from_secs(2);
     let status = client.status_of(addr).await.ok()?;
     let digest = client.state_hash_of(addr).await.ok()?;
@@ -63,7 +63,7 @@ pub async fn check(runtime: &dyn Runtime, within: Duration) -> Finding {
         let mut now = BTreeMap::new();
         for node in runtime.nodes() {
             if runtime.is_running(node.id)
-                && let Some(r) = ask(&node.api_addr).await
+                && let Some(r) = ask(runtime.access(), &node.api_addr).await
             {
                 now.insert(node.id, r);
             }

@@ -125,7 +125,7 @@ fn target(n: &Nemesis, target: FailTarget, leader: Option<u64>) -> Option<u64> {
 /// One Failpoint call to node `id`, from the nemesis's blocking thread.
 fn ask(n: &Nemesis, id: u64, point: &str, actions: &str) -> anyhow::Result<Vec<(String, String)>> {
     let addr = n.runtime.nodes()[(id - 1) as usize].api_addr.clone();
-    let mut client = capukv::Client::new([addr.clone()])?;
+    let mut client = n.runtime.access().client([addr.clone()])?;
     client.timeout = Duration::from_secs(2);
     Ok(tokio::runtime::Handle::current().block_on(client.failpoint(&addr, point, actions))?)
 }

@@ -81,7 +81,7 @@ async fn leader_within(runtime: &dyn Runtime, within: Duration) -> Option<u64> {
 /// (`None` if it does not answer within 500 ms).
 pub(crate) fn status_of(n: &Nemesis, id: u64) -> Option<capukv::proto::StatusResponse> {
     let addr = n.runtime.nodes()[(id - 1) as usize].api_addr.clone();
-    let mut client = capukv::Client::new([addr.clone()]).ok()?;
+    let mut client = n.runtime.access().client([addr.clone()]).ok()?;
     client.timeout = Duration::from_millis(500);
     tokio::runtime::Handle::current().block_on(client.status_of(&addr)).ok()
 }
@@ -110,7 +110,7 @@ pub(crate) fn wait_until_compacted_past(
 pub async fn current_leader(runtime: &dyn Runtime) -> Option<u64> {
     let mut best: Option<(u64, u64)> = None;
     for node in runtime.nodes() {
-        let Ok(mut client) = capukv::Client::new([node.api_addr.clone()]) else { continue };
+        let Ok(mut client) = runtime.access().client([node.api_addr.clone()]) else { continue };
         client.timeout = Duration::from_millis(500);
         if let Ok(status) = client.status_of(&node.api_addr).await
             && status.role == "leader"

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use netem::NetNs;
 
-use super::{NodeInfo, Result, Runtime, RuntimeError, peers_flag};
+use super::{Access, NodeInfo, Result, RunCerts, Runtime, RuntimeError, peers_flag};
 
 pub const IMAGE: &str = "capukv:latest";
 pub const LABEL: &str = "capukv.run";
@@ -43,7 +43,13 @@ pub struct DockerRuntime {
     /// More arguments for every `capukv server` (the Raft knobs among them).
     extra_args: Vec<String>,
     torn_down: Mutex<bool>,
+    /// With TLS: the run's certificates, mounted read-only at [`CERTS_IN_CONTAINER`].
+    certs: Option<RunCerts>,
+    access: Access,
 }
+
+/// Where a container sees the run's certificates.
+const CERTS_IN_CONTAINER: &str = "/tls";
 
 impl DockerRuntime {
     fn container(&self, id: u64) -> String {
@@ -55,7 +61,14 @@ impl DockerRuntime {
     }
 
     /// Makes the network and the containers (not started).
-    pub fn create(count: usize, run_dir: &Path, tick_ms: u64, extra_args: Vec<String>) -> Result<DockerRuntime> {
+    /// `tls`: mutual TLS with certificates issued for this run.
+    pub fn create(
+        count: usize,
+        run_dir: &Path,
+        tick_ms: u64,
+        extra_args: Vec<String>,
+        tls: bool,
+    ) -> Result<DockerRuntime> {
         docker(&["image", "inspect", IMAGE])
             .map_err(|_| RuntimeError::Other(format!("no image {IMAGE}: build it with `bash scripts/image.sh`")))?;
         let id = format!("{:04x}", rand::random::<u16>());
@@ -82,9 +95,16 @@ impl DockerRuntime {
             tick_ms,
             extra_args,
             torn_down: Mutex::new(false),
+            certs: None,
+            access: Access::default(),
         };
         for i in 1..=count as u64 {
             runtime.nodes.push(NodeInfo::prepare(i, ip(i as u8 + 1), run_dir)?);
+        }
+        if tls {
+            let certs = RunCerts::issue(run_dir, &runtime.nodes)?;
+            runtime.access = certs.access()?;
+            runtime.certs = Some(certs);
         }
         runtime.peers = peers_flag(&runtime.nodes);
         // On failure part-way, dropping `runtime` removes what was made.
@@ -98,7 +118,16 @@ impl DockerRuntime {
         let node = &self.nodes[(id - 1) as usize];
         let label = format!("{LABEL}={}", self.id);
         docker(&["volume", "create", "--label", &label, &self.volume(id)])?;
-        let owned: Vec<String> = [
+        let mut tls_args = Vec::new();
+        if let Some(certs) = &self.certs {
+            let host = certs.dir.canonicalize().map_err(|source| RuntimeError::Node {
+                id,
+                what: "find its certificates",
+                source,
+            })?;
+            tls_args.extend(["--volume".to_string(), format!("{}:{CERTS_IN_CONTAINER}:ro", host.display())]);
+        }
+        let mut owned: Vec<String> = [
             "create",
             "--name",
             &self.container(id),
@@ -130,7 +159,10 @@ impl DockerRuntime {
         .iter()
         .map(|s| s.to_string())
         .chain(self.extra_args.iter().cloned())
+        .chain(self.certs.as_ref().map(|c| c.server_args(id, Path::new(CERTS_IN_CONTAINER))).unwrap_or_default())
         .collect();
+        // `docker create [OPTIONS] IMAGE ...`: the mount goes before the image.
+        owned.splice(1..1, tls_args);
         let args: Vec<&str> = owned.iter().map(String::as_str).collect();
         docker(&args)?;
         Ok(())
@@ -142,6 +174,10 @@ impl DockerRuntime {
 }
 
 impl Runtime for DockerRuntime {
+    fn access(&self) -> &Access {
+        &self.access
+    }
+
     fn nodes(&self) -> &[NodeInfo] {
         &self.nodes
     }
@@ -190,6 +226,7 @@ impl Runtime for DockerRuntime {
 
     fn describe(&self) -> serde_json::Value {
         serde_json::json!({
+            "tls": self.certs.is_some(),
             "kind": "docker",
             "topology": format!("capukv-{}", self.id),
             "label": format!("{LABEL}={}", self.id),

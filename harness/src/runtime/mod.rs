@@ -5,10 +5,13 @@
 pub mod docker;
 pub mod netns;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use capukv::tls::TlsFiles;
+use capukv::{Client, ClientError};
 use netem::NetNs;
 use serde::Serialize;
+use tonic::transport::ClientTlsConfig;
 
 /// How long a [`Runtime::set_clock`] may take to reach the server (libfaketime
 /// re-reads its control file at most once a second).
@@ -53,6 +56,69 @@ impl NodeInfo {
     }
 }
 
+/// How the harness reaches the nodes' client ports: plain, or TLS with the
+/// run's CA and a client certificate of its own (`capukv-chaos run --tls`).
+/// Every client the harness makes comes from here.
+#[derive(Clone, Default)]
+pub struct Access {
+    tls: Option<ClientTlsConfig>,
+}
+
+impl Access {
+    pub fn client(
+        &self,
+        endpoints: impl IntoIterator<Item = impl Into<String>>,
+    ) -> std::result::Result<Client, ClientError> {
+        let client = Client::new(endpoints)?;
+        match &self.tls {
+            Some(tls) => client.with_tls(tls.clone()),
+            None => Ok(client),
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+}
+
+/// A TLS run's certificates, under `RUN_DIR/tls`: a fresh test CA, one
+/// certificate per node valid for its address, and one for the harness.
+pub struct RunCerts {
+    /// Node `i`'s at `i - 1`.
+    pub nodes: Vec<TlsFiles>,
+    pub client: TlsFiles,
+    pub dir: PathBuf,
+}
+
+impl RunCerts {
+    pub fn issue(run_dir: &Path, nodes: &[NodeInfo]) -> Result<RunCerts> {
+        let dir = run_dir.join("tls");
+        let failed = |e: String| RuntimeError::Other(format!("issuing the run's TLS certificates: {e}"));
+        let ca = capukv::tls::TestAuthority::new("capukv-chaos run CA").map_err(|e| failed(e.to_string()))?;
+        let mut members: Vec<(String, Vec<String>)> =
+            nodes.iter().map(|n| (n.name.clone(), vec![n.ip.to_string()])).collect();
+        members.push(("client".into(), vec!["localhost".into()]));
+        let mut files = ca.write(&dir, &members).map_err(|e| failed(e.to_string()))?;
+        let client = files.pop().expect("the client's");
+        Ok(RunCerts { nodes: files, client, dir })
+    }
+
+    pub fn access(&self) -> Result<Access> {
+        let c = &self.client;
+        let tls = capukv::tls::client_config(&c.ca, Some((&c.cert, &c.key)))
+            .map_err(|e| RuntimeError::Other(format!("the run's client certificate: {e}")))?;
+        Ok(Access { tls: Some(tls) })
+    }
+
+    /// `capukv server` flags for node `id`, with the files at `dir` (where
+    /// the server sees [`RunCerts::dir`]).
+    pub fn server_args(&self, id: u64, dir: &Path) -> Vec<String> {
+        let name = |file: &Path| dir.join(file.file_name().expect("a file")).display().to_string();
+        let f = &self.nodes[(id - 1) as usize];
+        vec!["--tls-cert".into(), name(&f.cert), "--tls-key".into(), name(&f.key), "--tls-ca".into(), name(&f.ca)]
+    }
+}
+
 /// The servers' `--peers` value: `1=ADDR,2=ADDR,...`.
 pub fn peers_flag(nodes: &[NodeInfo]) -> String {
     nodes.iter().map(|n| format!("{}={}", n.id, n.raft_addr)).collect::<Vec<_>>().join(",")
@@ -74,6 +140,8 @@ pub type Result<T> = std::result::Result<T, RuntimeError>;
 /// everything they created in `teardown` and on drop.
 pub trait Runtime: Send + Sync {
     fn nodes(&self) -> &[NodeInfo];
+    /// How to reach the nodes' client ports.
+    fn access(&self) -> &Access;
     /// Starts node `id` (again, after a kill, from the same data directory).
     fn start(&self, id: u64) -> Result<()>;
     /// kill -9.

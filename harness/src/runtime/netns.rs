@@ -12,7 +12,7 @@ use netem::{NetNs, NsWorker, Topology};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::{NodeInfo, Result, Runtime, RuntimeError, peers_flag};
+use super::{Access, NodeInfo, Result, RunCerts, Runtime, RuntimeError, peers_flag};
 
 /// Settings passed to every server.
 #[derive(Clone, Debug)]
@@ -28,6 +28,9 @@ pub struct ServerSettings {
     /// libfaketime's library, preloaded into every server so that the clock
     /// nemesis can skew its clocks; `None`: real clocks.
     pub faketime: Option<PathBuf>,
+    /// Mutual TLS between the nodes and to the harness's clients, with
+    /// certificates issued for this run ([`RunCerts`]).
+    pub tls: bool,
 }
 
 /// Where Debian and Ubuntu put libfaketime (the thread-safe build).
@@ -66,6 +69,8 @@ pub struct NetnsRuntime {
     settings: ServerSettings,
     peers: String,
     keep_data: bool,
+    certs: Option<RunCerts>,
+    access: Access,
 }
 
 impl NetnsRuntime {
@@ -82,6 +87,8 @@ impl NetnsRuntime {
             workers.push(NsWorker::enter(&host.ns())?);
         }
         let peers = peers_flag(&nodes);
+        let certs = if settings.tls { Some(RunCerts::issue(run_dir, &nodes)?) } else { None };
+        let access = certs.as_ref().map(RunCerts::access).transpose()?.unwrap_or_default();
         let slots = nodes.iter().map(|_| Slot { child: None, paused: false }).collect();
         let mounts = nodes.iter().map(|_| Mutex::new(None)).collect();
         let runtime = NetnsRuntime {
@@ -94,6 +101,8 @@ impl NetnsRuntime {
             settings,
             peers,
             keep_data,
+            certs,
+            access,
         };
         // On failure part-way, dropping `runtime` unmounts and removes what was made.
         if let Some(options) = runtime.settings.lazyfs {
@@ -145,6 +154,10 @@ impl NetnsRuntime {
 }
 
 impl Runtime for NetnsRuntime {
+    fn access(&self) -> &Access {
+        &self.access
+    }
+
     fn nodes(&self) -> &[NodeInfo] {
         &self.nodes
     }
@@ -185,6 +198,7 @@ impl Runtime for NetnsRuntime {
             .args(["--tick-ms", &self.settings.tick_ms.to_string()])
             .args(["--snapshot-every", &self.settings.snapshot_every.to_string()])
             .args(&self.settings.extra_args)
+            .args(self.certs.as_ref().map(|c| c.server_args(id, &c.dir)).unwrap_or_default())
             .env("RUST_LOG", std::env::var("CAPUKV_SERVER_LOG").unwrap_or_else(|_| "info".into()))
             .env("NO_COLOR", "1")
             // A process group of its own: Ctrl-C at the terminal reaches the
@@ -334,6 +348,7 @@ impl Runtime for NetnsRuntime {
             "data_fs": if self.settings.lazyfs.is_some() { "lazyfs" } else { "plain" },
             "torn_writes": self.settings.lazyfs.is_some_and(|o| o.torn_writes),
             "faketime": self.settings.faketime,
+            "tls": self.settings.tls,
         })
     }
 }

@@ -139,7 +139,9 @@ fn encode(value: &Value) -> Bytes {
 fn certainly_not_applied(error: &ClientError) -> bool {
     match error {
         ClientError::Rejected(status) => status.code() == Code::InvalidArgument,
-        ClientError::NoEndpoints => true,
+        // The session expired on this attempt, and no earlier one may have
+        // reached a leader (that would be Indefinite); or the write was never sent.
+        ClientError::NoEndpoints | ClientError::SessionExpired { .. } | ClientError::NoSession(_) => true,
         ClientError::BadEndpoint { .. } | ClientError::Timeout { .. } | ClientError::Indefinite { .. } => false,
     }
 }
@@ -225,6 +227,19 @@ mod tests {
             earlier: "no answer".into(),
         };
         assert_eq!(kind(after), EventType::Info);
+        // A write on an expired session applied nothing, unless an earlier
+        // attempt (before the eviction) may have: then the write is in doubt.
+        let expired = || ClientError::SessionExpired { session: 3, message: "evicted".into() };
+        assert_eq!(kind(expired()), EventType::Fail);
+        assert_eq!(
+            kind(ClientError::Indefinite { last: Box::new(expired()), earlier: "no answer".into() }),
+            EventType::Info
+        );
+        let never_sent = ClientError::NoSession(Box::new(ClientError::Timeout {
+            timeout: Duration::from_secs(1),
+            last: "-".into(),
+        }));
+        assert_eq!(kind(never_sent), EventType::Fail);
         // A read changes nothing: whatever went wrong, it did not happen.
         let read = Op { f: F::Read, key: "k".into(), value: json!(null) };
         assert_eq!(failed(&read, ClientError::Rejected(Status::out_of_range("x"))).kind, EventType::Fail);

@@ -1,0 +1,96 @@
+//! Which peer messages a node lets through to its Raft core.
+//!
+//! The peer port is open to anyone who can reach it, and the core trusts
+//! what it steps: one message claiming a huge term moves a whole cluster to
+//! it. So every message on the `Raft` service passes this gate first, and a
+//! refused one is logged and never stepped. A message must carry this
+//! cluster's id (fixed at bootstrap, [`crate::storage::Identity`]), be
+//! addressed to this node, and come from another member, the one that the
+//! stream says it comes from. Against a deliberate forger this proves
+//! nothing (the cluster id is no secret): mutual TLS is what does that.
+
+use std::collections::BTreeSet;
+
+use crate::raft::NodeId;
+
+/// Why a peer message was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "it carries cluster id {found:#018x}, this is cluster {expected:#018x} (a node of another cluster, or too old to send one)"
+    )]
+    ForeignCluster { found: u64, expected: u64 },
+    #[error("it is addressed to node {to}, this is node {me}")]
+    WrongNode { to: NodeId, me: NodeId },
+    #[error("it claims to come from node {from}, which is not a member (members: {members:?})")]
+    NotAMember { from: NodeId, members: Vec<NodeId> },
+    #[error("it claims to come from node {from} on a stream opened by node {stream}")]
+    SenderMismatch { from: NodeId, stream: NodeId },
+}
+
+/// What this node admits: its cluster id, its own id and the members.
+#[derive(Debug, Clone)]
+pub struct PeerGate {
+    pub cluster_id: u64,
+    pub me: NodeId,
+    members: BTreeSet<NodeId>,
+}
+
+impl PeerGate {
+    pub fn new(cluster_id: u64, me: NodeId, members: impl IntoIterator<Item = NodeId>) -> PeerGate {
+        PeerGate { cluster_id, me, members: members.into_iter().collect() }
+    }
+
+    /// Admits a message of `cluster_id` from `from` to `to`; `stream` is the
+    /// sender the stream named when it opened, if it named one.
+    pub fn admit(&self, cluster_id: u64, from: NodeId, to: NodeId, stream: Option<NodeId>) -> Result<(), Refusal> {
+        if cluster_id != self.cluster_id {
+            return Err(Refusal::ForeignCluster { found: cluster_id, expected: self.cluster_id });
+        }
+        if to != self.me {
+            return Err(Refusal::WrongNode { to, me: self.me });
+        }
+        if from == self.me || !self.members.contains(&from) {
+            return Err(Refusal::NotAMember { from, members: self.members.iter().copied().collect() });
+        }
+        if let Some(stream) = stream
+            && stream != from
+        {
+            return Err(Refusal::SenderMismatch { from, stream });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_members_of_this_cluster_writing_to_this_node_pass() {
+        let gate = PeerGate::new(0xc1, 3, [1, 2, 3]);
+        // (cluster id, from, to, the stream's sender, the refusal expected)
+        type Case = (u64, NodeId, NodeId, Option<NodeId>, Option<Refusal>);
+        let cases: [Case; 8] = [
+            (0xc1, 2, 3, Some(2), None),
+            (0xc1, 1, 3, None, None),
+            // No cluster id at all: what a forged or an old sender sends.
+            (0, 2, 3, Some(2), Some(Refusal::ForeignCluster { found: 0, expected: 0xc1 })),
+            (0xc2, 2, 3, Some(2), Some(Refusal::ForeignCluster { found: 0xc2, expected: 0xc1 })),
+            (0xc1, 2, 1, Some(2), Some(Refusal::WrongNode { to: 1, me: 3 })),
+            (0xc1, 9, 3, Some(9), Some(Refusal::NotAMember { from: 9, members: vec![1, 2, 3] })),
+            (0xc1, 3, 3, Some(3), Some(Refusal::NotAMember { from: 3, members: vec![1, 2, 3] })),
+            (0xc1, 2, 3, Some(1), Some(Refusal::SenderMismatch { from: 2, stream: 1 })),
+        ];
+        for (cluster, from, to, stream, want) in cases {
+            assert_eq!(gate.admit(cluster, from, to, stream).err(), want, "{cluster:#x} {from}->{to} on {stream:?}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_says_what_was_wrong() {
+        let gate = PeerGate::new(0xc1, 3, [1, 2, 3]);
+        let text = gate.admit(0, 2, 3, None).unwrap_err().to_string();
+        assert!(text.contains("cluster id 0x0000000000000000") && text.contains("another cluster"), "{text}");
+    }
+}
