@@ -46,7 +46,8 @@ pub enum ClientError {
     #[error("{last}; an earlier attempt may have taken effect ({earlier})")]
     Indefinite { last: Box<ClientError>, earlier: String },
     /// The write named a session the cluster no longer knows (evicted past
-    /// its `--max-sessions`, least recently active first): this attempt
+    /// [`crate::state_machine::MAX_SESSIONS`], least recently active
+    /// first): this attempt
     /// applied nothing. The client drops the session; the next write opens
     /// a new one.
     #[error("session {session} expired: {message}")]

@@ -108,7 +108,8 @@ enum Command {
         #[arg(long)]
         out: std::path::PathBuf,
         /// Each node's hosts (IP addresses or DNS names it is dialled by),
-        /// `+`-separated, one entry per node: `--hosts 10.0.0.1,10.0.0.2`.
+        /// one entry per node, in node id order; several hosts of one node
+        /// `+`-separated: `--hosts 10.0.0.1,10.0.0.2+n2.example,10.0.0.3`.
         #[arg(long, value_delimiter = ',', required = true)]
         hosts: Vec<String>,
     },
@@ -166,6 +167,12 @@ struct ServerArgs {
     /// The cluster's name; a data directory of another cluster is refused.
     #[arg(long, default_value = "capukv")]
     cluster: String,
+    /// The cluster id (16 hex digits, as `status --json` shows it) to start
+    /// with instead of the one derived from --cluster and --peers (which
+    /// must then be the same on every node); a directory of another id is
+    /// refused.
+    #[arg(long, value_parser = parse_cluster_id)]
+    cluster_id: Option<u64>,
     /// Milliseconds per Raft tick.
     #[arg(long, default_value_t = 100)]
     tick_ms: u64,
@@ -292,6 +299,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         return Ok(0);
     }
     let mut client = Client::new(args.endpoints.clone())?;
+    if args.tls_cert.is_some() && args.tls_ca.is_none() {
+        bail!("--tls-cert needs --tls-ca (the CA that signed the nodes' certificates)");
+    }
     if let Some(ca) = &args.tls_ca {
         let identity = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
         client = client.with_tls(capukv::tls::client_config(ca, identity)?)?;
@@ -306,12 +316,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Server(_) => unreachable!("handled above"),
         Command::PlantedBugs { check } => return planted_bugs(check.as_deref(), json),
         Command::Certs { out, hosts } => {
-            let mut members: Vec<(String, Vec<String>)> = hosts
-                .iter()
-                .enumerate()
-                .map(|(i, h)| (format!("n{}", i + 1), h.split('+').map(str::to_string).collect()))
-                .collect();
-            members.push(("client".into(), vec!["localhost".into()]));
+            use capukv::tls::Holder;
+            let mut members: Vec<Holder> =
+                (1..).zip(&hosts).map(|(id, h)| Holder::node(id, h.split('+').map(str::to_string).collect())).collect();
+            members.push(Holder::client("client"));
             let ca = capukv::tls::TestAuthority::new("capukv test CA")?;
             ca.write(&out, &members).with_context(|| format!("writing certificates into {}", out.display()))?;
             println!("wrote ca.pem and certificates for {} nodes and a client into {}", hosts.len(), out.display());
@@ -475,6 +483,14 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+fn parse_cluster_id(s: &str) -> Result<u64, String> {
+    match u64::from_str_radix(s.trim_start_matches("0x"), 16) {
+        Ok(0) => Err("0 is no cluster id".into()),
+        Ok(id) => Ok(id),
+        Err(e) => Err(format!("{s:?} is not a hexadecimal cluster id: {e}")),
+    }
+}
+
 async fn serve(s: ServerArgs, tls: Option<capukv::tls::TlsFiles>) -> anyhow::Result<()> {
     capukv::failpoints::install_panic_hook();
     if let Some(name) = &s.planted_bug {
@@ -496,6 +512,7 @@ async fn serve(s: ServerArgs, tls: Option<capukv::tls::TlsFiles>) -> anyhow::Res
     }
     let mut cfg = ServerConfig::new(s.id, s.dir, s.api_addr, s.raft_addr, peers);
     cfg.cluster = s.cluster;
+    cfg.cluster_id = s.cluster_id;
     cfg.tick = Duration::from_millis(s.tick_ms.max(1));
     cfg.election_ticks = s.election_ticks;
     cfg.heartbeat_ticks = s.heartbeat_ticks;

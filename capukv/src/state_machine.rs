@@ -28,6 +28,9 @@ use crate::raft::{Entry, EntryKind, Index, Snapshot};
 use crate::storage::{CF_KV, CF_META, CF_SESSIONS, Storage, StorageError};
 
 const KEY_APPLIED: &[u8] = b"applied";
+/// Present once entries were applied under the session rules of this
+/// version (sessions opened by `OpenSession`); see [`StateMachine::open`].
+const KEY_SESSION_RULES: &[u8] = b"session-rules-v2";
 const KEY_REVISION: &[u8] = b"revision";
 const SNAPSHOT_MAGIC: &[u8] = b"CAPUKV-SNAPSHOT-1";
 /// Larger than any key (keys are at most 4 KiB), to delete a whole range.
@@ -102,6 +105,10 @@ struct Session {
     last_index: Index,
 }
 
+/// Sessions a node keeps by default; past it the least recently active is
+/// evicted. Every replica of a cluster must keep the same number.
+pub const MAX_SESSIONS: usize = 10_000;
+
 pub struct StateMachine {
     storage: Arc<Storage>,
     applied: Index,
@@ -131,6 +138,18 @@ impl StateMachine {
             }
         };
         let (applied, revision) = (word(KEY_APPLIED)?, word(KEY_REVISION)?);
+        // Entries applied by an older CapuKV (whose first write of an
+        // unknown client opened its session) and entries still to apply
+        // would be judged by different rules, here and on the other
+        // replicas: they could diverge. A cluster moves to this version by
+        // starting afresh.
+        if applied > 0 && storage.get(CF_META, KEY_SESSION_RULES)?.is_none() {
+            return Err(storage.corrupt(
+                "its state machine was written by an older CapuKV whose exactly-once sessions worked differently \
+                 (applying the rest of its log under the new rules could make replicas diverge); \
+                 start the cluster afresh with empty data directories",
+            ));
+        }
         let mut sm = StateMachine {
             storage,
             applied,
@@ -204,6 +223,7 @@ impl StateMachine {
         let meta = sm.storage.cf(CF_META);
         batch.put_cf(meta, KEY_APPLIED, sm.applied.to_le_bytes());
         batch.put_cf(meta, KEY_REVISION, sm.revision.to_le_bytes());
+        batch.put_cf(meta, KEY_SESSION_RULES, []);
         sm.storage.write_state_machine(batch)?;
         Ok(results)
     }
@@ -262,6 +282,7 @@ impl StateMachine {
         }
         batch.put_cf(meta, KEY_APPLIED, applied.to_le_bytes());
         batch.put_cf(meta, KEY_REVISION, revision.to_le_bytes());
+        batch.put_cf(meta, KEY_SESSION_RULES, []);
         self.storage.write_state_machine(batch)?;
         self.applied = applied;
         self.revision = revision;

@@ -3,9 +3,11 @@
 //! every node's (and client's) certificate:
 //!
 //! - the peer port requires TLS both ways: a node accepts Raft traffic only
-//!   from a holder of a certificate the CA signed, and checks the peer it
-//!   dials against the CA and the peer's address (its certificate names the
-//!   host it is reached at);
+//!   from a holder of a certificate the CA signed that names a node (the
+//!   DNS name [`node_name`], e.g. `node-2.capukv`), and believes a message
+//!   comes from node N only when the certificate names node N; it checks
+//!   the peer it dials against the CA and the peer's address (the
+//!   certificate also names the host it is reached at);
 //! - the client port presents the node's certificate; a client certificate
 //!   is checked against the CA when one is presented, and not required.
 //!
@@ -15,6 +17,29 @@
 use std::path::{Path, PathBuf};
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+
+use crate::raft::NodeId;
+
+/// The name a node's certificate carries (a DNS subject alternative name
+/// besides its hosts): it is what makes a certificate a node's, and which.
+pub fn node_name(id: NodeId) -> String {
+    format!("node-{id}.capukv")
+}
+
+/// Which of `members` a certificate (DER) names with [`node_name`] (as
+/// webpki matches a server name); `None` when it names none of them,
+/// several (a wildcard), or cannot be read.
+pub fn node_of(der: &[u8], members: impl IntoIterator<Item = NodeId>) -> Option<NodeId> {
+    let der = rustls_pki_types::CertificateDer::from(der);
+    let cert = webpki::EndEntityCert::try_from(&der).ok()?;
+    let mut named = members.into_iter().filter(|&id| {
+        let name = node_name(id);
+        rustls_pki_types::ServerName::try_from(name.as_str())
+            .is_ok_and(|name| cert.verify_is_valid_for_subject_name(&name).is_ok())
+    });
+    let id = named.next()?;
+    named.next().is_none().then_some(id)
+}
 
 /// The PEM files of one node or client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,10 +140,11 @@ pub struct TestAuthority {
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
 }
 
-/// A certificate and its key, PEM.
+/// A certificate (PEM, and DER) and its key (PEM).
 #[derive(Debug, Clone)]
 pub struct IssuedPem {
     pub cert: String,
+    pub cert_der: Vec<u8>,
     pub key: String,
 }
 
@@ -140,9 +166,12 @@ impl TestAuthority {
 
     /// A certificate for `name` that is valid for `hosts` (IP addresses or
     /// DNS names: what peers and clients dial it by), usable both to serve
-    /// and to authenticate as a client (a node does both).
-    pub fn issue(&self, name: &str, hosts: &[String]) -> Result<IssuedPem, rcgen::Error> {
-        let mut params = rcgen::CertificateParams::new(hosts.to_vec())?;
+    /// and to authenticate as a client (a node does both); a node's names
+    /// it ([`node_name`]).
+    pub fn issue(&self, name: &str, hosts: &[String], node: Option<NodeId>) -> Result<IssuedPem, rcgen::Error> {
+        let mut names = hosts.to_vec();
+        names.extend(node.map(node_name));
+        let mut params = rcgen::CertificateParams::new(names)?;
         params.distinguished_name.push(rcgen::DnType::CommonName, name);
         params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
@@ -150,30 +179,69 @@ impl TestAuthority {
             vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
         let key = rcgen::KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(IssuedPem { cert: cert.pem(), key: key.serialize_pem() })
+        Ok(IssuedPem { cert: cert.pem(), cert_der: cert.der().to_vec(), key: key.serialize_pem() })
     }
 
-    /// Writes `ca.pem` and, for each `(name, hosts)`, `NAME.pem` and
-    /// `NAME-key.pem` into `dir`; returns each name's files.
-    pub fn write(&self, dir: &Path, members: &[(String, Vec<String>)]) -> std::io::Result<Vec<TlsFiles>> {
+    /// Writes `ca.pem` and, for each holder, `NAME.pem` and `NAME-key.pem`
+    /// (readable by the owner only) into `dir`; returns each one's files.
+    pub fn write(&self, dir: &Path, holders: &[Holder]) -> std::io::Result<Vec<TlsFiles>> {
+        use std::os::unix::fs::OpenOptionsExt;
         std::fs::create_dir_all(dir)?;
         let ca = dir.join("ca.pem");
         std::fs::write(&ca, self.ca_pem())?;
         let mut files = Vec::new();
-        for (name, hosts) in members {
-            let issued = self.issue(name, hosts).map_err(std::io::Error::other)?;
-            let (cert, key) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}-key.pem")));
+        for h in holders {
+            let issued = self.issue(&h.name, &h.hosts, h.node).map_err(std::io::Error::other)?;
+            let (cert, key) = (dir.join(format!("{}.pem", h.name)), dir.join(format!("{}-key.pem", h.name)));
             std::fs::write(&cert, issued.cert)?;
-            std::fs::write(&key, issued.key)?;
+            let mut key_file =
+                std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&key)?;
+            std::io::Write::write_all(&mut key_file, issued.key.as_bytes())?;
             files.push(TlsFiles { cert, key, ca: ca.clone() });
         }
         Ok(files)
     }
 }
 
+/// Who a [`TestAuthority`] issues a certificate to.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    /// Its files are `NAME.pem` and `NAME-key.pem`.
+    pub name: String,
+    /// The hosts it is dialled by.
+    pub hosts: Vec<String>,
+    /// The node it is, if it is one.
+    pub node: Option<NodeId>,
+}
+
+impl Holder {
+    /// Node `id` (its files `nID.pem`), dialled by `hosts`.
+    pub fn node(id: NodeId, hosts: Vec<String>) -> Holder {
+        Holder { name: format!("n{id}"), hosts, node: Some(id) }
+    }
+
+    /// A client, which names no node (its files `NAME.pem`).
+    pub fn client(name: &str) -> Holder {
+        Holder { name: name.into(), hosts: vec!["localhost".into()], node: None }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_certificate_names_its_node_and_a_client_certificate_none() {
+        let ca = TestAuthority::new("t").unwrap();
+        let node = ca.issue("n2", &["127.0.0.1".into()], Some(2)).unwrap();
+        assert_eq!(node_of(&node.cert_der, [1, 2, 3]), Some(2));
+        assert_eq!(node_of(&node.cert_der, [1, 3]), None, "not a member");
+        let client = ca.issue("client", &["localhost".into()], None).unwrap();
+        assert_eq!(node_of(&client.cert_der, [1, 2, 3]), None);
+        let wildcard = ca.issue("any", &["*.capukv".into()], None).unwrap();
+        assert_eq!(node_of(&wildcard.cert_der, [1, 2, 3]), None, "a certificate naming every node names none");
+        assert_eq!(node_of(b"not a certificate", [1, 2, 3]), None);
+    }
 
     #[test]
     fn flags_go_together_and_files_must_hold_pem() {

@@ -62,6 +62,36 @@ async fn a_forged_message_is_refused_and_the_term_does_not_move() {
     assert!(term >= FORGED_TERM, "the gate is what kept the term: {term}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn an_explicit_cluster_id_must_be_the_one_the_directory_has() {
+    let mut cluster = LocalCluster::start(3).await;
+    let id = cluster.client().status_of(&cluster.node(3).api).await.unwrap().cluster_id;
+    cluster.kill(3);
+    let dir = cluster.node(3).dir.clone();
+    let out = cluster.server_command(3, &dir).args(["--cluster-id", "00000000000000ab"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--cluster-id 00000000000000ab") && err.contains(&format!("{id:016x}")), "{err}");
+    // With the cluster's own id it starts, and catches up.
+    let log = std::fs::File::create(cluster.root.join("n3-again.log")).unwrap();
+    let child =
+        cluster.server_command(3, &dir).args(["--cluster-id", &format!("{id:016x}")]).stderr(log).spawn().unwrap();
+    let _rejoined = Stray(child);
+    cluster.client().put("k", "v").await.unwrap();
+    let mut caught_up = false;
+    for _ in 0..100 {
+        if let Ok(s) = cluster.client().status_of(&cluster.node(3).api).await
+            && s.cluster_id == id
+            && s.applied_index > 0
+        {
+            caught_up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(caught_up, "node 3 restarted with the cluster's id and caught up");
+}
+
 /// Kills the stray node when the test ends, also when it fails.
 struct Stray(Child);
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use capukv::Client;
 use capukv::proto::{self, raft_client::RaftClient, raft_message::Body};
-use capukv::tls::{TestAuthority, client_config};
+use capukv::tls::{Holder, TestAuthority, client_config};
 use common::LocalCluster;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
@@ -40,8 +40,7 @@ async fn a_tls_cluster_serves_clients_that_trust_its_ca_and_no_one_else() {
     assert!(client_with(&cluster, None).get("k").await.is_err(), "a plain client is not served");
     // Another CA's certificate, presented: refused.
     let other = TestAuthority::new("another CA").unwrap();
-    let stranger =
-        other.write(&cluster.root.join("other"), &[("stranger".into(), vec!["localhost".into()])]).unwrap().remove(0);
+    let stranger = other.write(&cluster.root.join("other"), &[Holder::client("stranger")]).unwrap().remove(0);
     let presented = client_config(ca, Some((&stranger.cert, &stranger.key))).unwrap();
     assert!(client_with(&cluster, Some(presented)).get("k").await.is_err(), "a certificate of another CA");
     // A client that trusts another CA does not trust the nodes.
@@ -56,11 +55,15 @@ async fn the_peer_port_speaks_only_to_holders_of_a_certificate_of_the_cluster_ca
     let (nodes, _) = cluster.tls.as_ref().unwrap();
     let ca = Certificate::from_pem(std::fs::read(&nodes[0].ca).unwrap());
     let other = TestAuthority::new("another CA").unwrap();
-    let stranger =
-        other.write(&cluster.root.join("other"), &[("n2".into(), vec!["127.0.0.1".into()])]).unwrap().remove(0);
-    let stranger = Identity::from_pem(std::fs::read(&stranger.cert).unwrap(), std::fs::read(&stranger.key).unwrap());
+    let stranger = other.write(&cluster.root.join("other"), &[Holder::node(2, vec!["127.0.0.1".into()])]).unwrap();
+    let pem =
+        |f: &capukv::tls::TlsFiles| Identity::from_pem(std::fs::read(&f.cert).unwrap(), std::fs::read(&f.key).unwrap());
+    let stranger = pem(&stranger[0]);
+    // The cluster's own client certificate: signed by the right CA, but no node's.
+    let client = pem(&cluster.tls.as_ref().unwrap().1);
     // A message node 3 would step (its cluster's id, from member 2), sent
-    // with no client certificate, and with one of another CA.
+    // with no client certificate, with another CA's certificate for node
+    // 2, and with the cluster CA's client certificate.
     let forged = proto::RaftMessage {
         from: 2,
         to: 3,
@@ -68,7 +71,7 @@ async fn the_peer_port_speaks_only_to_holders_of_a_certificate_of_the_cluster_ca
         cluster_id: status.cluster_id,
         body: Some(Body::Heartbeat(proto::Heartbeat { commit: 0, read_round: 0 })),
     };
-    for identity in [None, Some(stranger)] {
+    for identity in [None, Some(stranger), Some(client)] {
         let mut tls = ClientTlsConfig::new().ca_certificate(ca.clone());
         if let Some(identity) = identity.clone() {
             tls = tls.identity(identity);
@@ -84,7 +87,7 @@ async fn the_peer_port_speaks_only_to_holders_of_a_certificate_of_the_cluster_ca
         assert!(
             refused,
             "a peer with {} is refused",
-            if identity.is_some() { "another CA's certificate" } else { "no certificate" }
+            if identity.is_some() { "that certificate" } else { "no certificate" }
         );
     }
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -139,9 +139,21 @@ async fn worker(
             return Ok(());
         }
         let op = shared.workload.next_op(&mut rng);
-        // A write whose session cannot be opened fails on its own (never
-        // sent); it just has no id to record.
-        let write_id = if op.f == workload::F::Read { None } else { client.next_write_id().await.ok() };
+        // The id the write will carry (the session it takes is this one). A
+        // write whose session cannot be opened is never sent: it failed.
+        let write_id = match op.f {
+            workload::F::Read => None,
+            _ => match client.next_write_id().await {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    record_invoke(&shared.recorder, process, &op, None);
+                    let refused = workload::failed(&op, capukv::ClientError::NoSession(Box::new(e)));
+                    record_completion(&shared.recorder, process, &op, &refused);
+                    next = (next + Duration::from_secs_f64(interval)).max(Instant::now());
+                    continue;
+                }
+            },
+        };
         record_invoke(&shared.recorder, process, &op, write_id);
         let done =
             workload::execute(&client, reader.as_ref().unwrap_or(&client), &op, shared.workload.string_values()).await;

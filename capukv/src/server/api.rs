@@ -322,7 +322,14 @@ impl proto::cluster_server::Cluster for Api {
             .map(|e| {
                 // A no-op, or data that is no command (which apply refuses too), names no write.
                 let cmd = <proto::Command as prost::Message>::decode(&e.data[..]).unwrap_or_default();
-                proto::LoggedWrite { index: e.index, term: e.term, client_id: cmd.client_id, seq: cmd.seq }
+                let opens_session = matches!(cmd.op, Some(command::Op::OpenSession(_)));
+                proto::LoggedWrite {
+                    index: e.index,
+                    term: e.term,
+                    client_id: cmd.client_id,
+                    seq: cmd.seq,
+                    opens_session,
+                }
             })
             .collect();
         let last_index = self.storage.last_index();

@@ -42,6 +42,9 @@ pub struct ServerConfig {
     pub peers: HashMap<NodeId, String>,
     /// A name for the cluster; a data directory of another cluster is refused.
     pub cluster: String,
+    /// The cluster id to bootstrap with instead of the one derived from
+    /// `cluster` and `peers` (and to insist on in a directory that has one).
+    pub cluster_id: Option<u64>,
     pub tick: Duration,
     pub election_ticks: u32,
     pub heartbeat_ticks: u32,
@@ -74,6 +77,7 @@ impl ServerConfig {
             raft_addr,
             peers,
             cluster: "capukv".into(),
+            cluster_id: None,
             tick: Duration::from_millis(100),
             election_ticks: 10,
             heartbeat_ticks: 1,
@@ -81,7 +85,7 @@ impl ServerConfig {
             max_key_bytes: 4 << 10,
             max_value_bytes: 1 << 20,
             request_timeout: Duration::from_secs(5),
-            max_sessions: 10_000,
+            max_sessions: crate::state_machine::MAX_SESSIONS,
             keep_compacted_log: false,
             tls: None,
         }
@@ -136,7 +140,18 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
     std::fs::create_dir_all(&cfg.dir)
         .map_err(|e| ServerError::Storage(StorageError::Open { dir: cfg.dir.clone(), reason: e.to_string() }))?;
     let tls = cfg.tls.as_ref().map(NodeTls::load).transpose()?;
-    let storage = Storage::open(&cfg.dir, &Identity::bootstrap(cfg.id, &cfg.cluster, &cfg.peers))?;
+    let mut identity = Identity::bootstrap(cfg.id, &cfg.cluster, &cfg.peers);
+    identity.cluster_id = cfg.cluster_id.unwrap_or(identity.cluster_id);
+    let storage = Storage::open(&cfg.dir, &identity)?;
+    if let Some(given) = cfg.cluster_id
+        && given != storage.identity().cluster_id
+    {
+        return Err(ServerError::Config(format!(
+            "--cluster-id {given:016x}, but {} belongs to cluster {:016x}",
+            cfg.dir.display(),
+            storage.identity().cluster_id
+        )));
+    }
     let voters = storage.identity().voters.clone();
     let cluster_id = storage.identity().cluster_id;
     tracing::info!(node = cfg.id, cluster = %cfg.cluster, cluster_id = format!("{cluster_id:#018x}"), ?voters, "starting");
@@ -212,6 +227,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
         events: events_tx.clone(),
         api_addrs,
         gate: peer_gate::PeerGate::new(cluster_id, cfg.id, voters.iter().copied()),
+        certified: tls.is_some(),
     })
     .max_decoding_message_size(transport::MAX_MESSAGE_BYTES);
     let message_limit = cfg.max_value_bytes + cfg.max_key_bytes + (64 << 10);

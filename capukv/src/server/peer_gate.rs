@@ -6,8 +6,10 @@
 //! refused one is logged and never stepped. A message must carry this
 //! cluster's id (fixed at bootstrap, [`crate::storage::Identity`]), be
 //! addressed to this node, and come from another member, the one that the
-//! stream says it comes from. Against a deliberate forger this proves
-//! nothing (the cluster id is no secret): mutual TLS is what does that.
+//! stream comes from. Without TLS that is what the stream says, and against
+//! a deliberate forger none of this proves anything (the cluster id is no
+//! secret); with mutual TLS it is the node the sender's certificate names
+//! ([`crate::tls::node_of`]), which only the CA can make it say.
 
 use std::collections::BTreeSet;
 
@@ -24,6 +26,10 @@ pub enum Refusal {
     WrongNode { to: NodeId, me: NodeId },
     #[error("it claims to come from node {from}, which is not a member (members: {members:?})")]
     NotAMember { from: NodeId, members: Vec<NodeId> },
+    #[error("it claims to come from this node itself")]
+    FromItself,
+    #[error("its TLS certificate names no node (a client's certificate, or a node's without the name node-N.capukv)")]
+    Uncertified,
     #[error("it claims to come from node {from} on a stream opened by node {stream}")]
     SenderMismatch { from: NodeId, stream: NodeId },
 }
@@ -41,6 +47,11 @@ impl PeerGate {
         PeerGate { cluster_id, me, members: members.into_iter().collect() }
     }
 
+    /// The cluster's members.
+    pub fn members(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.members.iter().copied()
+    }
+
     /// Admits a message of `cluster_id` from `from` to `to`; `stream` is the
     /// sender the stream named when it opened, if it named one.
     pub fn admit(&self, cluster_id: u64, from: NodeId, to: NodeId, stream: Option<NodeId>) -> Result<(), Refusal> {
@@ -50,7 +61,10 @@ impl PeerGate {
         if to != self.me {
             return Err(Refusal::WrongNode { to, me: self.me });
         }
-        if from == self.me || !self.members.contains(&from) {
+        if from == self.me {
+            return Err(Refusal::FromItself);
+        }
+        if !self.members.contains(&from) {
             return Err(Refusal::NotAMember { from, members: self.members.iter().copied().collect() });
         }
         if let Some(stream) = stream
@@ -79,7 +93,7 @@ mod tests {
             (0xc2, 2, 3, Some(2), Some(Refusal::ForeignCluster { found: 0xc2, expected: 0xc1 })),
             (0xc1, 2, 1, Some(2), Some(Refusal::WrongNode { to: 1, me: 3 })),
             (0xc1, 9, 3, Some(9), Some(Refusal::NotAMember { from: 9, members: vec![1, 2, 3] })),
-            (0xc1, 3, 3, Some(3), Some(Refusal::NotAMember { from: 3, members: vec![1, 2, 3] })),
+            (0xc1, 3, 3, Some(3), Some(Refusal::FromItself)),
             (0xc1, 2, 3, Some(1), Some(Refusal::SenderMismatch { from: 2, stream: 1 })),
         ];
         for (cluster, from, to, stream, want) in cases {

@@ -242,9 +242,31 @@ pub struct RaftService {
     pub events: Sender<Event>,
     pub api_addrs: ApiAddrs,
     pub gate: PeerGate,
+    /// Mutual TLS is on: a stream's sender is the node its certificate
+    /// names, never what it says.
+    pub certified: bool,
 }
 
 impl RaftService {
+    /// Who sent `request`: with TLS, the node the client certificate names
+    /// (refused when it names none); without, the stream's own word.
+    fn sender<T>(&self, request: &Request<T>) -> Result<Option<NodeId>, Status> {
+        if !self.certified {
+            let said = request.metadata().get(NODE_ID_HEADER).and_then(|v| v.to_str().ok()?.parse().ok());
+            return Ok(said);
+        }
+        let certs = request.peer_certs();
+        let leaf = certs.as_ref().and_then(|c| c.first());
+        match leaf.and_then(|leaf| crate::tls::node_of(leaf, self.gate.members())) {
+            Some(node) => Ok(Some(node)),
+            None => {
+                let refusal = super::peer_gate::Refusal::Uncertified;
+                tracing::warn!(node = self.gate.me, %refusal, "refusing a peer stream: not stepped");
+                Err(Status::permission_denied(format!("node {} refuses this stream: {refusal}", self.gate.me)))
+            }
+        }
+    }
+
     /// Refuses a message the gate does not admit, saying why in this
     /// node's log and to the sender.
     fn admit(&self, cluster_id: u64, from: NodeId, to: NodeId, stream: Option<NodeId>) -> Result<(), Status> {
@@ -258,9 +280,8 @@ impl RaftService {
 #[tonic::async_trait]
 impl proto::raft_server::Raft for RaftService {
     async fn send(&self, request: Request<Streaming<proto::RaftMessage>>) -> Result<Response<proto::SendAck>, Status> {
-        let meta = request.metadata();
-        let sender: Option<NodeId> = meta.get(NODE_ID_HEADER).and_then(|v| v.to_str().ok()?.parse().ok());
-        let mut api_addr = meta.get(API_ADDR_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let sender = self.sender(&request)?;
+        let mut api_addr = request.metadata().get(API_ADDR_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
         let mut stream = request.into_inner();
         while let Some(msg) = stream.message().await? {
             self.admit(msg.cluster_id, msg.from, msg.to, sender)?;
@@ -280,6 +301,7 @@ impl proto::raft_server::Raft for RaftService {
         &self,
         request: Request<Streaming<proto::SnapshotChunk>>,
     ) -> Result<Response<proto::SnapshotAck>, Status> {
+        let sender = self.sender(&request)?;
         let mut stream = request.into_inner();
         let mut header: Option<proto::SnapshotChunk> = None;
         let mut data = BytesMut::new();
@@ -291,7 +313,7 @@ impl proto::raft_server::Raft for RaftService {
                 )));
             }
             if header.is_none() {
-                self.admit(chunk.cluster_id, chunk.from, chunk.to, None)?;
+                self.admit(chunk.cluster_id, chunk.from, chunk.to, sender)?;
             }
             data.extend_from_slice(&chunk.data);
             if header.is_none() {

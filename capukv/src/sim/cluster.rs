@@ -130,6 +130,7 @@ impl Cluster {
                 boots: 0,
                 restart_at: None,
                 paused_until: None,
+                late_report: None,
             };
             cluster.nodes.push(node);
             cluster.start(id)?;
@@ -231,6 +232,7 @@ impl Cluster {
         let node = self.node(id);
         node.raft = None;
         node.reads.clear();
+        node.late_report = None;
         node.restart_at = Some(restart_at);
         // Whatever was asked of the node is now of unknown outcome.
         for c in &mut self.clients {
@@ -271,7 +273,15 @@ impl Cluster {
         if !self.nodes[idx].is_running(self.now) {
             return Ok(());
         }
-        let Some(raft) = self.nodes[idx].raft.as_mut() else { return Ok(()) };
+        if self.nodes[idx].raft.is_none() {
+            return Ok(());
+        }
+        // A report held back from the last batch arrives first: everything
+        // stepped since met a core that did not know its own write was done.
+        if let Some((index, term)) = self.nodes[idx].late_report.take() {
+            self.nodes[idx].raft.as_mut().expect("running").persisted(index, term);
+        }
+        let raft = self.nodes[idx].raft.as_mut().expect("running");
         if !raft.has_ready() {
             return Ok(());
         }
@@ -334,8 +344,14 @@ impl Cluster {
                 self.inv.entry_committed(id, hs.term, index, term, prefix)?;
             }
         }
-        if let (Some((index, term)), Some(raft)) = (durable, self.nodes[idx].raft.as_mut()) {
-            raft.persisted(index, term);
+        if let (Some(report), Some(raft)) = (durable, self.nodes[idx].raft.as_mut()) {
+            // Now and then a leader hears of its own write late, after its
+            // followers' acknowledgements: it may count itself only then.
+            if raft.role() == Role::Leader && self.rng.chance(0.2) {
+                self.nodes[idx].late_report = Some(report);
+            } else {
+                raft.persisted(report.0, report.1);
+            }
         }
         if let Some(ss) = soft_state
             && ss.role == Role::Leader

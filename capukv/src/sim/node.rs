@@ -129,6 +129,9 @@ pub struct SimNode {
     /// While paused: the tick it resumes. A paused node neither ticks nor
     /// receives; messages for it wait.
     pub paused_until: Option<u64>,
+    /// A durability report held back to its next batch (the write is on
+    /// disk, the core not told yet), as an asynchronous storage would.
+    pub late_report: Option<(Index, Term)>,
 }
 
 impl SimNode {

@@ -66,9 +66,9 @@ impl LocalCluster {
             .collect();
         let peers = nodes.iter().map(|n| format!("{}={}", n.id, n.raft)).collect::<Vec<_>>().join(",");
         let tls = tls.then(|| {
-            let mut members: Vec<(String, Vec<String>)> =
-                (1..=n).map(|id| (format!("n{id}"), vec!["127.0.0.1".to_string()])).collect();
-            members.push(("client".into(), vec!["localhost".into()]));
+            use capukv::tls::Holder;
+            let mut members: Vec<Holder> = (1..=n).map(|id| Holder::node(id, vec!["127.0.0.1".into()])).collect();
+            members.push(Holder::client("client"));
             let ca = capukv::tls::TestAuthority::new("test CA").unwrap();
             let mut files = ca.write(&root.join("tls"), &members).unwrap();
             let client = files.pop().unwrap();

@@ -17,8 +17,12 @@
 //!   to every index it could have had, never took effect. This takes a
 //!   committed write to have taken effect: the state machine refuses only
 //!   commands the harness never sends (an append past 16 MiB, a command it
-//!   cannot decode). The checker takes them so
-//!   ([`checker::settlement`], which argues why that is sound).
+//!   cannot decode), and a write whose session it evicted, which cannot
+//!   happen while fewer sessions were opened than a node keeps
+//!   ([`capukv::state_machine::MAX_SESSIONS`]; the log says how many were:
+//!   past that, no committed write is taken to have taken effect). The
+//!   checker takes them so ([`checker::settlement`], which argues why that
+//!   is sound).
 //!
 //! The indexes an info write `w` could have had: a write acknowledged
 //! before `w` was invoked was committed at index `j` first, and a leader
@@ -130,10 +134,13 @@ struct Merged {
     leader_from: Option<u64>,
     disagreements: Vec<String>,
     shared: usize,
+    /// Sessions opened in the committed log, when it is known from index 1
+    /// on without a gap.
+    sessions_opened: Option<usize>,
 }
 
 fn merge(logs: &[NodeLog], cluster_size: usize) -> Merged {
-    let mut by_index: BTreeMap<u64, (&str, u64, Option<WriteId>)> = BTreeMap::new();
+    let mut by_index: BTreeMap<u64, (&str, u64, Option<WriteId>, bool)> = BTreeMap::new();
     let majority = cluster_size / 2 + 1;
     let mut m = Merged {
         committed: HashMap::new(),
@@ -150,6 +157,7 @@ fn merge(logs: &[NodeLog], cluster_size: usize) -> Merged {
             .flatten(),
         disagreements: Vec::new(),
         shared: 0,
+        sessions_opened: None,
     };
     for log in logs {
         for e in &log.entries {
@@ -160,9 +168,9 @@ fn merge(logs: &[NodeLog], cluster_size: usize) -> Merged {
             }
             match by_index.get(&e.index) {
                 None => {
-                    by_index.insert(e.index, (&log.node, e.term, id));
+                    by_index.insert(e.index, (&log.node, e.term, id, e.opens_session));
                 }
-                Some(&(other, term, other_id)) => {
+                Some(&(other, term, other_id, _)) => {
                     m.shared += 1;
                     if (term, other_id) != (e.term, id) {
                         let show = |t: u64, id: Option<WriteId>| match id {
@@ -181,11 +189,13 @@ fn merge(logs: &[NodeLog], cluster_size: usize) -> Merged {
             }
         }
     }
-    for (&index, &(_, _, id)) in &by_index {
+    for (&index, &(_, _, id, _)) in &by_index {
         if let Some(id) = id {
             m.committed.entry(id).or_insert(index);
         }
     }
+    let gapless = by_index.keys().enumerate().all(|(i, &index)| index == i as u64 + 1);
+    m.sessions_opened = gapless.then(|| by_index.values().filter(|e| e.3).count());
     m
 }
 
@@ -339,6 +349,10 @@ pub struct Figures {
     pub committed_unbounded: usize,
     /// A committed cas: whether it matched is not in the log; left info.
     pub committed_cas: usize,
+    /// Committed, but the store may have refused it: more sessions were
+    /// opened than a node keeps (or the log does not say how many), so its
+    /// session may have been evicted; left info.
+    pub session_may_have_expired: usize,
     /// Never committed: removed.
     pub never: usize,
     /// Not in the log, which does not cover where it could be (or a node
@@ -361,6 +375,10 @@ fn settle(
         let before_index = match merged.committed.get(&w.id) {
             Some(_) if w.cas => {
                 figures.committed_cas += 1;
+                continue;
+            }
+            Some(_) if merged.sessions_opened.is_none_or(|n| n > capukv::state_machine::MAX_SESSIONS) => {
+                figures.session_may_have_expired += 1;
                 continue;
             }
             // An acknowledgement before this write was invoked, at a later
@@ -402,7 +420,7 @@ mod tests {
     }
 
     fn entry(index: u64, term: u64, id: (u64, u64)) -> LoggedWrite {
-        LoggedWrite { index, term, client_id: id.0, seq: id.1 }
+        LoggedWrite { index, term, client_id: id.0, seq: id.1, opens_session: false }
     }
 
     fn log(node: &str, first: u64, commit: u64, entries: Vec<LoggedWrite>) -> NodeLog {
@@ -426,6 +444,36 @@ mod tests {
             event(9, Info, 4, "write", None),
         ];
         History { events, ..History::default() }
+    }
+
+    #[test]
+    fn a_committed_write_is_not_taken_to_have_taken_effect_once_its_session_may_have_been_evicted() {
+        use capukv::state_machine::MAX_SESSIONS;
+        // A (ok), B (info), C (ok) at 1, 2, 3 in a log that then opens
+        // `opened` sessions; the writes' sessions are older than all of them.
+        let with_opens = |opened: usize| {
+            let mut entries = vec![entry(1, 1, (1, 1)), entry(2, 1, (2, 1)), entry(3, 1, (3, 1))];
+            for i in 0..opened as u64 {
+                entries.push(LoggedWrite { opens_session: true, ..entry(4 + i, 1, (0, 0)) });
+            }
+            let last = entries.len() as u64;
+            log("n1", 1, last, entries)
+        };
+        let (_, _, f) = examine(&history(), &[with_opens(MAX_SESSIONS)], 1);
+        assert_eq!(
+            (f.took_effect, f.session_may_have_expired),
+            (1, 0),
+            "as many sessions as a node keeps: none evicted"
+        );
+        let (_, s, f) = examine(&history(), &[with_opens(MAX_SESSIONS + 1)], 1);
+        assert_eq!((f.took_effect, f.session_may_have_expired), (0, 1), "one more: B's may have been evicted");
+        assert!(!s.settled.iter().any(|x| x.invoke_index == 4), "B stays in doubt");
+        // A log that does not reach index 1 cannot say how many were opened.
+        let mut late = with_opens(0);
+        late.first = 2;
+        late.entries.remove(0);
+        let (_, _, f) = examine(&history(), &[late], 1);
+        assert_eq!(f.session_may_have_expired, 1);
     }
 
     #[test]

@@ -95,9 +95,9 @@ impl RunCerts {
         let dir = run_dir.join("tls");
         let failed = |e: String| RuntimeError::Other(format!("issuing the run's TLS certificates: {e}"));
         let ca = capukv::tls::TestAuthority::new("capukv-chaos run CA").map_err(|e| failed(e.to_string()))?;
-        let mut members: Vec<(String, Vec<String>)> =
-            nodes.iter().map(|n| (n.name.clone(), vec![n.ip.to_string()])).collect();
-        members.push(("client".into(), vec!["localhost".into()]));
+        use capukv::tls::Holder;
+        let mut members: Vec<Holder> = nodes.iter().map(|n| Holder::node(n.id, vec![n.ip.to_string()])).collect();
+        members.push(Holder::client("client"));
         let mut files = ca.write(&dir, &members).map_err(|e| failed(e.to_string()))?;
         let client = files.pop().expect("the client's");
         Ok(RunCerts { nodes: files, client, dir })

@@ -146,7 +146,7 @@ fn certainly_not_applied(error: &ClientError) -> bool {
     }
 }
 
-fn failed(op: &Op, error: ClientError) -> Completion {
+pub fn failed(op: &Op, error: ClientError) -> Completion {
     // A read changes nothing: whatever went wrong, it certainly had no effect.
     let kind = if op.f == F::Read || certainly_not_applied(&error) { EventType::Fail } else { EventType::Info };
     Completion { kind, value: op.value.clone(), error: Some(error.to_string()), revision: None, mod_revision: None }
