@@ -119,7 +119,10 @@ pub struct Client {
 }
 
 /// A session held by one in-flight write; back to the idle ones when the
-/// write is over, unless the cluster said it expired.
+/// write is over, unless the cluster said it expired or the write's outcome
+/// is unknown: an attempt of it may still be under way, and would be refused
+/// as stale (committed, yet never applied) if the session's next write got
+/// there first. A session is reused only once its last write is decided.
 struct Session<'a> {
     client: &'a Client,
     id: u64,
@@ -134,7 +137,7 @@ impl Session<'_> {
 
     /// Notes how the write ended, and passes its result on.
     fn finish<T>(mut self, result: Result<T, ClientError>) -> Result<T, ClientError> {
-        self.expired = result.as_ref().is_err_and(ClientError::session_expired);
+        self.expired = result.as_ref().is_err_and(|e| e.session_expired() || e.is_indefinite());
         result
     }
 }
@@ -232,6 +235,30 @@ impl Client {
     pub async fn open_session(&self) -> Result<u64, ClientError> {
         let request = proto::OpenSessionRequest {};
         Ok(self.call_kv(request, |mut kv, r| async move { kv.open_session(r).await }).await?.session_id)
+    }
+
+    /// Opens a session ahead of need and keeps it idle: a write then needs
+    /// no round of its own to open one (when the cluster may not answer).
+    pub async fn reserve_session(&self) -> Result<(), ClientError> {
+        let id = self.open_session().await?;
+        self.sessions.lock().expect("not poisoned").insert(0, (id, 1));
+        Ok(())
+    }
+
+    /// Sessions idle now.
+    pub fn idle_sessions(&self) -> usize {
+        self.sessions.lock().expect("not poisoned").len()
+    }
+
+    /// Takes the idle sessions, for another client of the same cluster to
+    /// go on with ([`Client::add_sessions`]).
+    pub fn take_sessions(&self) -> Vec<(u64, u64)> {
+        std::mem::take(&mut *self.sessions.lock().expect("not poisoned"))
+    }
+
+    /// Goes on with sessions another client of the same cluster took.
+    pub fn add_sessions(&self, sessions: Vec<(u64, u64)>) {
+        self.sessions.lock().expect("not poisoned").extend(sessions);
     }
 
     async fn session(&self) -> Result<Session<'_>, ClientError> {

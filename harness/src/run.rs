@@ -160,12 +160,26 @@ async fn worker(
         record_completion(&shared.recorder, process, &op, &done);
         if done.kind == EventType::Info {
             process = next_process(process, options.concurrency);
+            // The new process goes on with the old one's idle sessions (a
+            // write in doubt took its own with it), so that its writes need
+            // not first open one while the cluster may not answer.
+            let sessions = client.take_sessions();
             (client, reader) = client_for(&shared, slot, mode)?;
+            client.add_sessions(sessions);
+        } else if done.kind == EventType::Ok && client.idle_sessions() < SPARE_SESSIONS {
+            // Spares, opened while the cluster answers, for the writes in
+            // doubt to come: each takes its session out of use.
+            let _ = client.reserve_session().await;
         }
         let pause = interval * rng.random_range(0.5..1.5);
         next = (next + Duration::from_secs_f64(pause)).max(Instant::now());
     }
 }
+
+/// Idle sessions a client keeps ready, so that a run of writes in doubt
+/// (each retiring its session) does not turn the next ones into failures
+/// to open a session while the cluster is hurt.
+const SPARE_SESSIONS: usize = 4;
 
 /// The process a client slot continues as after an info (as in Jepsen, a
 /// process that got an info never acts again). Never one of the final
