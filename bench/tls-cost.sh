@@ -117,7 +117,7 @@ mkdir -p "$(dirname "$OUT")"
                 key = keys[j]; split(key, parts, "\t")
                 mp = int((n["plain", key] + 1) / 2); mt = int((n["tls", key] + 1) / 2)
                 plain = t["plain", key, mp]; tls = t["tls", key, mt]
-                printf "| %s | %s | %.0f | %.0f | %.2f | %s | %s |\n", parts[1], parts[2], plain, tls, plain > 0 ? tls / plain : 0, lat["plain", key, mp], lat["tls", key, mt]
+                printf "| %s | %s | %.0f | %.0f | %.2f | %s | %s |\n", parts[1], parts[2], plain, tls, (plain > 0 ? tls / plain : 0), lat["plain", key, mp], lat["tls", key, mt]
             }
         }'
 } | tee "$OUT"
