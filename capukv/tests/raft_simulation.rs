@@ -113,6 +113,25 @@ fn all_faults_at_once() {
     run_kind(FaultKind::All, SEEDS_PER_TEST);
 }
 
+/// Leaders that learn of their own write late (after their followers'
+/// acknowledgements), under every fault at once: the core must count its
+/// own log toward commit only once told, and lose nothing.
+#[test]
+fn late_durability_reports_under_all_faults() {
+    let kinds = FaultKind::ALL.len() as u64;
+    let offset = FaultKind::ALL.iter().position(|&k| k == FaultKind::All).unwrap() as u64;
+    let mut writes = 0;
+    for i in 0..150 {
+        let mut scenario = Scenario::from_seed(i * kinds + offset);
+        scenario.late_reports = true;
+        match sim::run_with(scenario) {
+            Ok(outcome) => writes += outcome.stats.writes_acknowledged,
+            Err(v) => panic!("with late reports: {v}"),
+        }
+    }
+    assert!(writes > 150 * 20, "too few writes acknowledged: {writes}");
+}
+
 #[test]
 fn a_seed_replays_to_the_identical_trace() {
     for seed in [7, 15, 1_001] {

@@ -345,9 +345,10 @@ impl Cluster {
             }
         }
         if let (Some(report), Some(raft)) = (durable, self.nodes[idx].raft.as_mut()) {
-            // Now and then a leader hears of its own write late, after its
-            // followers' acknowledgements: it may count itself only then.
-            if raft.role() == Role::Leader && self.rng.chance(0.2) {
+            // With `late_reports`, now and then a leader hears of its own
+            // write late, after its followers' acknowledgements: it may count
+            // itself only then.
+            if self.scenario.late_reports && raft.role() == Role::Leader && self.rng.chance(0.2) {
                 self.nodes[idx].late_report = Some(report);
             } else {
                 raft.persisted(report.0, report.1);

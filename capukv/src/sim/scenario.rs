@@ -104,6 +104,10 @@ pub struct Scenario {
     /// The core's replication limits for this run.
     pub max_entries_per_message: usize,
     pub max_inflight_messages: usize,
+    /// Leaders now and then report their own write durable only with their
+    /// next batch, as an asynchronous storage would (off by default, so
+    /// that every seed's trace stays what it was).
+    pub late_reports: bool,
     /// A bug planted in every node's core (see [`crate::planted`]).
     #[cfg(feature = "planted-bugs")]
     pub planted: Option<crate::planted::Bug>,
@@ -127,6 +131,7 @@ impl Scenario {
             clients: 4,
             max_entries_per_message: 1 + (mix % 8) as usize,
             max_inflight_messages: 1 + ((mix >> 8) % 8) as usize,
+            late_reports: false,
             #[cfg(feature = "planted-bugs")]
             planted: None,
         }
