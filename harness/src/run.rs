@@ -566,6 +566,9 @@ async fn drive(
         results["final_reads_missing"] =
             json!(shared.workload.keys().into_iter().filter(|k| !final_values.contains_key(k)).collect::<Vec<_>>());
     }
+    // Docker keeps its containers' logs itself: fetched now, or the scan
+    // would find none.
+    runtime.collect_logs();
     let logs: Vec<(String, &std::path::Path)> =
         shared.nodes.iter().map(|n| (n.name.clone(), n.log.as_path())).collect();
     // A failpoint's crash or injected error is written with its name; a

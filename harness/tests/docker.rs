@@ -118,6 +118,9 @@ fn a_docker_chaos_run_ends_valid_and_leaves_no_container_network_or_volume() {
     let results = read_json(&dir.join("results.json"));
     assert_eq!(results["verdict"], "valid");
     assert!(results["operations"]["ok"].as_u64().unwrap() > 300);
+    // The containers' logs are fetched before the scan, not only at teardown.
+    let scan = results["checks"].as_array().unwrap().iter().find(|c| c["check"] == "log-scan").unwrap();
+    assert_eq!(scan["outcome"], "passed", "{scan}");
     let struck: Vec<&str> =
         results["nemesis"]["struck"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
     assert_eq!(struck, ["kill", "netem", "partition", "pause"]);

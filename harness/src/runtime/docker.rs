@@ -214,6 +214,12 @@ impl Runtime for DockerRuntime {
             return Ok(());
         }
         *done = true;
+        self.collect_logs();
+        remove_labelled(Some(&self.id)).map(|_| ())
+    }
+
+    /// The containers' logs, as Docker keeps them, into the run directory.
+    fn collect_logs(&self) {
         for node in &self.nodes {
             if let Ok(out) = Command::new("docker").args(["logs", "--timestamps", &self.container(node.id)]).output() {
                 let mut log = out.stdout;
@@ -221,7 +227,6 @@ impl Runtime for DockerRuntime {
                 let _ = std::fs::write(&node.log, log);
             }
         }
-        remove_labelled(Some(&self.id)).map(|_| ())
     }
 
     fn describe(&self) -> serde_json::Value {

@@ -192,6 +192,10 @@ pub trait Runtime: Send + Sync {
         let _ = (offset_s, rate);
         Err(RuntimeError::Other(format!("node n{id}: this runtime cannot skew clocks (no libfaketime)")))
     }
+    /// Brings every node's log up to date in its `NodeInfo::log` file, for
+    /// the end-of-run log scan (a runtime whose servers write there
+    /// directly has nothing to do).
+    fn collect_logs(&self) {}
     /// Stops every node and removes everything the runtime created. Idempotent.
     fn teardown(&self) -> Result<()>;
     /// For run.json.
