@@ -106,12 +106,7 @@ impl Identity {
         for (id, addr) in &members {
             canonical.push_str(&format!("\0{id}={addr}"));
         }
-        // FNV-1a: stable across Rust versions and platforms, unlike std's hasher.
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in canonical.bytes() {
-            hash ^= u64::from(b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
+        let hash = mark::fnv(canonical.as_bytes());
         Identity {
             node_id,
             cluster: cluster.to_string(),

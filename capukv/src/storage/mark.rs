@@ -35,7 +35,8 @@ pub struct Mark {
     pub vote: Option<NodeId>,
 }
 
-fn fnv(bytes: &[u8]) -> u64 {
+/// FNV-1a: stable across Rust versions and platforms, unlike std's hasher.
+pub(crate) fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
