@@ -569,6 +569,30 @@ impl Client {
         }
     }
 
+    /// The configuration in force on the node at `addr`, asked directly.
+    pub async fn member_list_of(&self, addr: &str) -> Result<proto::MemberListResponse, ClientError> {
+        self.ask_node(addr, |mut c| async move { c.member_list(proto::MemberListRequest { local: true }).await }).await
+    }
+
+    /// The configuration as the leader sees it, with each member's progress.
+    pub async fn member_list(&self) -> Result<proto::MemberListResponse, ClientError> {
+        let request = proto::MemberListRequest { local: false };
+        self.call(|c| async move { ClusterClient::new(c).member_list(request).await }).await
+    }
+
+    /// One membership change, made by the leader (retried while a previous
+    /// change is still committing); returns the configuration after it.
+    pub async fn member_change(
+        &self,
+        request: proto::MemberChangeRequest,
+    ) -> Result<proto::MemberListResponse, ClientError> {
+        self.call(|c| {
+            let request = request.clone();
+            async move { ClusterClient::new(c).member_change(request).await }
+        })
+        .await
+    }
+
     /// Asks the leader to hand leadership to node `target`.
     pub async fn transfer_leader(&self, target: u64) -> Result<(), ClientError> {
         let request = proto::TransferLeaderRequest { target };

@@ -5,11 +5,21 @@ use crate::proto::{self, raft_message::Body};
 use crate::raft::{AppendResponse, Entry, EntryKind, Message, MessageBody};
 
 pub fn entry_to_proto(e: &Entry) -> proto::Entry {
-    proto::Entry { index: e.index, term: e.term, noop: e.kind == EntryKind::Noop, data: e.data.clone() }
+    proto::Entry {
+        index: e.index,
+        term: e.term,
+        noop: e.kind == EntryKind::Noop,
+        membership: e.kind == EntryKind::Membership,
+        data: e.data.clone(),
+    }
 }
 
 pub fn entry_from_proto(e: proto::Entry) -> Entry {
-    let kind = if e.noop { EntryKind::Noop } else { EntryKind::Command };
+    let kind = match (e.noop, e.membership) {
+        (true, _) => EntryKind::Noop,
+        (_, true) => EntryKind::Membership,
+        _ => EntryKind::Command,
+    };
     Entry { index: e.index, term: e.term, kind, data: e.data }
 }
 

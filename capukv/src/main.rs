@@ -62,7 +62,7 @@ enum Mode {
 #[derive(Subcommand)]
 enum Command {
     /// Run a node.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Print a key's value.
     Get { key: String },
     /// Set a key's value.
@@ -96,6 +96,9 @@ enum Command {
     },
     /// Hand leadership to node ID.
     TransferLeader { id: u64 },
+    /// Show or change who is in the cluster.
+    #[command(subcommand)]
+    Member(MemberCommand),
     /// Measure throughput and latency (of CapuKV, or of etcd for comparison).
     Bench(BenchArgs),
     /// Measure the latency of append + fdatasync on the disk holding a directory.
@@ -141,10 +144,42 @@ enum Command {
         first_seed: u64,
         #[arg(long, value_name = "NAME")]
         planted_bug: Option<String>,
+        /// Change the membership throughout each run as well (learners,
+        /// promotions, removals of voters and the leader, wiped nodes).
+        #[arg(long)]
+        churn: bool,
     },
     /// Print the CapuKV/etcd comparison table of `bench --json` results
     /// (JSON lines in FILE, or standard input for -).
     BenchTable { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum MemberCommand {
+    /// Every member with its role, addresses and (from the leader) how far
+    /// its log is replicated.
+    List,
+    /// Add node ID as a voter (start it with `server --join`).
+    Add(NewMember),
+    /// Add node ID as a learner: it receives the log but does not vote
+    /// until promoted (start it with `server --join`).
+    AddLearner(NewMember),
+    /// Make learner ID a voter (once it has caught up: see `member list`).
+    Promote { id: u64 },
+    /// Remove member ID (the leader too: it steps down once the change is
+    /// committed). One voter at a time.
+    Remove { id: u64 },
+}
+
+#[derive(Args)]
+struct NewMember {
+    id: u64,
+    /// Where it listens for Raft traffic.
+    #[arg(long)]
+    raft_addr: String,
+    /// Where it listens for clients.
+    #[arg(long)]
+    api_addr: String,
 }
 
 #[derive(Args)]
@@ -161,9 +196,17 @@ struct ServerArgs {
     /// Address for Raft traffic between nodes.
     #[arg(long)]
     raft_addr: SocketAddr,
-    /// Every node's Raft address: ID=HOST:PORT,...
-    #[arg(long, value_delimiter = ',', required = true)]
+    /// Every founding voter's Raft address, this node's included:
+    /// ID=HOST:PORT,... (members added later come from the log). A founder
+    /// that starts with an empty directory asks the others whether it took
+    /// part before, and neither votes nor campaigns until they all say no.
+    #[arg(long, value_delimiter = ',', required_unless_present = "join", conflicts_with = "join")]
     peers: Vec<String>,
+    /// Join a running cluster as the new member this node was added as
+    /// (`member add`/`add-learner`): client addresses of members to ask,
+    /// HOST:PORT,... Restart a node that joined with the same flag.
+    #[arg(long, value_delimiter = ',')]
+    join: Vec<String>,
     /// The cluster's name; a data directory of another cluster is refused.
     #[arg(long, default_value = "capukv")]
     cluster: String,
@@ -295,7 +338,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     let args = cli.client;
     if let Command::Server(s) = cli.command {
         let tls = capukv::tls::files_from_flags(args.tls_cert, args.tls_key, args.tls_ca)?;
-        serve(s, tls).await?;
+        serve(*s, tls).await?;
         return Ok(0);
     }
     let mut client = Client::new(args.endpoints.clone())?;
@@ -337,8 +380,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 }
             }
         }
-        Command::Simulate { seeds, first_seed, planted_bug } => {
-            return simulate(seeds, first_seed, planted_bug.as_deref(), json);
+        Command::Simulate { seeds, first_seed, planted_bug, churn } => {
+            return simulate(seeds, first_seed, planted_bug.as_deref(), churn, json);
         }
         Command::BenchTable { file } => {
             let text = if file.as_os_str() == "-" {
@@ -437,6 +480,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 println!("leadership transfer to node {id} started");
             }
         }
+        Command::Member(m) => return member(&client, m, json).await,
         Command::Bench(b) => {
             let endpoints = args.endpoints.clone();
             let target = match b.target {
@@ -511,6 +555,7 @@ async fn serve(s: ServerArgs, tls: Option<capukv::tls::TlsFiles>) -> anyhow::Res
         }
     }
     let mut cfg = ServerConfig::new(s.id, s.dir, s.api_addr, s.raft_addr, peers);
+    cfg.join = s.join;
     cfg.cluster = s.cluster;
     cfg.cluster_id = s.cluster_id;
     cfg.tick = Duration::from_millis(s.tick_ms.max(1));
@@ -523,6 +568,48 @@ async fn serve(s: ServerArgs, tls: Option<capukv::tls::TlsFiles>) -> anyhow::Res
     cfg.request_timeout = Duration::from_millis(s.request_timeout_ms.max(1));
     server::run(cfg, shutdown_signal()).await?;
     Ok(())
+}
+
+async fn member(client: &Client, command: MemberCommand, json: bool) -> anyhow::Result<u8> {
+    use capukv::proto::{MemberChangeRequest, member_change_request::Kind};
+    let change = |kind: Kind, id: u64, raft_addr: String, api_addr: String| MemberChangeRequest {
+        kind: kind as i32,
+        id,
+        raft_addr,
+        api_addr,
+    };
+    let list = match command {
+        MemberCommand::List => client.member_list().await?,
+        MemberCommand::Add(n) => client.member_change(change(Kind::Add, n.id, n.raft_addr, n.api_addr)).await?,
+        MemberCommand::AddLearner(n) => {
+            client.member_change(change(Kind::AddLearner, n.id, n.raft_addr, n.api_addr)).await?
+        }
+        MemberCommand::Promote { id } => {
+            client.member_change(change(Kind::Promote, id, String::new(), String::new())).await?
+        }
+        MemberCommand::Remove { id } => {
+            client.member_change(change(Kind::Remove, id, String::new(), String::new())).await?
+        }
+    };
+    if json {
+        let members: Vec<_> = list
+            .members
+            .iter()
+            .map(|m| serde_json::json!({"id": m.id, "role": m.role, "raft_addr": m.raft_addr, "api_addr": m.api_addr, "match_index": m.match_index}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"node": list.id, "leader": list.leader, "config_index": list.config_index,
+                "cluster_id": format!("{:016x}", list.cluster_id), "members": members})
+        );
+    } else {
+        println!("configuration of entry {} (as node {} sees it; leader {})", list.config_index, list.id, list.leader);
+        for m in &list.members {
+            let leader = if m.id == list.leader { " leader" } else { "" };
+            println!("{}	{}{leader}	raft {}	api {}	match {}", m.id, m.role, m.raft_addr, m.api_addr, m.match_index);
+        }
+    }
+    Ok(0)
 }
 
 fn list_failpoints(check: bool, json: bool) -> anyhow::Result<u8> {
@@ -567,7 +654,7 @@ fn planted_bugs(_: Option<&str>, _: bool) -> anyhow::Result<u8> {
 }
 
 /// Runs seeds of the simulation; exit 1 if any broke an invariant.
-fn simulate(seeds: u64, first_seed: u64, planted: Option<&str>, json: bool) -> anyhow::Result<u8> {
+fn simulate(seeds: u64, first_seed: u64, planted: Option<&str>, churn: bool, json: bool) -> anyhow::Result<u8> {
     use capukv::sim::{self, Scenario};
     #[cfg(feature = "planted-bugs")]
     let planted = match planted {
@@ -587,8 +674,8 @@ fn simulate(seeds: u64, first_seed: u64, planted: Option<&str>, json: bool) -> a
     let started = std::time::Instant::now();
     let mut broken: Vec<(u64, String)> = Vec::new();
     for seed in first_seed..first_seed + seeds {
-        #[allow(unused_mut)]
         let mut scenario = Scenario::from_seed(seed);
+        scenario.churn = churn;
         #[cfg(feature = "planted-bugs")]
         {
             scenario.planted = planted;
@@ -614,7 +701,7 @@ fn simulate(seeds: u64, first_seed: u64, planted: Option<&str>, json: bool) -> a
         let first: Vec<&String> = broken.iter().take(3).map(|(_, v)| v).collect();
         println!(
             "{}",
-            serde_json::json!({"seeds": seeds, "first_seed": first_seed, "planted_bug": planted.map(|b| b.to_string()),
+            serde_json::json!({"seeds": seeds, "first_seed": first_seed, "churn": churn, "planted_bug": planted.map(|b| b.to_string()),
                 "broken": broken.len(), "broken_seeds": broken.iter().map(|(s, _)| s).collect::<Vec<_>>(),
                 "first_violations": first, "seconds": elapsed})
         );

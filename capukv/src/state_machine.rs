@@ -811,7 +811,8 @@ mod tests {
         a.apply(s, 1, append("x", "1")).unwrap();
         a.apply(s, 2, append("y", "2")).unwrap();
         let (_, data) = snapshot(a.sm().storage()).unwrap();
-        let snapshot = Snapshot { meta: crate::raft::SnapshotMeta { index: 3, term: 1 }, data };
+        let meta = crate::raft::SnapshotMeta { index: 3, term: 1 };
+        let snapshot = Snapshot { meta, membership: Default::default(), data };
         let mut b = Fixture::new("snap-b");
         let stale = b.open_session();
         b.apply(stale, 1, append("stale", "z")).unwrap();
@@ -833,7 +834,7 @@ mod tests {
         let (da, db) = (digest(a.sm().storage()).unwrap(), digest(b.sm().storage()).unwrap());
         assert_eq!(da.applied, db.applied);
         assert_ne!(da.hash, db.hash, "one differing value at the same index differs in the digest");
-        let bad = Snapshot { meta: snapshot.meta, data: Bytes::from_static(b"nonsense") };
+        let bad = Snapshot { data: Bytes::from_static(b"nonsense"), ..snapshot };
         assert!(b.sm().restore(&bad).unwrap_err().to_string().contains("not a CapuKV snapshot"));
     }
 }

@@ -25,7 +25,7 @@ use rocksdb::{
 };
 
 use crate::proto;
-use crate::raft::{Entry, EntryKind, HardState, Index, NodeId, PersistedState, Snapshot, SnapshotMeta};
+use crate::raft::{Entry, HardState, Index, Membership, NodeId, PersistedState, Snapshot, SnapshotMeta};
 
 pub const CF_LOG: &str = "raft_log";
 pub const CF_RAFT: &str = "raft_state";
@@ -36,7 +36,20 @@ const CFS: [&str; 5] = [CF_LOG, CF_RAFT, CF_KV, CF_META, CF_SESSIONS];
 
 const KEY_HARD_STATE: &[u8] = b"hard_state";
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
+/// The configuration at the snapshot point, written with the snapshot. A
+/// snapshot without one predates membership changes: its configuration is
+/// the bootstrap voters.
+const KEY_SNAPSHOT_MEMBERSHIP: &[u8] = b"snapshot_membership";
 const KEY_IDENTITY: &[u8] = b"identity";
+/// The address book of the members this node knows (JSON, see
+/// `server::members`): what a restart knows beyond its flags.
+const KEY_MEMBERS: &[u8] = b"members";
+/// The nodes this node has seen take part (acknowledge entries, grant a
+/// vote), for a founder that asks after losing its disk (`Probe`).
+const KEY_PARTICIPANTS: &[u8] = b"participants";
+/// Present while a founder that started empty has not yet heard from
+/// every other founder that it never took part before.
+const KEY_PROBATION: &[u8] = b"probation";
 
 /// Why a data directory cannot be used. Each names the directory and what
 /// to do; none is ever answered by starting empty.
@@ -55,7 +68,7 @@ pub enum StorageError {
     )]
     WrongCluster { dir: PathBuf, found: String, expected: String },
     #[error(
-        "the data directory {} is corrupt: {what} ({file}); move it aside and let the node rejoin empty from its peers",
+        "the data directory {} is corrupt: {what} ({file}). It must not vote again under this id: move it aside, remove the node from the cluster (capukv member remove ID), add it back (capukv member add-learner ID --raft-addr .. --api-addr ..), and start it with an empty --dir and --join; then promote it (capukv member promote ID)",
         .dir.display()
     )]
     Corrupt { dir: PathBuf, file: String, what: String },
@@ -265,6 +278,62 @@ impl Storage {
         self.db.put_cf_opt(self.cf(CF_RAFT), KEY_IDENTITY, bytes, &wo).map_err(|e| self.io(e))
     }
 
+    /// Keeps the members' address book (synced: it is rarely written).
+    pub fn save_members(&self, book: &crate::server::members::Book) -> Result<(), StorageError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        let bytes = serde_json::to_vec(book).expect("an address book serializes");
+        self.db.put_cf_opt(self.cf(CF_RAFT), KEY_MEMBERS, bytes, &wo).map_err(|e| self.io(e))
+    }
+
+    /// Records (synced) that these nodes took part.
+    pub fn save_participants(&self, ids: &std::collections::BTreeSet<NodeId>) -> Result<(), StorageError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        let bytes = serde_json::to_vec(ids).expect("ids serialize");
+        self.db.put_cf_opt(self.cf(CF_RAFT), KEY_PARTICIPANTS, bytes, &wo).map_err(|e| self.io(e))
+    }
+
+    pub fn load_participants(&self) -> Result<std::collections::BTreeSet<NodeId>, StorageError> {
+        match self.db.get_cf(self.cf(CF_RAFT), KEY_PARTICIPANTS).map_err(|e| self.io(e))? {
+            None => Ok(Default::default()),
+            Some(raw) => {
+                serde_json::from_slice(&raw).map_err(|e| self.corrupt(format!("unreadable participants: {e}")))
+            }
+        }
+    }
+
+    /// Whether the node is on vote probation ([`crate::raft::Raft::set_probation`]).
+    pub fn on_probation(&self) -> Result<bool, StorageError> {
+        Ok(self.db.get_cf(self.cf(CF_RAFT), KEY_PROBATION).map_err(|e| self.io(e))?.is_some())
+    }
+
+    pub fn set_probation(&self, on: bool) -> Result<(), StorageError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        let result = if on {
+            self.db.put_cf_opt(self.cf(CF_RAFT), KEY_PROBATION, [], &wo)
+        } else {
+            self.db.delete_cf_opt(self.cf(CF_RAFT), KEY_PROBATION, &wo)
+        };
+        result.map_err(|e| self.io(e))
+    }
+
+    /// The address book [`Storage::save_members`] kept (empty if none).
+    pub fn load_members(&self) -> Result<crate::server::members::Book, StorageError> {
+        match self.db.get_cf(self.cf(CF_RAFT), KEY_MEMBERS).map_err(|e| self.io(e))? {
+            None => Ok(Default::default()),
+            Some(raw) => crate::server::members::decode_book(&raw).map_err(|e| self.corrupt(e)),
+        }
+    }
+
+    fn put_snapshot(&self, batch: &mut WriteBatch, snapshot: &Snapshot) {
+        batch.put_cf(self.cf(CF_RAFT), KEY_SNAPSHOT, encode_snapshot(snapshot));
+        let mut membership = Vec::new();
+        snapshot.membership.encode(&mut membership);
+        batch.put_cf(self.cf(CF_RAFT), KEY_SNAPSHOT_MEMBERSHIP, membership);
+    }
+
     /// What the Raft core persisted, for a restart.
     pub fn load_raft_state(&self) -> Result<PersistedState, StorageError> {
         let hard_state = match self.db.get_cf(self.cf(CF_RAFT), KEY_HARD_STATE).map_err(|e| self.io(e))? {
@@ -273,7 +342,16 @@ impl Storage {
         };
         let snapshot = match self.db.get_cf(self.cf(CF_RAFT), KEY_SNAPSHOT).map_err(|e| self.io(e))? {
             None => None,
-            Some(raw) => Some(decode_snapshot(&raw).ok_or_else(|| self.corrupt("the snapshot record is truncated"))?),
+            Some(raw) => {
+                let mut snap = decode_snapshot(&raw).ok_or_else(|| self.corrupt("the snapshot record is truncated"))?;
+                snap.membership =
+                    match self.db.get_cf(self.cf(CF_RAFT), KEY_SNAPSHOT_MEMBERSHIP).map_err(|e| self.io(e))? {
+                        None => Membership::new(self.identity().voters.iter().copied(), []),
+                        Some(raw) => Membership::decode(&mut raw.as_slice())
+                            .map_err(|_| self.corrupt("the snapshot's membership record is truncated"))?,
+                    };
+                Some(snap)
+            }
         };
         let first = snapshot.as_ref().map_or(0, |s: &Snapshot| s.meta.index) + 1;
         let mut entries = Vec::new();
@@ -400,7 +478,7 @@ impl Storage {
         }
         if let Some(snap) = snapshot {
             batch.delete_range_cf(log, 0u64.to_be_bytes(), u64::MAX.to_be_bytes());
-            batch.put_cf(self.cf(CF_RAFT), KEY_SNAPSHOT, encode_snapshot(snap));
+            self.put_snapshot(&mut batch, snap);
             last = snap.meta.index;
             last_term = snap.meta.term;
         }
@@ -473,7 +551,7 @@ impl Storage {
     /// on, so entries below stay unread but for the `Log` RPC).
     pub fn compact(&self, snapshot: &Snapshot) -> Result<(), StorageError> {
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_RAFT), KEY_SNAPSHOT, encode_snapshot(snapshot));
+        self.put_snapshot(&mut batch, snapshot);
         if !self.keep_compacted_log.load(Ordering::Relaxed) {
             batch.delete_range_cf(self.cf(CF_LOG), 0u64.to_be_bytes(), (snapshot.meta.index + 1).to_be_bytes());
         }
@@ -528,13 +606,11 @@ pub fn decode_index(key: &[u8]) -> Option<Index> {
 }
 
 pub fn encode_entry(e: &Entry) -> Vec<u8> {
-    proto::Entry { index: e.index, term: e.term, noop: e.kind == EntryKind::Noop, data: e.data.clone() }.encode_to_vec()
+    crate::convert::entry_to_proto(e).encode_to_vec()
 }
 
 pub fn decode_entry(raw: &[u8]) -> Option<Entry> {
-    let p = proto::Entry::decode(raw).ok()?;
-    let kind = if p.noop { EntryKind::Noop } else { EntryKind::Command };
-    Some(Entry { index: p.index, term: p.term, kind, data: p.data })
+    Some(crate::convert::entry_from_proto(proto::Entry::decode(raw).ok()?))
 }
 
 fn encode_hard_state(hs: &HardState) -> Vec<u8> {
@@ -561,7 +637,8 @@ fn encode_snapshot(s: &Snapshot) -> Vec<u8> {
 
 fn decode_snapshot(raw: &[u8]) -> Option<Snapshot> {
     let word = |i: usize| Some(u64::from_le_bytes(raw.get(i * 8..i * 8 + 8)?.try_into().ok()?));
-    Some(Snapshot { meta: SnapshotMeta { index: word(0)?, term: word(1)? }, data: Bytes::copy_from_slice(&raw[16..]) })
+    let meta = SnapshotMeta { index: word(0)?, term: word(1)? };
+    Some(Snapshot { meta, membership: Membership::default(), data: Bytes::copy_from_slice(&raw[16..]) })
 }
 
 #[cfg(test)]
@@ -590,7 +667,7 @@ mod tests {
     }
 
     fn entry(index: Index, term: u64) -> Entry {
-        Entry { index, term, kind: EntryKind::Command, data: Bytes::from(vec![7u8; 200]) }
+        Entry { index, term, kind: crate::raft::EntryKind::Command, data: Bytes::from(vec![7u8; 200]) }
     }
 
     /// Opens `dir` and syncs entries 1..=n of term 1, one batch each, as a

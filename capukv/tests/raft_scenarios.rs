@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
-use capukv::raft::{Config, Message, NodeId, PersistedState, Raft, RaftError, ReadState, Role};
+use capukv::raft::{Config, EntryKind, Message, NodeId, PersistedState, Raft, RaftError, ReadState, Role};
 
 struct Net {
     nodes: Vec<Raft>,
@@ -47,8 +47,9 @@ impl Net {
                         node.persisted(e.index, e.term);
                     }
                     msgs.extend(ready.messages);
-                    self.applied[i]
-                        .extend(ready.committed_entries.into_iter().filter(|e| !e.data.is_empty()).map(|e| e.data));
+                    self.applied[i].extend(
+                        ready.committed_entries.into_iter().filter(|e| e.kind == EntryKind::Command).map(|e| e.data),
+                    );
                     self.reads[i].extend(ready.read_states);
                 }
             }
@@ -58,7 +59,9 @@ impl Net {
                 return;
             }
             for m in msgs {
-                if !self.isolated.contains(&m.from) && !self.isolated.contains(&m.to) {
+                // A member not started here (added, but never run) hears nothing.
+                let exists = (m.to as usize) <= self.nodes.len();
+                if exists && !self.isolated.contains(&m.from) && !self.isolated.contains(&m.to) {
                     self.node(m.to).step(m);
                 }
             }
@@ -292,7 +295,7 @@ fn a_lagging_follower_catches_up_from_a_snapshot() {
 
 #[test]
 fn corrupt_persisted_state_is_refused_with_a_reason() {
-    use capukv::raft::{Entry, EntryKind, HardState};
+    use capukv::raft::{Entry, HardState};
     let entry = |index, term| Entry { index, term, kind: EntryKind::Command, data: Bytes::new() };
     let cfg = Config::new(1, vec![1, 2, 3]);
     let gap = PersistedState {
@@ -308,6 +311,164 @@ fn corrupt_persisted_state_is_refused_with_a_reason() {
         entries: vec![entry(1, 2)],
     };
     assert!(Raft::new(cfg.clone(), future).err().unwrap().to_string().contains("current term is 1"));
-    let stranger = PersistedState { hard_state: HardState { term: 1, vote: Some(9), commit: 0 }, ..Default::default() };
-    assert!(Raft::new(cfg, stranger).err().unwrap().to_string().contains("voted for node 9"));
+    let ahead = PersistedState { hard_state: HardState { term: 2, vote: None, commit: 5 }, ..Default::default() };
+    assert!(Raft::new(cfg.clone(), ahead).err().unwrap().to_string().contains("commit index 5 is beyond"));
+    // A vote for a node outside today's configuration is no corruption: it
+    // may have been removed since it was voted for.
+    let removed = PersistedState { hard_state: HardState { term: 1, vote: Some(9), commit: 0 }, ..Default::default() };
+    assert!(Raft::new(cfg, removed).is_ok());
+}
+
+// --- Membership -------------------------------------------------------------
+
+use capukv::raft::Membership;
+
+impl Net {
+    /// A new, empty node joining: it knows no configuration yet.
+    fn add_node(&mut self) -> NodeId {
+        let id = self.nodes.len() as NodeId + 1;
+        self.nodes.push(Raft::new(Config::new(id, Vec::new()), PersistedState::default()).unwrap());
+        self.applied.push(Vec::new());
+        self.reads.push(Vec::new());
+        id
+    }
+
+    fn membership(&mut self, id: NodeId) -> Membership {
+        self.node(id).membership().0.clone()
+    }
+
+    /// Proposes `next` at the leader and settles; returns its index.
+    fn change(&mut self, leader: NodeId, next: Membership) -> u64 {
+        let index = self.node(leader).propose_membership(next, Bytes::new()).unwrap();
+        self.settle();
+        self.run(3);
+        index
+    }
+}
+
+#[test]
+fn a_learner_gets_the_log_but_neither_votes_nor_counts_until_promoted() {
+    let mut net = Net::new(3);
+    let leader = net.elect();
+    let learner = net.add_node();
+    net.change(leader, Membership::new([1, 2, 3], [learner]));
+    net.node(leader).propose(Bytes::from_static(b"x")).unwrap();
+    net.run(3);
+    assert!(net.applied[(learner - 1) as usize].contains(&Bytes::from_static(b"x")), "the learner has the log");
+    assert_eq!(net.membership(learner), Membership::new([1, 2, 3], [learner]), "and the configuration");
+    // A learner never campaigns, however long it hears nothing.
+    net.isolated.insert(leader);
+    for _ in 0..60 {
+        net.node(learner).tick();
+    }
+    assert_ne!(net.node(learner).role(), Role::Candidate);
+    assert_ne!(net.node(learner).role(), Role::PreCandidate);
+    net.isolated.clear();
+    let leader = net.elect();
+    // Its acknowledgement does not count: with two voters cut off, the
+    // leader and the learner are no majority.
+    let others: Vec<NodeId> = [1, 2, 3].into_iter().filter(|&v| v != leader).collect();
+    net.isolated.extend(&others);
+    let commit = net.node(leader).commit_index();
+    net.node(leader).propose(Bytes::from_static(b"y")).unwrap();
+    net.run(3);
+    assert_eq!(net.node(leader).commit_index(), commit, "a learner made a quorum");
+    net.isolated.clear();
+    net.run(3);
+    // Promoted, it is a voter: a majority of four is three.
+    let leader = net.elect();
+    net.change(leader, Membership::new([1, 2, 3, learner], []));
+    assert!(net.node(learner).membership().0.is_voter(learner));
+    let other = others.iter().copied().find(|&v| v != leader).unwrap();
+    net.isolated.insert(other);
+    let commit = net.node(leader).commit_index();
+    net.node(leader).propose(Bytes::from_static(b"z")).unwrap();
+    net.run(3);
+    assert!(net.node(leader).commit_index() > commit, "three of four voters commit");
+}
+
+#[test]
+fn one_voter_at_a_time_one_change_in_flight_and_only_after_a_commit_in_the_term() {
+    let mut net = Net::new(3);
+    let leader = net.elect();
+    let err = net.node(leader).propose_membership(Membership::new([1, 2, 3, 4, 5], []), Bytes::new()).unwrap_err();
+    assert!(matches!(err, RaftError::BadMembershipChange(_)), "{err}");
+    let err = net.node(leader).propose_membership(Membership::new([1, 4, 5], []), Bytes::new()).unwrap_err();
+    assert!(matches!(err, RaftError::BadMembershipChange(_)), "{err}");
+    // The first change is in flight (not yet replicated): a second waits.
+    let index = net.node(leader).propose_membership(Membership::new([1, 2, 3], [4]), Bytes::new()).unwrap();
+    let err = net.node(leader).propose_membership(Membership::new([1, 2, 3], [4, 5]), Bytes::new()).unwrap_err();
+    assert_eq!(err, RaftError::ChangeInProgress(index));
+    net.settle();
+    net.node(leader).propose_membership(Membership::new([1, 2, 3], [4, 5]), Bytes::new()).unwrap();
+
+    // A new leader whose own entry is not yet committed takes no change.
+    let mut solo = Net::new(1);
+    for _ in 0..40 {
+        solo.node(1).tick();
+        if solo.node(1).role() == Role::Leader {
+            break;
+        }
+    }
+    assert_eq!(solo.node(1).role(), Role::Leader);
+    let err = solo.node(1).propose_membership(Membership::new([1, 2], []), Bytes::new()).unwrap_err();
+    assert_eq!(err, RaftError::LeaderNotReady);
+    solo.settle();
+    solo.node(1).propose_membership(Membership::new([1, 2], []), Bytes::new()).unwrap();
+}
+
+#[test]
+fn a_removed_leader_steps_down_once_the_change_commits_and_never_campaigns_again() {
+    let mut net = Net::new(3);
+    let leader = net.elect();
+    let rest: Vec<NodeId> = [1, 2, 3].into_iter().filter(|&v| v != leader).collect();
+    net.change(leader, Membership::new(rest.clone(), []));
+    assert_ne!(net.node(leader).role(), Role::Leader, "the removed leader stepped down");
+    for _ in 0..60 {
+        net.run(1);
+        assert_ne!(net.node(leader).role(), Role::Candidate, "a removed node campaigned");
+        assert_ne!(net.node(leader).role(), Role::PreCandidate, "a removed node campaigned");
+    }
+    let next = net.elect();
+    assert!(rest.contains(&next), "the remaining voters elect one of themselves");
+    net.node(next).propose(Bytes::from_static(b"after")).unwrap();
+    net.run(3);
+    for &v in &rest {
+        assert_eq!(net.applied[(v - 1) as usize].last(), Some(&Bytes::from_static(b"after")));
+    }
+}
+
+#[test]
+fn a_node_whose_log_loses_a_configuration_goes_back_to_the_one_before() {
+    let mut net = Net::new(5);
+    let leader = net.elect();
+    let follower = if leader == 1 { 2 } else { 1 };
+    // Only the follower hears of the change: it is never committed.
+    let cut: Vec<NodeId> = (1..=5).filter(|&v| v != leader && v != follower).collect();
+    net.isolated.extend(&cut);
+    net.node(leader).propose_membership(Membership::new([1, 2, 3, 4, 5], [6]), Bytes::new()).unwrap();
+    net.settle();
+    assert_eq!(net.membership(follower), Membership::new([1, 2, 3, 4, 5], [6]), "in force once in the log");
+    // The other three elect a leader of their own, whose entry replaces it.
+    net.isolated.clear();
+    net.isolated.extend([leader, follower]);
+    let new_leader = net.elect();
+    assert!(cut.contains(&new_leader));
+    net.isolated.clear();
+    net.run(5);
+    assert_eq!(net.membership(follower), Membership::new([1, 2, 3, 4, 5], []), "back to the configuration before");
+    assert_eq!(net.membership(leader), Membership::new([1, 2, 3, 4, 5], []));
+}
+
+#[test]
+fn a_node_on_probation_neither_votes_nor_campaigns() {
+    let mut net = Net::new(2);
+    net.node(2).set_probation(true);
+    for _ in 0..80 {
+        net.run(1);
+        assert!(net.leaders().is_empty(), "a leader was elected with a vote from a node on probation");
+        assert_ne!(net.node(2).role(), Role::Candidate);
+    }
+    net.node(2).set_probation(false);
+    net.elect();
 }

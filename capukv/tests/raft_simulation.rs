@@ -132,6 +132,31 @@ fn late_durability_reports_under_all_faults() {
     assert!(writes > 150 * 20, "too few writes acknowledged: {writes}");
 }
 
+/// Membership churn (learners added and promoted, voters removed, the
+/// leader too, nodes wiped and added back empty, between 1 and 7 voters)
+/// under every fault kind: the configuration invariants and all of Raft's
+/// others hold, and the cluster recovers after the final heal.
+#[test]
+fn membership_churn_under_every_fault() {
+    let count = 450;
+    let mut failures = Vec::new();
+    let mut total = capukv::sim::Stats::default();
+    for seed in 0..count {
+        let mut scenario = Scenario::from_seed(seed);
+        scenario.churn = true;
+        match sim::run_with(scenario) {
+            Ok(outcome) => total.add(&outcome.stats),
+            Err(v) => failures.push(v),
+        }
+    }
+    println!("churn: {count} seeds: {total:?}");
+    assert!(failures.is_empty(), "{} of {count} churn seeds broke an invariant:\n{}", failures.len(), join(&failures));
+    // Churn must have happened, wipes included, under load.
+    assert!(total.membership_changes > count * 3, "too few membership changes: {total:?}");
+    assert!(total.nodes_wiped > count / 2, "too few nodes replaced: {total:?}");
+    assert!(total.writes_acknowledged > count * 20, "too few writes acknowledged: {total:?}");
+}
+
 #[test]
 fn a_seed_replays_to_the_identical_trace() {
     for seed in [7, 15, 1_001] {
@@ -148,7 +173,8 @@ fn a_seed_replays_to_the_identical_trace() {
 #[test]
 fn one_seed() {
     let seed = std::env::var("CAPUKV_SIM_SEED").ok().map(|s| s.parse().expect("CAPUKV_SIM_SEED is a number"));
-    let scenario = Scenario::from_seed(seed.unwrap_or(0));
+    let mut scenario = Scenario::from_seed(seed.unwrap_or(0));
+    scenario.churn = std::env::var("CAPUKV_SIM_CHURN").is_ok_and(|v| v == "1");
     println!("running {scenario}");
     match sim::run_with(scenario) {
         Ok(outcome) => println!("ok: {outcome:?}"),

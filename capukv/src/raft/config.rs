@@ -8,7 +8,10 @@ use super::types::{Index, NodeId};
 pub struct Config {
     /// This node's id (non-zero).
     pub id: NodeId,
-    /// Every voter's id, this node's included.
+    /// The voters the cluster was bootstrapped with, this node's included;
+    /// empty for a node that joins a running cluster (it learns the
+    /// configuration from the leader). Once the log or a snapshot holds a
+    /// configuration, that one is in force instead.
     pub voters: Vec<NodeId>,
     /// A follower campaigns after a random timeout in
     /// `[election_ticks, 2 * election_ticks)` without hearing from a leader.
@@ -68,7 +71,7 @@ impl Config {
         if self.id == 0 {
             return bad("node id 0 is reserved; ids start at 1".into());
         }
-        if !self.voters.contains(&self.id) {
+        if !self.voters.is_empty() && !self.voters.contains(&self.id) {
             return bad(format!("node {} is not among the voters {:?}", self.id, self.voters));
         }
         let mut sorted = self.voters.clone();

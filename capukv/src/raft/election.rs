@@ -1,6 +1,7 @@
 //! Time and elections: ticking, campaigning (with an optional pre-vote
 //! round), granting votes, counting them, and CheckQuorum.
 
+use super::membership::VoteResult;
 use super::message::MessageBody;
 use super::node::Raft;
 use super::progress::ProgressState;
@@ -17,8 +18,17 @@ impl Raft {
     }
 
     fn tick_election(&mut self) {
-        self.election_elapsed += 1;
+        // Counted by every node, so that CheckQuorum's lease on a learner
+        // lapses too: else it would refuse every campaign once it heard a
+        // leader, and a learner promoted in a config of two could never
+        // help elect anyone.
+        self.election_elapsed = self.election_elapsed.saturating_add(1);
         if self.election_elapsed >= self.randomized_election_timeout {
+            if !self.may_campaign() {
+                // Learners, removed nodes, nodes still joining or on
+                // probation wait for a leader; none may start an election.
+                return;
+            }
             self.election_elapsed = 0;
             tracing::debug!(node = self.id, term = self.term, "election timeout");
             self.campaign(self.cfg.pre_vote, false);
@@ -65,16 +75,21 @@ impl Raft {
 
     /// Whether a quorum was heard from since the last check; resets the marks.
     fn quorum_active(&mut self) -> bool {
-        let active = 1 + self.progress.values().filter(|pr| pr.recent_active).count();
+        let active =
+            self.conf.has_quorum(|id| id == self.id || self.progress.get(&id).is_some_and(|pr| pr.recent_active));
         for pr in self.progress.values_mut() {
             pr.recent_active = false;
         }
-        active >= self.quorum()
+        active
     }
 
     /// Starts a pre-vote round or a real election. `transfer` marks an
     /// election the old leader asked for (TimeoutNow).
     pub(super) fn campaign(&mut self, pre_vote: bool, transfer: bool) {
+        if !self.may_campaign() {
+            tracing::info!(node = self.id, term = self.term, "not a voter: declining to campaign");
+            return;
+        }
         let term = if pre_vote {
             self.become_pre_candidate();
             self.term + 1
@@ -83,12 +98,12 @@ impl Raft {
             self.term
         };
         self.votes.insert(self.id, true);
-        if self.tally() == Some(true) {
+        if self.conf.vote_result(&self.votes) == VoteResult::Won {
             self.won_votes();
             return;
         }
         let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
-        let peers: Vec<NodeId> = self.cfg.voters.iter().copied().filter(|&v| v != self.id).collect();
+        let peers: Vec<NodeId> = self.conf.voters.iter().copied().filter(|&v| v != self.id).collect();
         for to in peers {
             let body = MessageBody::Vote { pre_vote, transfer, last_index, last_term };
             self.send_in_term(to, term, body);
@@ -105,8 +120,10 @@ impl Raft {
         last_index: Index,
         last_term: Term,
     ) {
-        let can_vote =
-            self.vote == Some(from) || (self.vote.is_none() && self.leader.is_none()) || (pre_vote && term > self.term);
+        let can_vote = !self.probation
+            && (self.vote == Some(from)
+                || (self.vote.is_none() && self.leader.is_none())
+                || (pre_vote && term > self.term));
         let granted = can_vote && self.log.is_up_to_date(last_index, last_term);
         // A grant is sent in the requester's term; a refusal in ours, so a
         // requester that is behind learns the newer term.
@@ -130,13 +147,13 @@ impl Raft {
             return;
         }
         self.votes.entry(from).or_insert(granted);
-        match self.tally() {
-            Some(true) => self.won_votes(),
-            Some(false) => {
+        match self.conf.vote_result(&self.votes) {
+            VoteResult::Won => self.won_votes(),
+            VoteResult::Lost => {
                 tracing::debug!(node = self.id, term = self.term, pre_vote, "lost the election");
                 self.become_follower(self.term, None);
             }
-            None => {}
+            VoteResult::Pending => {}
         }
     }
 
@@ -145,20 +162,6 @@ impl Raft {
             self.campaign(false, false);
         } else {
             self.become_leader();
-        }
-    }
-
-    /// `Some(true)` once a quorum granted, `Some(false)` once a quorum can no
-    /// longer be reached, `None` while undecided.
-    fn tally(&self) -> Option<bool> {
-        let granted = self.votes.values().filter(|&&g| g).count();
-        let refused = self.votes.len() - granted;
-        if granted >= self.quorum() {
-            Some(true)
-        } else if refused > self.cfg.voters.len() - self.quorum() {
-            Some(false)
-        } else {
-            None
         }
     }
 }

@@ -13,6 +13,17 @@ pub enum RaftError {
     TransferInProgress(NodeId),
     #[error("node {0} is not a voter in this cluster")]
     UnknownNode(NodeId),
+    /// The membership change asked for breaks a rule of
+    /// [`membership`](super::membership).
+    #[error("membership change refused: {0}")]
+    BadMembershipChange(String),
+    /// The previous change (at this index) is not committed yet.
+    #[error("the membership change at index {0} is not committed yet; one change at a time")]
+    ChangeInProgress(Index),
+    /// A new leader takes membership changes only after it has committed an
+    /// entry of its own term.
+    #[error("the leader has not yet committed an entry of its term; retry shortly")]
+    LeaderNotReady,
     #[error("invalid raft configuration: {0}")]
     InvalidConfig(String),
     /// The persisted state handed back at restart does not hold together.

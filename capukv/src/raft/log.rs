@@ -97,6 +97,17 @@ impl RaftLog {
         out
     }
 
+    /// The last membership entry at or before `index` that the log still
+    /// holds (compacted ones are in the snapshot's configuration instead).
+    pub fn last_membership_entry(&self, index: Index) -> Option<&Entry> {
+        let end = index.min(self.last_index());
+        if end <= self.snapshot.index {
+            return None;
+        }
+        let upto = (end - self.snapshot.index) as usize;
+        self.entries[..upto].iter().rev().find(|e| e.kind == super::types::EntryKind::Membership)
+    }
+
     /// Appends entries the leader created; their indexes must follow on.
     pub fn append(&mut self, entries: impl IntoIterator<Item = Entry>) {
         for entry in entries {

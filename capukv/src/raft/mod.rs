@@ -9,6 +9,8 @@
 //! - [`Raft::step`]: a message from a peer.
 //! - [`Raft::propose`], [`Raft::read_index`], [`Raft::transfer_leader`]:
 //!   client requests (the leader takes them; others answer `NotLeader`).
+//! - [`Raft::propose_membership`]: a membership change (one voter at a
+//!   time; the rules are in the `membership` module).
 //! - [`Raft::compact`]: the caller snapshotted its state machine.
 //! - [`Raft::new`]: what storage held at start ([`PersistedState`]).
 //!
@@ -45,12 +47,15 @@
 //! - `election.rs`: ticks, PreVote and elections, vote granting, CheckQuorum.
 //! - `replication.rs`: appends, conflict hints, pipelining, snapshots,
 //!   commit, heartbeats, ReadIndex rounds, and the follower's side of each.
+//! - `membership.rs`: configurations, how they change, and every quorum
+//!   question (majorities, commit index, election tallies).
 //! - `log.rs`, `progress.rs`, `read_index.rs`: the data structures.
 
 mod config;
 mod election;
 mod error;
 mod log;
+mod membership;
 mod message;
 mod node;
 mod progress;
@@ -63,6 +68,7 @@ mod types;
 
 pub use config::Config;
 pub use error::RaftError;
+pub use membership::{Membership, MembershipChange, VoteResult};
 pub use message::{AppendResponse, Message, MessageBody};
 pub use node::Raft;
 pub use ready::{ReadState, Ready, Role, SoftState};

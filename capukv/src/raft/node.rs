@@ -3,13 +3,14 @@
 //! themselves live next door: `step.rs` (term rules and one step function
 //! per role), `election.rs` and `replication.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
 use super::config::Config;
 use super::error::RaftError;
 use super::log::RaftLog;
+use super::membership::{Membership, MembershipChange};
 use super::message::{Message, MessageBody};
 use super::progress::Progress;
 use super::read_index::ReadIndexRounds;
@@ -30,8 +31,18 @@ pub struct Raft {
     pub(super) snapshot: Option<Snapshot>,
     /// A snapshot received from the leader, not yet handed to the caller.
     pub(super) snapshot_to_install: Option<Snapshot>,
-    /// Leader only: replication progress of every other voter.
+    /// The configuration in force: the last one in the log, else the
+    /// snapshot's, else the bootstrap voters (see `membership.rs`).
+    pub(super) conf: Membership,
+    /// The index of the entry that set `conf` (0 when it came from the
+    /// snapshot or the bootstrap voters).
+    pub(super) conf_index: Index,
+    /// Leader only: replication progress of every other member.
     pub(super) progress: BTreeMap<NodeId, Progress>,
+    /// Leader only: members the latest change removed. They keep getting
+    /// the log until that change commits, so they learn they were removed
+    /// and stop campaigning.
+    pub(super) leaving: BTreeSet<NodeId>,
     /// Candidate only: answers to this campaign's vote requests.
     pub(super) votes: BTreeMap<NodeId, bool>,
     pub(super) election_elapsed: u32,
@@ -47,6 +58,9 @@ pub struct Raft {
     /// Leader only: new entries or a new commit index wait for the next flush.
     pub(super) replication_pending: bool,
     pub(super) rng: SplitMix64,
+    /// A founder that started with an empty disk and has not yet made sure
+    /// it never took part before: it neither votes nor campaigns.
+    pub(super) probation: bool,
     pub(super) messages: Vec<Message>,
     pub(super) read_states: Vec<ReadState>,
     pub(super) dropped_reads: Vec<u64>,
@@ -60,7 +74,7 @@ impl Raft {
         cfg.validate()?;
         let PersistedState { hard_state, snapshot, entries } = persisted;
         let snap_meta = snapshot.as_ref().map(|s| s.meta).unwrap_or_default();
-        check_persisted(&cfg, &hard_state, snap_meta, &entries)?;
+        check_persisted(&hard_state, snap_meta, &entries)?;
         let last_index = snap_meta.index + entries.len() as Index;
         let applied = cfg.applied.max(snap_meta.index);
         if applied > last_index {
@@ -83,7 +97,10 @@ impl Raft {
             log,
             snapshot,
             snapshot_to_install: None,
+            conf: Membership::default(),
+            conf_index: 0,
             progress: BTreeMap::new(),
+            leaving: BTreeSet::new(),
             votes: BTreeMap::new(),
             election_elapsed: 0,
             heartbeat_elapsed: 0,
@@ -93,6 +110,7 @@ impl Raft {
             reads: ReadIndexRounds::default(),
             replication_pending: false,
             rng: SplitMix64::new(cfg.seed),
+            probation: false,
             messages: Vec::new(),
             read_states: Vec::new(),
             dropped_reads: Vec::new(),
@@ -101,6 +119,7 @@ impl Raft {
             cfg,
         };
         raft.reset_election_timer();
+        raft.refresh_conf();
         Ok(raft)
     }
 
@@ -131,8 +150,38 @@ impl Raft {
     pub fn snapshot_meta(&self) -> SnapshotMeta {
         self.log.snapshot_meta()
     }
-    pub fn voters(&self) -> &[NodeId] {
-        &self.cfg.voters
+    /// Puts the node on probation, or lets it off: on probation it neither
+    /// votes nor campaigns, but follows a leader as usual. For a node whose
+    /// disk may have been wiped: its votes and acknowledgements before the
+    /// wipe are forgotten, and voting again could elect a leader without a
+    /// committed entry (the caller clears it once it knows better).
+    pub fn set_probation(&mut self, on: bool) {
+        if on != self.probation {
+            tracing::info!(node = self.id, probation = on, "vote probation");
+        }
+        self.probation = on;
+    }
+
+    /// On the leader: how far `id`'s log is known to match (its own last
+    /// index for itself); `None` elsewhere or for a node it does not track.
+    pub fn match_index(&self, id: NodeId) -> Option<Index> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        if id == self.id {
+            return Some(self.log.last_index());
+        }
+        self.progress.get(&id).map(|pr| pr.match_index)
+    }
+
+    /// The latest snapshot this node made or received.
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
+    }
+    /// The configuration in force, and the index of the entry that set it
+    /// (0 when it came from a snapshot or the bootstrap voters).
+    pub fn membership(&self) -> (&Membership, Index) {
+        (&self.conf, self.conf_index)
     }
     pub fn soft_state(&self) -> SoftState {
         SoftState { role: self.role, term: self.term, leader: self.leader }
@@ -163,6 +212,37 @@ impl Raft {
         Ok(index)
     }
 
+    /// Proposes the configuration `next` (the whole of it, not a delta; the
+    /// members that leave are added to its retired ids here) with
+    /// the caller's `context` (opaque here; CapuKV's server puts addresses in
+    /// it). It is in force on the leader at once and on each node once the
+    /// entry reaches its log; it succeeded once applied at the returned
+    /// index with the current term, as any proposal. Refused unless it moves
+    /// at most one voter, the previous change is committed, and this leader
+    /// has committed an entry of its term (the rules: `membership.rs`).
+    pub fn propose_membership(&mut self, next: Membership, context: Bytes) -> Result<Index, RaftError> {
+        if self.role != Role::Leader {
+            return Err(RaftError::NotLeader { leader: self.leader });
+        }
+        if let Some(target) = self.transfer_target {
+            return Err(RaftError::TransferInProgress(target));
+        }
+        if !self.committed_in_term() {
+            return Err(RaftError::LeaderNotReady);
+        }
+        if self.conf_index > self.log.committed() {
+            return Err(RaftError::ChangeInProgress(self.conf_index));
+        }
+        let next = self.conf.next(next.voters, next.learners);
+        self.conf.check_change(&next)?;
+        let index = self.log.last_index() + 1;
+        let data = MembershipChange { membership: next, context }.encode();
+        self.log.append([Entry { index, term: self.term, kind: EntryKind::Membership, data }]);
+        self.replication_pending = true;
+        self.refresh_conf();
+        Ok(index)
+    }
+
     /// Asks for a linearizable read. The answer comes as a [`ReadState`] with
     /// the same `request` id (or in `dropped_reads` if leadership is lost).
     pub fn read_index(&mut self, request: u64) -> Result<(), RaftError> {
@@ -179,7 +259,7 @@ impl Raft {
         if self.role != Role::Leader {
             return Err(RaftError::NotLeader { leader: self.leader });
         }
-        if !self.cfg.voters.contains(&target) {
+        if !self.conf.is_voter(target) {
             return Err(RaftError::UnknownNode(target));
         }
         if target == self.id || self.transfer_target == Some(target) {
@@ -198,7 +278,8 @@ impl Raft {
 
     /// The caller took a snapshot of its state machine at `index` (at most
     /// the applied index): drop the log up to it and keep the snapshot for
-    /// followers that fall behind. The caller persists the snapshot before
+    /// followers that fall behind. The caller persists the snapshot (with
+    /// the returned snapshot's membership, [`Raft::snapshot`]) before
     /// deleting the entries it covers.
     pub fn compact(&mut self, index: Index, data: Bytes) -> Result<SnapshotMeta, RaftError> {
         let bad = |why: &str| Err(RaftError::BadCompaction { index, why: why.to_string() });
@@ -209,9 +290,10 @@ impl Raft {
             return bad("it is beyond the applied index");
         }
         let term = self.log.term(index).expect("applied entries are in the log");
+        let (membership, _) = self.conf_at(index);
         self.log.compact(index);
         let meta = SnapshotMeta { index, term };
-        self.snapshot = Some(Snapshot { meta, data });
+        self.snapshot = Some(Snapshot { meta, membership, data });
         Ok(meta)
     }
 
@@ -300,6 +382,23 @@ impl Raft {
             self.maybe_commit();
             self.broadcast_append();
         }
+        if self.conf_index <= self.log.committed() {
+            // The last change is committed (and its commit index just went
+            // out): removed members need the log no more.
+            for gone in std::mem::take(&mut self.leaving) {
+                self.progress.remove(&gone);
+            }
+            if !self.conf.is_voter(self.id) {
+                tracing::info!(
+                    node = self.id,
+                    term = self.term,
+                    index = self.conf_index,
+                    "stepping down: the change removing this node from the voters is committed"
+                );
+                self.become_follower(self.term, None);
+                return;
+            }
+        }
         if self.reads.has_waiting() && self.read_index_allowed() {
             self.start_read_round();
         }
@@ -353,10 +452,21 @@ impl Raft {
         self.leader = Some(self.id);
         self.reset_role_state();
         let next = self.log.last_index() + 1;
-        self.progress = self.cfg.voters.iter().filter(|&&v| v != self.id).map(|&v| (v, Progress::new(next))).collect();
+        self.progress = self.conf.members().filter(|&v| v != self.id).map(|v| (v, Progress::new(next))).collect();
         // A leader may only count replicas of entries from its own term
         // (§5.4.2), so it appends one at once to learn its commit index.
-        self.log.append([Entry { index: next, term: self.term, kind: EntryKind::Noop, data: Bytes::new() }]);
+        // While the log holds no configuration (it is still the bootstrap
+        // voters'), that entry states it, so that the log and every
+        // snapshot of it tell each node, a joining one too, who the voters
+        // were before any change (etcd's bootstrap writes them likewise).
+        let entry = if self.conf_index == 0 {
+            let data = MembershipChange { membership: self.conf.clone(), context: Bytes::new() }.encode();
+            Entry { index: next, term: self.term, kind: EntryKind::Membership, data }
+        } else {
+            Entry { index: next, term: self.term, kind: EntryKind::Noop, data: Bytes::new() }
+        };
+        self.log.append([entry]);
+        self.refresh_conf();
         self.replication_pending = true;
     }
 
@@ -366,6 +476,7 @@ impl Raft {
         self.reset_election_timer();
         self.votes.clear();
         self.progress.clear();
+        self.leaving.clear();
         self.transfer_target = None;
         self.replication_pending = false;
         self.dropped_reads.extend(self.reads.drop_all());
@@ -378,8 +489,63 @@ impl Raft {
 
     // --- Helpers shared by the rule modules --------------------------------
 
-    pub(super) fn quorum(&self) -> usize {
-        self.cfg.voters.len() / 2 + 1
+    /// The configuration in force at `index`, and the index of the entry
+    /// that set it.
+    pub(super) fn conf_at(&self, index: Index) -> (Membership, Index) {
+        if let Some(entry) = self.log.last_membership_entry(index) {
+            match MembershipChange::decode(&entry.data) {
+                Ok(change) => return (change.membership, entry.index),
+                // Every node holds the same entry, so every node skips it.
+                Err(e) => {
+                    tracing::error!(node = self.id, index = entry.index, %e, "ignoring an unreadable membership entry")
+                }
+            }
+        }
+        let base = match &self.snapshot {
+            Some(s) if s.meta.index == self.log.snapshot_meta().index => s.membership.clone(),
+            _ => Membership::new(self.cfg.voters.iter().copied(), []),
+        };
+        (base, 0)
+    }
+
+    /// Puts the configuration the log now ends with in force: after an
+    /// append, a truncation, a snapshot, a restart.
+    pub(super) fn refresh_conf(&mut self) {
+        let (conf, index) = self.conf_at(self.log.last_index());
+        self.conf_index = index;
+        if conf == self.conf {
+            return;
+        }
+        tracing::info!(node = self.id, index, voters = ?conf.voters, learners = ?conf.learners, "configuration in force");
+        if !conf.is_voter(self.id) && self.conf.is_voter(self.id) {
+            let learner = conf.learners.contains(&self.id);
+            tracing::info!(node = self.id, learner, "no longer a voter: this node will not campaign");
+        }
+        if self.role == Role::Leader {
+            let next = self.log.last_index() + 1;
+            for id in conf.members().filter(|&id| id != self.id) {
+                self.progress.entry(id).or_insert_with(|| Progress::new(next));
+                self.leaving.remove(&id);
+            }
+            let gone: Vec<NodeId> = self.progress.keys().copied().filter(|&id| !conf.contains(id)).collect();
+            self.leaving.extend(gone);
+        }
+        self.conf = conf;
+    }
+
+    /// Whether this node may campaign: voters do, and not while on
+    /// probation. So does a node that an entry not yet known committed
+    /// removes from the voters: it may hold the only copy that can finish
+    /// the change (a leader that removed itself and lost leadership before
+    /// the entry committed, while the remaining voter lacks it and needs
+    /// its vote). It then needs a majority of the new voters, not counting
+    /// itself, and steps down once the change commits.
+    pub(super) fn may_campaign(&self) -> bool {
+        if self.probation {
+            return false;
+        }
+        self.conf.is_voter(self.id)
+            || (self.conf_index > self.log.committed() && self.conf_at(self.conf_index - 1).0.is_voter(self.id))
     }
 
     pub(super) fn send(&mut self, to: NodeId, body: MessageBody) {
@@ -401,13 +567,8 @@ impl Raft {
 }
 
 /// Refuses persisted state that cannot be what this code wrote.
-fn check_persisted(cfg: &Config, hard: &HardState, snap: SnapshotMeta, entries: &[Entry]) -> Result<(), RaftError> {
+fn check_persisted(hard: &HardState, snap: SnapshotMeta, entries: &[Entry]) -> Result<(), RaftError> {
     let corrupt = |why: String| Err(RaftError::CorruptState(why));
-    if let Some(vote) = hard.vote
-        && !cfg.voters.contains(&vote)
-    {
-        return corrupt(format!("voted for node {vote}, which is not a voter"));
-    }
     let mut prev = (snap.index, snap.term);
     for e in entries {
         if e.index != prev.0 + 1 {

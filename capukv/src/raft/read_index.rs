@@ -53,15 +53,16 @@ impl ReadIndexRounds {
     }
 
     /// Records `from`'s answer to round `round` and returns the reads whose
-    /// rounds now have a quorum (`quorum` acknowledgements, leader included).
-    pub fn acknowledge(&mut self, from: NodeId, round: u64, quorum: usize) -> Vec<ReadState> {
+    /// rounds now have a quorum (`is_quorum` of their acknowledgements,
+    /// the leader's included).
+    pub fn acknowledge(&mut self, from: NodeId, round: u64, is_quorum: impl Fn(&[NodeId]) -> bool) -> Vec<ReadState> {
         for r in self.rounds.iter_mut().take_while(|r| r.id <= round) {
             if !r.acks.contains(&from) {
                 r.acks.push(from);
             }
         }
         let mut ready = Vec::new();
-        while self.rounds.front().is_some_and(|r| r.acks.len() >= quorum) {
+        while self.rounds.front().is_some_and(|r| is_quorum(&r.acks)) {
             let r = self.rounds.pop_front().expect("front exists");
             ready.extend(r.requests.into_iter().map(|request| ReadState { request, index: r.index }));
         }
@@ -88,8 +89,9 @@ mod tests {
         let first = reads.start_round(5, 1);
         reads.enqueue(3);
         let second = reads.start_round(7, 1);
-        assert!(reads.acknowledge(2, first - 1, 2).is_empty(), "answer to an older round confirms nothing");
-        let ready = reads.acknowledge(3, second, 2);
+        let two = |acks: &[NodeId]| acks.len() >= 2;
+        assert!(reads.acknowledge(2, first - 1, two).is_empty(), "answer to an older round confirms nothing");
+        let ready = reads.acknowledge(3, second, two);
         assert_eq!(
             ready,
             vec![
@@ -109,6 +111,6 @@ mod tests {
         let mut dropped = reads.drop_all();
         dropped.sort();
         assert_eq!(dropped, vec![1, 2]);
-        assert!(reads.acknowledge(2, 10, 1).is_empty());
+        assert!(reads.acknowledge(2, 10, |_| true).is_empty());
     }
 }

@@ -80,15 +80,8 @@ impl Raft {
 
     /// One heartbeat round confirms every read gathered since the last.
     pub(super) fn start_read_round(&mut self) {
-        #[allow(unused_mut)]
-        let mut quorum = self.quorum();
-        // Planted: the leader's own acknowledgement confirms the round.
-        #[cfg(feature = "planted-bugs")]
-        if self.cfg.planted(crate::planted::Bug::ReadIndexNoQuorum) {
-            quorum = 1;
-        }
         let round = self.reads.start_round(self.log.committed(), self.id);
-        let confirmed = self.reads.acknowledge(self.id, round, quorum);
+        let confirmed = self.acknowledge_read(self.id, round);
         self.read_states.extend(confirmed);
         if !self.progress.is_empty() {
             self.broadcast_heartbeat();
@@ -97,7 +90,8 @@ impl Raft {
     }
 
     pub(super) fn handle_append_response(&mut self, from: NodeId, response: AppendResponse) {
-        let pr = self.progress.get_mut(&from).expect("leader tracks every voter");
+        // An answer from a node this leader no longer tracks (removed).
+        let Some(pr) = self.progress.get_mut(&from) else { return };
         pr.recent_active = true;
         match response {
             AppendResponse::Accepted { match_index } => {
@@ -138,7 +132,7 @@ impl Raft {
 
     pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, read_round: u64) {
         let max_inflight = self.cfg.max_inflight_messages;
-        let pr = self.progress.get_mut(&from).expect("leader tracks every voter");
+        let Some(pr) = self.progress.get_mut(&from) else { return };
         pr.recent_active = true;
         pr.probe_sent = false;
         // A full window whose appends were all lost would never drain.
@@ -148,9 +142,20 @@ impl Raft {
         if pr.match_index < self.log.last_index() {
             self.send_append(from, true);
         }
-        let quorum = self.quorum();
-        let confirmed = self.reads.acknowledge(from, read_round, quorum);
+        let confirmed = self.acknowledge_read(from, read_round);
         self.read_states.extend(confirmed);
+    }
+
+    /// `from`'s acknowledgement of read round `round`: the reads whose rounds
+    /// now have a quorum of voters behind them.
+    fn acknowledge_read(&mut self, from: NodeId, round: u64) -> Vec<super::ready::ReadState> {
+        // Planted: the leader's own acknowledgement confirms the round.
+        #[cfg(feature = "planted-bugs")]
+        let anyone = self.cfg.planted(crate::planted::Bug::ReadIndexNoQuorum);
+        #[cfg(not(feature = "planted-bugs"))]
+        let anyone = false;
+        let conf = &self.conf;
+        self.reads.acknowledge(from, round, |acks| anyone || conf.has_quorum(|id| acks.contains(&id)))
     }
 
     /// Commits the highest index a quorum holds, if it is from this term
@@ -159,11 +164,11 @@ impl Raft {
     /// ([`Raft::persisted`]); a follower's, as far as it acknowledged it,
     /// which it does only once it is durable.
     pub(super) fn maybe_commit(&mut self) -> bool {
-        let mut matched: Vec<Index> = self.progress.values().map(|pr| pr.match_index).collect();
-        matched.push(self.log.durable_index());
-        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let durable = self.log.durable_index();
         #[allow(unused_mut)]
-        let mut quorum_index = matched[self.quorum() - 1];
+        let mut quorum_index = self.conf.committed_index(|id| {
+            if id == self.id { durable } else { self.progress.get(&id).map_or(0, |pr| pr.match_index) }
+        });
         #[allow(unused_mut)]
         let mut own_term = self.log.term(quorum_index) == Some(self.term);
         #[cfg(feature = "planted-bugs")]
@@ -213,6 +218,11 @@ impl Raft {
         }
         let response = match self.log.maybe_append(prev_index, prev_term, entries) {
             Some(last_new) => {
+                if !entries.is_empty() {
+                    // New entries may bring a configuration, or a truncation
+                    // may take one away.
+                    self.refresh_conf();
+                }
                 self.log.commit_to(commit.min(last_new));
                 AppendResponse::Accepted { match_index: last_new }
             }
@@ -244,6 +254,7 @@ impl Raft {
             self.log.install_snapshot(meta);
             self.snapshot = Some(snapshot.clone());
             self.snapshot_to_install = Some(snapshot);
+            self.refresh_conf();
             meta.index
         };
         self.send(from, MessageBody::AppendResponse(AppendResponse::Accepted { match_index }));

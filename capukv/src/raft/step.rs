@@ -6,17 +6,15 @@ use super::node::Raft;
 use super::ready::Role;
 
 impl Raft {
-    /// Feeds one message from a peer into the core. Messages from unknown
-    /// nodes or for another node are ignored; nothing a peer sends can make
-    /// the core fail.
+    /// Feeds one message from a peer into the core. Messages for another
+    /// node or from this one are ignored; nothing a peer sends can make the
+    /// core fail. Senders outside this node's configuration are heard: a
+    /// node that lags (or is joining) must follow a leader it has not yet
+    /// learnt of, and their votes count only where they are voters. Who may
+    /// speak at all is the transport's business (CapuKV's peer gate).
     pub fn step(&mut self, m: Message) {
-        if m.to != self.id || m.from == self.id || !self.cfg.voters.contains(&m.from) {
-            tracing::warn!(
-                node = self.id,
-                from = m.from,
-                to = m.to,
-                "ignoring message not meant for this cluster member"
-            );
+        if m.to != self.id || m.from == self.id || m.from == 0 {
+            tracing::warn!(node = self.id, from = m.from, to = m.to, "ignoring message not meant for this node");
             return;
         }
         if m.term > self.term {
@@ -107,7 +105,7 @@ impl Raft {
                 self.heard_from_leader(m.from);
                 self.handle_snapshot(m.from, snapshot);
             }
-            MessageBody::TimeoutNow => {
+            MessageBody::TimeoutNow if self.may_campaign() => {
                 tracing::info!(
                     node = self.id,
                     term = self.term,

@@ -3,6 +3,8 @@
 
 use bytes::Bytes;
 
+use super::membership::Membership;
+
 /// A node's id within the cluster. Ids are non-zero.
 pub type NodeId = u64;
 /// A Raft term. Term 0 precedes every election.
@@ -17,6 +19,9 @@ pub enum EntryKind {
     Command,
     /// The empty entry a new leader appends so it can commit in its own term.
     Noop,
+    /// A new configuration ([`MembershipChange`](super::MembershipChange)
+    /// in `data`), in force from the moment the entry is in the log.
+    Membership,
 }
 
 /// One entry of the replicated log.
@@ -53,9 +58,12 @@ pub struct SnapshotMeta {
 
 /// A state-machine snapshot. The core never looks inside `data`; it stores
 /// the latest one so it can send it to followers that fell behind the log.
+/// `membership` is the configuration in force at `meta.index`, which the
+/// entries the snapshot replaces no longer tell.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Snapshot {
     pub meta: SnapshotMeta,
+    pub membership: Membership,
     pub data: Bytes,
 }
 

@@ -15,7 +15,8 @@ use crossbeam_channel::Sender;
 use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
 
-use super::raft_loop::{Event, Rejection, Reply};
+use super::members::{Addresses, SharedDirectory};
+use super::raft_loop::{Event, MemberChange, MemberView, Rejection, Reply};
 use super::transport::ApiAddrs;
 use crate::proto::{self, command, command_response};
 use crate::raft::{NodeId, Role};
@@ -39,7 +40,8 @@ pub struct Api {
     pub events: Sender<Event>,
     pub storage: Arc<Storage>,
     pub api_addrs: ApiAddrs,
-    pub raft_addrs: Arc<Vec<(NodeId, String)>>,
+    /// The membership and addresses, kept by the Raft loop.
+    pub directory: SharedDirectory,
     pub limits: Limits,
     pub request_timeout: Duration,
 }
@@ -229,6 +231,31 @@ impl proto::kv_server::Kv for Api {
     }
 }
 
+impl Api {
+    fn member_list_of(&self, view: MemberView) -> proto::MemberListResponse {
+        let directory = self.directory.read().expect("not poisoned");
+        let api = self.api_addrs.read().expect("not poisoned");
+        let members = view
+            .membership
+            .members()
+            .map(|id| proto::MemberStatus {
+                id,
+                raft_addr: directory.book.get(&id).map(|a| a.raft.clone()).unwrap_or_default(),
+                api_addr: api.get(&id).cloned().unwrap_or_default(),
+                role: if view.membership.is_voter(id) { "voter" } else { "learner" }.into(),
+                match_index: view.progress.get(&id).copied().unwrap_or(0),
+            })
+            .collect();
+        proto::MemberListResponse {
+            id: self.id,
+            leader: view.leader.unwrap_or(0),
+            config_index: view.config_index,
+            members,
+            cluster_id: self.storage.identity().cluster_id,
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl proto::cluster_server::Cluster for Api {
     async fn status(&self, _: Request<proto::StatusRequest>) -> Result<Response<proto::StatusResponse>, Status> {
@@ -251,15 +278,19 @@ impl proto::cluster_server::Cluster for Api {
             commit_index: s.commit,
             applied_index: s.applied,
             snapshot_index: s.snapshot_index,
-            members: self
-                .raft_addrs
-                .iter()
-                .map(|(id, raft)| proto::Member {
-                    id: *id,
-                    raft_addr: raft.clone(),
-                    api_addr: api.get(id).cloned().unwrap_or_default(),
-                })
-                .collect(),
+            members: {
+                let directory = self.directory.read().expect("not poisoned");
+                directory
+                    .membership
+                    .members()
+                    .map(|id| proto::Member {
+                        id,
+                        raft_addr: directory.book.get(&id).map(|a| a.raft.clone()).unwrap_or_default(),
+                        api_addr: api.get(&id).cloned().unwrap_or_default(),
+                        role: directory.role(id).into(),
+                    })
+                    .collect()
+            },
             log_syncs: self.storage.syncs.load(Ordering::Relaxed),
             log_entries_synced: self.storage.entries_synced.load(Ordering::Relaxed),
             ticks: s.ticks,
@@ -334,6 +365,54 @@ impl proto::cluster_server::Cluster for Api {
             .collect();
         let last_index = self.storage.last_index();
         Ok(Response::new(proto::LogResponse { id: self.id, first_index, last_index, commit_index, entries }))
+    }
+
+    async fn member_list(
+        &self,
+        request: Request<proto::MemberListRequest>,
+    ) -> Result<Response<proto::MemberListResponse>, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.events
+            .send(Event::MemberList { reply: tx })
+            .map_err(|_| Status::unavailable("the node is shutting down"))?;
+        let view = rx.await.map_err(|_| Status::unavailable("the node stopped before answering"))?;
+        if !request.get_ref().local && view.leader != Some(self.id) {
+            return Err(self.status_of(Rejection::NotLeader(view.leader)));
+        }
+        Ok(Response::new(self.member_list_of(view)))
+    }
+
+    async fn member_change(
+        &self,
+        request: Request<proto::MemberChangeRequest>,
+    ) -> Result<Response<proto::MemberListResponse>, Status> {
+        use proto::member_change_request::Kind;
+        let r = request.into_inner();
+        if r.id == 0 {
+            return Err(Status::invalid_argument("node id 0 is reserved; ids start at 1"));
+        }
+        let kind =
+            Kind::try_from(r.kind).map_err(|_| Status::invalid_argument(format!("unknown change kind {}", r.kind)))?;
+        let change = match kind {
+            Kind::Add | Kind::AddLearner => {
+                for (what, addr) in [("raft_addr", &r.raft_addr), ("api_addr", &r.api_addr)] {
+                    if addr.parse::<std::net::SocketAddr>().is_err() && !addr.contains(':') {
+                        return Err(Status::invalid_argument(format!("{what} {addr:?} is not HOST:PORT")));
+                    }
+                }
+                let addrs = Addresses { raft: r.raft_addr, api: r.api_addr };
+                MemberChange::Add { id: r.id, addrs, learner: kind == Kind::AddLearner }
+            }
+            Kind::Promote => MemberChange::Promote(r.id),
+            Kind::Remove => MemberChange::Remove(r.id),
+        };
+        self.ask(|reply| Event::MemberChange { change, reply }).await?;
+        let (tx, rx) = oneshot::channel();
+        self.events
+            .send(Event::MemberList { reply: tx })
+            .map_err(|_| Status::unavailable("the node is shutting down"))?;
+        let view = rx.await.map_err(|_| Status::unavailable("the node stopped before answering"))?;
+        Ok(Response::new(self.member_list_of(view)))
     }
 
     async fn transfer_leader(

@@ -160,6 +160,8 @@ impl Applier {
             let answer = if e.term == term {
                 match result {
                     Some(r) => r.map_err(Rejection::from),
+                    // A membership change carries no command: applied is done.
+                    None if e.kind == crate::raft::EntryKind::Membership => Ok(proto::CommandResponse::default()),
                     None => Err(Rejection::Unavailable("the proposal was replaced; retry".into())),
                 }
             } else {

@@ -5,11 +5,14 @@
 //! - [`raft_loop`]: the thread that owns the core and the log's storage.
 //! - [`apply`]: the thread that owns the state machine.
 //! - [`transport`]: Raft messages between nodes; [`peer_gate`]: which of
-//!   them are let through.
+//!   them are let through; [`members`]: who the members are and where they
+//!   listen.
 //! - [`api`]: the KV and Cluster services.
 
 pub mod api;
 pub mod apply;
+pub mod join;
+pub mod members;
 pub mod peer_gate;
 pub mod raft_loop;
 pub mod transport;
@@ -38,8 +41,13 @@ pub struct ServerConfig {
     pub dir: PathBuf,
     pub api_addr: SocketAddr,
     pub raft_addr: SocketAddr,
-    /// Every voter's Raft address, this node's included.
+    /// Every founding voter's Raft address, this node's included (empty for
+    /// a node that joins: `join`). Members added later come from the log.
     pub peers: HashMap<NodeId, String>,
+    /// Client addresses of members of a running cluster that this node
+    /// joins as a new member (added first with `member add`/`add-learner`);
+    /// empty: the node is a founder, named in `peers`.
+    pub join: Vec<String>,
     /// A name for the cluster; a data directory of another cluster is refused.
     pub cluster: String,
     /// The cluster id to bootstrap with instead of the one derived from
@@ -76,6 +84,7 @@ impl ServerConfig {
             api_addr,
             raft_addr,
             peers,
+            join: Vec::new(),
             cluster: "capukv".into(),
             cluster_id: None,
             tick: Duration::from_millis(100),
@@ -110,6 +119,8 @@ pub enum ServerError {
     Serve { what: &'static str, source: tonic::transport::Error },
     #[error("the Raft loop stopped: {0}")]
     Loop(String),
+    #[error("cannot join the cluster: {0}")]
+    Join(String),
 }
 
 /// Accepted connections with Nagle's algorithm off: small Raft messages and
@@ -134,15 +145,39 @@ fn coalescing(
 
 /// Runs a node until `shutdown` completes, then stops it cleanly.
 pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
-    if !cfg.peers.contains_key(&cfg.id) {
+    let joining = !cfg.join.is_empty();
+    if joining && !cfg.peers.is_empty() {
+        return Err(ServerError::Config("--join and --peers exclude each other: a node founds or joins".into()));
+    }
+    if !joining && !cfg.peers.contains_key(&cfg.id) {
         return Err(ServerError::Config(format!("--peers does not name this node ({})", cfg.id)));
     }
+    let fresh = !cfg.dir.join("CURRENT").exists();
     std::fs::create_dir_all(&cfg.dir)
         .map_err(|e| ServerError::Storage(StorageError::Open { dir: cfg.dir.clone(), reason: e.to_string() }))?;
     let tls = cfg.tls.as_ref().map(NodeTls::load).transpose()?;
-    let mut identity = Identity::bootstrap(cfg.id, &cfg.cluster, &cfg.peers);
-    identity.cluster_id = cfg.cluster_id.unwrap_or(identity.cluster_id);
+    let mut book = members::Book::new();
+    let identity = if joining {
+        let cluster_id = match (fresh, cfg.cluster_id) {
+            (false, id) => id.unwrap_or(0),
+            (true, _) => {
+                let (cluster_id, members) = join::ask_members(&cfg, tls.as_ref()).await?;
+                book = members;
+                cluster_id
+            }
+        };
+        Identity { node_id: cfg.id, cluster: cfg.cluster.clone(), voters: Vec::new(), cluster_id }
+    } else {
+        let mut identity = Identity::bootstrap(cfg.id, &cfg.cluster, &cfg.peers);
+        identity.cluster_id = cfg.cluster_id.unwrap_or(identity.cluster_id);
+        identity
+    };
     let storage = Storage::open(&cfg.dir, &identity)?;
+    if fresh && !joining {
+        // Kept until every other founder has said this node never took part.
+        storage.set_probation(true)?;
+    }
+    let probation = !joining && storage.on_probation()?;
     if let Some(given) = cfg.cluster_id
         && given != storage.identity().cluster_id
     {
@@ -165,7 +200,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
     {
         sm.restore(snap)?;
     }
-    let mut raft_cfg = Config::new(cfg.id, voters.clone());
+    let mut raft_cfg = Config::new(cfg.id, voters);
     raft_cfg.election_ticks = cfg.election_ticks;
     raft_cfg.heartbeat_ticks = cfg.heartbeat_ticks;
     raft_cfg.applied = sm.applied();
@@ -175,7 +210,16 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
         raft_cfg.planted = crate::planted::current();
     }
     let dir = cfg.dir.display().to_string();
-    let raft = Raft::new(raft_cfg, persisted).map_err(|source| ServerError::Raft { dir, source })?;
+    let mut raft = Raft::new(raft_cfg, persisted).map_err(|source| ServerError::Raft { dir, source })?;
+    raft.set_probation(probation);
+    let prober = join::Prober::new(&cfg, cluster_id, tls.as_ref());
+    let mut answers = join::Answers::default();
+    if probation {
+        prober.round(&mut answers).await;
+        if let Some(by) = answers.participated {
+            return Err(prober.refusal(by));
+        }
+    }
 
     let raft_listener = TcpListener::bind(cfg.raft_addr).await.map_err(|source| ServerError::Bind {
         addr: cfg.raft_addr,
@@ -190,18 +234,42 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
 
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
     let api_addrs: transport::ApiAddrs = Arc::new(RwLock::new(HashMap::from([(cfg.id, cfg.api_addr.to_string())])));
+    // What this node knows of where members listen: what it kept, what the
+    // cluster it joins told it, its flags, and itself.
+    let mut known = storage.load_members()?;
+    known.extend(book);
+    for (&id, raft) in &cfg.peers {
+        known.entry(id).or_default().raft = raft.clone();
+    }
+    known.insert(cfg.id, members::Addresses { raft: cfg.raft_addr.to_string(), api: cfg.api_addr.to_string() });
+    storage.save_members(&known)?;
+    let peer_addrs: HashMap<NodeId, String> = known.iter().map(|(&id, a)| (id, a.raft.clone())).collect();
+    for (&id, a) in &known {
+        if !a.api.is_empty() {
+            api_addrs.write().expect("not poisoned").insert(id, a.api.clone());
+        }
+    }
+    let directory: members::SharedDirectory =
+        Arc::new(RwLock::new(members::Directory { book: known, ..Default::default() }));
     let transport = Transport::start(
         cfg.id,
         cluster_id,
-        cfg.api_addr.to_string(),
-        &cfg.peers,
+        (cfg.api_addr.to_string(), cfg.raft_addr.to_string()),
+        &peer_addrs,
         tls.as_ref().map(NodeTls::peer_client),
         tokio::runtime::Handle::current(),
         events_tx.clone(),
     );
     let loop_cfg = LoopConfig { tick: cfg.tick, snapshot_every: cfg.snapshot_every };
-    let raft_loop = RaftLoop::new(raft, storage.clone(), sm, transport, (events_tx.clone(), events_rx), loop_cfg)
-        .map_err(|e| ServerError::Loop(e.to_string()))?;
+    let participants: raft_loop::Participants = Arc::new(RwLock::new(storage.load_participants()?));
+    let shared = raft_loop::Shared {
+        directory: directory.clone(),
+        api_addrs: api_addrs.clone(),
+        participants: participants.clone(),
+    };
+    let raft_loop =
+        RaftLoop::new(raft, storage.clone(), sm, transport, shared, (events_tx.clone(), events_rx), loop_cfg)
+            .map_err(|e| ServerError::Loop(e.to_string()))?;
     let (loop_done_tx, loop_done_rx) = tokio::sync::oneshot::channel();
     let loop_thread = std::thread::Builder::new()
         .name(format!("raft-{}", cfg.id))
@@ -212,21 +280,20 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
         })
         .map_err(|e| ServerError::Loop(e.to_string()))?;
 
-    let mut raft_addrs: Vec<(NodeId, String)> = cfg.peers.iter().map(|(&id, a)| (id, a.clone())).collect();
-    raft_addrs.sort();
     let api = api::Api {
         id: cfg.id,
         events: events_tx.clone(),
         storage,
         api_addrs: api_addrs.clone(),
-        raft_addrs: Arc::new(raft_addrs),
+        directory: directory.clone(),
         limits: api::Limits { max_key_bytes: cfg.max_key_bytes, max_value_bytes: cfg.max_value_bytes },
         request_timeout: cfg.request_timeout,
     };
     let raft_service = proto::raft_server::RaftServer::new(RaftService {
         events: events_tx.clone(),
         api_addrs,
-        gate: peer_gate::PeerGate::new(cluster_id, cfg.id, voters.iter().copied()),
+        gate: peer_gate::PeerGate::new(cluster_id, cfg.id, directory),
+        participants,
         certified: tls.is_some(),
     })
     .max_decoding_message_size(transport::MAX_MESSAGE_BYTES);
@@ -256,6 +323,9 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
 
     let raft_server = tokio::spawn(raft_server);
     let api_server = tokio::spawn(api_server);
+    if probation {
+        tokio::spawn(prober.clear_in_background(answers, events_tx.clone()));
+    }
     let loop_failed = tokio::select! {
         _ = shutdown => false,
         _ = loop_done_rx => true,

@@ -5,14 +5,20 @@
 //! it. So every message on the `Raft` service passes this gate first, and a
 //! refused one is logged and never stepped. A message must carry this
 //! cluster's id (fixed at bootstrap, [`crate::storage::Identity`]), be
-//! addressed to this node, and come from another member, the one that the
-//! stream comes from. Without TLS that is what the stream says, and against
-//! a deliberate forger none of this proves anything (the cluster id is no
-//! secret); with mutual TLS it is the node the sender's certificate names
+//! addressed to this node, come from another node, the one that the stream
+//! comes from, and not from a node a configuration this node holds removed.
+//! A sender this node has not heard of is let through: it may be a member
+//! added by an entry this node does not hold yet (a new leader, for a node
+//! that lags), which it must follow to catch up.
+//!
+//! Without TLS the sender is what the stream says, and against a deliberate
+//! forger none of this proves anything (the cluster id is no secret); with
+//! mutual TLS it is the node the sender's certificate names
 //! ([`crate::tls::node_of`]), which only the CA can make it say.
 
 use std::collections::BTreeSet;
 
+use super::members::SharedDirectory;
 use crate::raft::NodeId;
 
 /// Why a peer message was refused.
@@ -24,8 +30,10 @@ pub enum Refusal {
     ForeignCluster { found: u64, expected: u64 },
     #[error("it is addressed to node {to}, this is node {me}")]
     WrongNode { to: NodeId, me: NodeId },
-    #[error("it claims to come from node {from}, which is not a member (members: {members:?})")]
-    NotAMember { from: NodeId, members: Vec<NodeId> },
+    #[error("it claims to come from node {from}, which was removed from the cluster (members: {members:?})")]
+    Removed { from: NodeId, members: Vec<NodeId> },
+    #[error("it claims to come from node 0, which no node is")]
+    NoSender,
     #[error("it claims to come from this node itself")]
     FromItself,
     #[error("its TLS certificate names no node (a client's certificate, or a node's without the name node-N.capukv)")]
@@ -34,22 +42,27 @@ pub enum Refusal {
     SenderMismatch { from: NodeId, stream: NodeId },
 }
 
-/// What this node admits: its cluster id, its own id and the members.
+/// What this node admits: its cluster id, its own id, and the membership
+/// as this node knows it.
 #[derive(Debug, Clone)]
 pub struct PeerGate {
     pub cluster_id: u64,
     pub me: NodeId,
-    members: BTreeSet<NodeId>,
+    directory: SharedDirectory,
 }
 
 impl PeerGate {
-    pub fn new(cluster_id: u64, me: NodeId, members: impl IntoIterator<Item = NodeId>) -> PeerGate {
-        PeerGate { cluster_id, me, members: members.into_iter().collect() }
+    pub fn new(cluster_id: u64, me: NodeId, directory: SharedDirectory) -> PeerGate {
+        PeerGate { cluster_id, me, directory }
     }
 
-    /// The cluster's members.
-    pub fn members(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.members.iter().copied()
+    /// Every node this node knows of.
+    pub fn known(&self) -> BTreeSet<NodeId> {
+        self.directory.read().expect("not poisoned").known()
+    }
+
+    pub fn knows(&self, id: NodeId) -> bool {
+        self.directory.read().expect("not poisoned").book.contains_key(&id)
     }
 
     /// Admits a message of `cluster_id` from `from` to `to`; `stream` is the
@@ -64,8 +77,12 @@ impl PeerGate {
         if from == self.me {
             return Err(Refusal::FromItself);
         }
-        if !self.members.contains(&from) {
-            return Err(Refusal::NotAMember { from, members: self.members.iter().copied().collect() });
+        if from == 0 {
+            return Err(Refusal::NoSender);
+        }
+        let directory = self.directory.read().expect("not poisoned");
+        if directory.removed.contains(&from) {
+            return Err(Refusal::Removed { from, members: directory.membership.members().collect() });
         }
         if let Some(stream) = stream
             && stream != from
@@ -80,19 +97,31 @@ impl PeerGate {
 mod tests {
     use super::*;
 
+    use crate::raft::Membership;
+
+    fn gate() -> PeerGate {
+        let mut directory = super::super::members::Directory::default();
+        directory.set_membership(Membership::new([1, 2, 3, 4], []), 0);
+        directory.set_membership(Membership::new([1, 2, 3], []), 7);
+        PeerGate::new(0xc1, 3, std::sync::Arc::new(std::sync::RwLock::new(directory)))
+    }
+
     #[test]
-    fn only_members_of_this_cluster_writing_to_this_node_pass() {
-        let gate = PeerGate::new(0xc1, 3, [1, 2, 3]);
+    fn only_nodes_of_this_cluster_writing_to_this_node_pass() {
+        let gate = gate();
         // (cluster id, from, to, the stream's sender, the refusal expected)
         type Case = (u64, NodeId, NodeId, Option<NodeId>, Option<Refusal>);
-        let cases: [Case; 8] = [
+        let cases: [Case; 10] = [
             (0xc1, 2, 3, Some(2), None),
             (0xc1, 1, 3, None, None),
             // No cluster id at all: what a forged or an old sender sends.
             (0, 2, 3, Some(2), Some(Refusal::ForeignCluster { found: 0, expected: 0xc1 })),
             (0xc2, 2, 3, Some(2), Some(Refusal::ForeignCluster { found: 0xc2, expected: 0xc1 })),
             (0xc1, 2, 1, Some(2), Some(Refusal::WrongNode { to: 1, me: 3 })),
-            (0xc1, 9, 3, Some(9), Some(Refusal::NotAMember { from: 9, members: vec![1, 2, 3] })),
+            // A node this one has not heard of: perhaps a member it lags behind on.
+            (0xc1, 9, 3, Some(9), None),
+            (0xc1, 4, 3, Some(4), Some(Refusal::Removed { from: 4, members: vec![1, 2, 3] })),
+            (0xc1, 0, 3, None, Some(Refusal::NoSender)),
             (0xc1, 3, 3, Some(3), Some(Refusal::FromItself)),
             (0xc1, 2, 3, Some(1), Some(Refusal::SenderMismatch { from: 2, stream: 1 })),
         ];
@@ -103,7 +132,7 @@ mod tests {
 
     #[test]
     fn a_refusal_says_what_was_wrong() {
-        let gate = PeerGate::new(0xc1, 3, [1, 2, 3]);
+        let gate = gate();
         let text = gate.admit(0, 2, 3, None).unwrap_err().to_string();
         assert!(text.contains("cluster id 0x0000000000000000") && text.contains("another cluster"), "{text}");
     }

@@ -21,12 +21,15 @@ use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
 
 use super::apply::{Applier, ApplyTask};
-use super::transport::Transport;
+use super::members::{Addresses, SharedDirectory, decode_book};
+use super::transport::{ApiAddrs, Transport};
 // The failpoint macros are empty without the `failpoints` feature.
 #[cfg_attr(not(feature = "failpoints"), allow(unused_imports))]
 use crate::failpoints as fp;
 use crate::proto;
-use crate::raft::{Index, Message, NodeId, Raft, RaftError, Ready, Role, Snapshot, Term};
+use crate::raft::{
+    EntryKind, Index, Membership, MembershipChange, Message, NodeId, Raft, RaftError, Ready, Role, Term,
+};
 use crate::state_machine::{ApplyError, StateMachine};
 use crate::storage::{Storage, StorageError};
 
@@ -69,6 +72,24 @@ pub enum Event {
         target: NodeId,
         reply: Reply<()>,
     },
+    /// A membership change; answered once its entry is applied.
+    MemberChange {
+        change: MemberChange,
+        reply: Reply<proto::CommandResponse>,
+    },
+    /// The configuration in force here, with each member's progress.
+    MemberList {
+        reply: oneshot::Sender<MemberView>,
+    },
+    /// Every other founder answered the rejoin probe: this node never took
+    /// part before, and may vote.
+    ProbationCleared,
+    /// From the peer service: a node this one did not know streamed to it
+    /// (a member added by an entry not yet here), and where it listens.
+    LearnPeer {
+        id: NodeId,
+        addrs: Addresses,
+    },
     /// From the apply thread: the state machine's snapshot at `index`, to
     /// compact the log to.
     Compact {
@@ -80,6 +101,60 @@ pub enum Event {
     /// The apply thread failed; the loop stops with its error.
     ApplierStopped,
     Shutdown,
+}
+
+/// One membership change, as asked through the Cluster API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberChange {
+    /// Add a voter, or a learner, listening at these addresses.
+    Add {
+        id: NodeId,
+        addrs: Addresses,
+        learner: bool,
+    },
+    Promote(NodeId),
+    Remove(NodeId),
+}
+
+impl MemberChange {
+    /// The configuration after this change, or why it cannot follow `conf`.
+    pub fn apply_to(&self, conf: &Membership) -> Result<Membership, String> {
+        let mut next = conf.clone();
+        match self {
+            MemberChange::Add { id, learner, .. } => {
+                if conf.contains(*id) {
+                    return Err(format!("node {id} is already a member"));
+                }
+                if *learner {
+                    next.learners.insert(*id)
+                } else {
+                    next.voters.insert(*id)
+                };
+            }
+            MemberChange::Promote(id) => {
+                if !next.learners.remove(id) {
+                    return Err(format!("node {id} is not a learner"));
+                }
+                next.voters.insert(*id);
+            }
+            MemberChange::Remove(id) => {
+                if !next.voters.remove(id) && !next.learners.remove(id) {
+                    return Err(format!("node {id} is not a member"));
+                }
+            }
+        }
+        Ok(next)
+    }
+}
+
+/// What [`Event::MemberList`] answers.
+#[derive(Debug, Clone)]
+pub struct MemberView {
+    pub leader: Option<NodeId>,
+    pub membership: Membership,
+    pub config_index: Index,
+    /// On the leader: each member's replicated index (its own last index).
+    pub progress: HashMap<NodeId, Index>,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +169,20 @@ pub struct NodeStatus {
     pub ticks: u64,
 }
 
+/// How far behind the leader's log a learner may be to be promoted.
+const PROMOTE_LAG: Index = 1_000;
+
+/// Who has been seen taking part (see `Probe`), shared with the peer
+/// service that answers for it.
+pub type Participants = Arc<std::sync::RwLock<std::collections::BTreeSet<NodeId>>>;
+
+/// What the loop shares with the API and the peer service.
+pub struct Shared {
+    pub directory: SharedDirectory,
+    pub api_addrs: ApiAddrs,
+    pub participants: Participants,
+}
+
 pub struct LoopConfig {
     pub tick: Duration,
     /// Compact the log once this many entries were applied past the last
@@ -105,6 +194,10 @@ pub struct RaftLoop {
     raft: Raft,
     storage: Arc<Storage>,
     transport: Transport,
+    /// The membership and addresses the API and the peer gate read.
+    directory: SharedDirectory,
+    api_addrs: ApiAddrs,
+    participants: Participants,
     events: Receiver<Event>,
     /// To the apply thread, and its handle (joined when the loop ends).
     apply: Sender<ApplyTask>,
@@ -127,6 +220,7 @@ impl RaftLoop {
         storage: Arc<Storage>,
         sm: StateMachine,
         transport: Transport,
+        Shared { directory, api_addrs, participants }: Shared,
         events: (Sender<Event>, Receiver<Event>),
         cfg: LoopConfig,
     ) -> std::io::Result<RaftLoop> {
@@ -136,10 +230,13 @@ impl RaftLoop {
         let applier =
             Applier::new(sm, apply_rx, events.0, applied.clone(), cfg.snapshot_every, raft.snapshot_meta().index);
         let applier = std::thread::Builder::new().name(format!("apply-{}", raft.id())).spawn(move || applier.run())?;
-        Ok(RaftLoop {
+        let mut raft_loop = RaftLoop {
             raft,
             storage,
             transport,
+            directory,
+            api_addrs,
+            participants,
             events: events.1,
             apply: apply_tx,
             applier,
@@ -148,7 +245,55 @@ impl RaftLoop {
             next_read: 0,
             reads_requested: HashMap::new(),
             ticks: 0,
-        })
+        };
+        raft_loop.sync_directory(&[]);
+        Ok(raft_loop)
+    }
+
+    /// Brings the directory up to the core's configuration, taking the
+    /// addresses `entries` (just persisted) carry, and keeps the address
+    /// book in storage when it changed.
+    fn sync_directory(&mut self, entries: &[crate::raft::Entry]) {
+        let mut directory = self.directory.write().expect("not poisoned");
+        let mut book_changed = false;
+        // A leader's first entry may restate the configuration with no
+        // addresses (see `Raft::become_leader`): nothing to learn there.
+        for e in entries.iter().filter(|e| e.kind == EntryKind::Membership) {
+            if MembershipChange::decode(&e.data).is_ok_and(|c| c.context.is_empty()) {
+                continue;
+            }
+            let book = MembershipChange::decode(&e.data)
+                .map_err(|e| e.to_string())
+                .and_then(|change| decode_book(&change.context));
+            match book {
+                Ok(book) => {
+                    for (id, addrs) in book {
+                        if directory.book.get(&id) != Some(&addrs) {
+                            directory.book.insert(id, addrs);
+                            book_changed = true;
+                        }
+                    }
+                }
+                Err(why) => {
+                    tracing::warn!(node = self.raft.id(), index = e.index, %why, "a membership entry without addresses")
+                }
+            }
+        }
+        let (membership, index) = self.raft.membership();
+        if *membership != directory.membership || index != directory.config_index || book_changed {
+            directory.set_membership(membership.clone(), index);
+            for id in membership.members() {
+                if let Some(addrs) = directory.book.get(&id) {
+                    self.transport.set_peer(id, &addrs.raft);
+                    if !addrs.api.is_empty() {
+                        self.api_addrs.write().expect("not poisoned").insert(id, addrs.api.clone());
+                    }
+                }
+            }
+            if book_changed && let Err(e) = self.storage.save_members(&directory.book) {
+                tracing::warn!(node = self.raft.id(), error = %e, "could not keep the address book");
+            }
+        }
     }
 
     /// Runs until shut down. A storage failure (here or in the apply thread)
@@ -232,7 +377,14 @@ impl RaftLoop {
                     }
                 }
             }
-            Event::Message(m) => self.raft.step(m),
+            Event::Message(m) => {
+                self.note_participation(&m)?;
+                self.raft.step(m);
+            }
+            Event::ProbationCleared => {
+                self.storage.set_probation(false)?;
+                self.raft.set_probation(false);
+            }
             Event::SnapshotSent { to, delivered } => self.raft.report_snapshot(to, delivered),
             Event::Status { reply } => {
                 let _ = reply.send(NodeStatus {
@@ -249,6 +401,26 @@ impl RaftLoop {
             Event::Transfer { target, reply } => {
                 let _ = reply.send(self.raft.transfer_leader(target).map_err(rejection));
             }
+            Event::MemberChange { change, reply } => self.change_membership(change, reply),
+            Event::MemberList { reply } => {
+                let (membership, config_index) = self.raft.membership();
+                let progress =
+                    membership.members().filter_map(|id| self.raft.match_index(id).map(|m| (id, m))).collect();
+                let _ = reply.send(MemberView {
+                    leader: self.raft.leader(),
+                    membership: membership.clone(),
+                    config_index,
+                    progress,
+                });
+            }
+            Event::LearnPeer { id, addrs } => {
+                let mut directory = self.directory.write().expect("not poisoned");
+                if !directory.book.contains_key(&id) && !directory.removed.contains(&id) {
+                    tracing::info!(node = self.raft.id(), peer = id, raft = %addrs.raft, "learnt a peer from its stream");
+                    self.transport.set_peer(id, &addrs.raft);
+                    directory.book.insert(id, addrs);
+                }
+            }
             Event::Compact { index, data } => self.compact(index, data)?,
             Event::Tick => {
                 self.raft.tick();
@@ -257,6 +429,75 @@ impl RaftLoop {
             Event::ApplierStopped | Event::Shutdown => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// Records, durably and before the core counts it, that the sender of
+    /// an acknowledgement or a granted vote took part: should it ever come
+    /// back with an empty disk, its `Probe` learns that it must not vote.
+    fn note_participation(&mut self, m: &Message) -> Result<(), StorageError> {
+        use crate::raft::{AppendResponse, MessageBody};
+        let promise = matches!(
+            m.body,
+            MessageBody::AppendResponse(AppendResponse::Accepted { match_index }) if match_index > 0
+        ) || matches!(m.body, MessageBody::VoteResponse { pre_vote: false, granted: true });
+        if !promise || self.participants.read().expect("not poisoned").contains(&m.from) {
+            return Ok(());
+        }
+        let mut participants = self.participants.read().expect("not poisoned").clone();
+        participants.insert(m.from);
+        self.storage.save_participants(&participants)?;
+        *self.participants.write().expect("not poisoned") = participants;
+        Ok(())
+    }
+
+    /// Proposes a membership change with the addresses of every member of
+    /// the new configuration in its entry.
+    fn change_membership(&mut self, change: MemberChange, reply: Reply<proto::CommandResponse>) {
+        let (conf, _) = self.raft.membership();
+        let next = match change.apply_to(conf) {
+            Ok(next) => next,
+            Err(why) => {
+                let _ = reply.send(Err(Rejection::Invalid(why)));
+                return;
+            }
+        };
+        if let MemberChange::Promote(id) = change {
+            // A voter far behind would stall every commit that needs it.
+            let (matched, last) = (self.raft.match_index(id).unwrap_or(0), self.raft.last_index());
+            if matched + PROMOTE_LAG < last {
+                let why = format!(
+                    "learner {id} has not caught up (its log matches to {matched}, the leader's ends at {last}); retry once `member list` shows it within {PROMOTE_LAG}"
+                );
+                let _ = reply.send(Err(if self.raft.role() == Role::Leader {
+                    Rejection::Unavailable(why)
+                } else {
+                    Rejection::NotLeader(self.raft.leader())
+                }));
+                return;
+            }
+        }
+        let extra = match &change {
+            MemberChange::Add { id, addrs, .. } => Some((*id, addrs.clone())),
+            _ => None,
+        };
+        let book = self.directory.read().expect("not poisoned").book_for(&next, extra.clone());
+        if let Some(missing) = next.members().find(|id| !book.contains_key(id)) {
+            let _ = reply.send(Err(Rejection::Invalid(format!("no address is known for node {missing}"))));
+            return;
+        }
+        tracing::info!(node = self.raft.id(), ?change, voters = ?next.voters, learners = ?next.learners, "proposing a membership change");
+        match self.raft.propose_membership(next, super::members::encode_book(&book)) {
+            Ok(index) => {
+                if let Some((id, addrs)) = extra {
+                    // The leader streams to the new member at once.
+                    self.transport.set_peer(id, &addrs.raft);
+                }
+                self.proposed.push((index, self.raft.term(), reply));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(rejection(e)));
+            }
+        }
     }
 
     fn to_applier(&self, task: ApplyTask) {
@@ -308,6 +549,9 @@ impl RaftLoop {
         )));
         fail::fail_point!(fp::RAFT_BEFORE_PERSIST, writes, |_| Err(StorageError::Injected(fp::RAFT_BEFORE_PERSIST)));
         self.storage.persist(snapshot.as_ref(), &entries, hard_state.as_ref())?;
+        if snapshot.is_some() || !entries.is_empty() {
+            self.sync_directory(&entries);
+        }
         let durable =
             entries.last().map(|e| (e.index, e.term)).or(snapshot.as_ref().map(|s| (s.meta.index, s.meta.term)));
         if let Some((index, term)) = durable {
@@ -355,10 +599,10 @@ impl RaftLoop {
     /// Compacts the log to the apply thread's snapshot, unless the log moved
     /// past it meanwhile (a snapshot from the leader was installed).
     fn compact(&mut self, index: Index, data: Bytes) -> Result<(), StorageError> {
-        match self.raft.compact(index, data.clone()) {
+        match self.raft.compact(index, data) {
             Ok(meta) => {
                 fail::fail_point!(fp::RAFT_BEFORE_COMPACT, |_| Err(StorageError::Injected(fp::RAFT_BEFORE_COMPACT)));
-                self.storage.compact(&Snapshot { meta, data })?;
+                self.storage.compact(self.raft.snapshot().expect("compaction keeps the snapshot"))?;
                 tracing::info!(node = self.raft.id(), index = meta.index, "compacted the log");
             }
             Err(e) => tracing::debug!(node = self.raft.id(), error = %e, "compaction skipped"),
@@ -372,7 +616,8 @@ fn rejection(e: RaftError) -> Rejection {
         RaftError::TransferInProgress(target) => {
             Rejection::Unavailable(format!("leadership is moving to node {target}; retry"))
         }
-        RaftError::UnknownNode(id) => Rejection::Invalid(format!("node {id} is not a member of this cluster")),
+        RaftError::UnknownNode(id) => Rejection::Invalid(format!("node {id} is not a voter of this cluster")),
+        e @ RaftError::BadMembershipChange(_) => Rejection::Invalid(e.to_string()),
         other => Rejection::Unavailable(other.to_string()),
     }
 }

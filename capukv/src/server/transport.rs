@@ -8,9 +8,13 @@
 //!
 //! Incoming: the `Raft` gRPC service turns streams back into core messages
 //! for the Raft loop, each first admitted by the [`PeerGate`] (this
-//! cluster, this node, a member). Each stream also says which API address
-//! its sender serves clients on, so a follower can redirect clients to the
-//! leader.
+//! cluster, this node, not a removed member). Each stream also says which
+//! API and Raft addresses its sender listens on, so a follower can redirect
+//! clients to the leader, and a node can answer a member it has not yet
+//! learnt of (see [`super::members`]).
+//!
+//! Peers come and go with the membership: [`Transport::set_peer`] and
+//! [`Transport::remove_peer`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -28,9 +32,10 @@ use super::raft_loop::Event;
 use crate::convert::{message_from_proto, message_to_proto};
 use crate::failpoints as fp;
 use crate::proto::{self, raft_client::RaftClient};
-use crate::raft::{Message, MessageBody, NodeId, Snapshot, SnapshotMeta};
+use crate::raft::{Membership, Message, MessageBody, NodeId, Snapshot, SnapshotMeta};
 
 const API_ADDR_HEADER: &str = "x-capukv-api-addr";
+const RAFT_ADDR_HEADER: &str = "x-capukv-raft-addr";
 const NODE_ID_HEADER: &str = "x-capukv-node-id";
 /// Messages queued for one peer before new ones are dropped.
 const PEER_QUEUE: usize = 8192;
@@ -44,8 +49,10 @@ pub type ApiAddrs = Arc<RwLock<HashMap<NodeId, String>>>;
 
 /// The outgoing side, used by the Raft loop (from its own thread).
 pub struct Transport {
-    peers: HashMap<NodeId, mpsc::Sender<proto::RaftMessage>>,
-    snapshots: HashMap<NodeId, String>,
+    /// Each peer's Raft address and the queue of its sender task.
+    peers: HashMap<NodeId, (String, mpsc::Sender<proto::RaftMessage>)>,
+    /// This node's own addresses, told to every peer it streams to.
+    addrs: (String, String),
     runtime: tokio::runtime::Handle,
     events: Sender<Event>,
     id: NodeId,
@@ -61,31 +68,58 @@ pub struct Transport {
 impl Transport {
     /// Starts a sender task for each peer (`id` to raft address).
     /// `tls`: how to dial peers over TLS (`None`: plain TCP).
+    /// `addrs`: this node's (API, Raft) addresses.
     pub fn start(
         id: NodeId,
         cluster_id: u64,
-        api_addr: String,
+        addrs: (String, String),
         peers: &HashMap<NodeId, String>,
         tls: Option<ClientTlsConfig>,
         runtime: tokio::runtime::Handle,
         events: Sender<Event>,
     ) -> Transport {
         let dialer = Dialer { tls };
-        let mut senders = HashMap::new();
-        for (&peer, addr) in peers.iter().filter(|(p, _)| **p != id) {
-            let (tx, rx) = mpsc::channel(PEER_QUEUE);
-            runtime.spawn(peer_sender(dialer.clone(), id, api_addr.clone(), peer, addr.clone(), rx));
-            senders.insert(peer, tx);
+        let mut transport = Transport {
+            peers: HashMap::new(),
+            addrs,
+            runtime,
+            events,
+            id,
+            cluster_id,
+            dialer,
+            streaming: Arc::default(),
+        };
+        for (&peer, addr) in peers {
+            transport.set_peer(peer, addr);
         }
-        let snapshots = peers.iter().map(|(&p, a)| (p, a.clone())).collect();
-        Transport { peers: senders, snapshots, runtime, events, id, cluster_id, dialer, streaming: Arc::default() }
+        transport
+    }
+
+    /// Sends to `peer` at `addr` from now on (a new member, or one that
+    /// moved); its old sender task, if any, ends with its queue.
+    pub fn set_peer(&mut self, peer: NodeId, addr: &str) {
+        if peer == self.id || self.peers.get(&peer).is_some_and(|(a, _)| a == addr) {
+            return;
+        }
+        tracing::info!(node = self.id, peer, %addr, "peer address");
+        let (tx, rx) = mpsc::channel(PEER_QUEUE);
+        let (api, raft) = self.addrs.clone();
+        self.runtime.spawn(peer_sender(self.dialer.clone(), self.id, (api, raft), peer, addr.to_string(), rx));
+        self.peers.insert(peer, (addr.to_string(), tx));
+    }
+
+    /// Stops sending to `peer` (removed from the cluster).
+    pub fn remove_peer(&mut self, peer: NodeId) {
+        if self.peers.remove(&peer).is_some() {
+            tracing::info!(node = self.id, peer, "no longer sending to a removed peer");
+        }
     }
 
     pub fn send(&self, m: Message) {
         if let MessageBody::Snapshot(snapshot) = m.body {
             let to = m.to;
             let header = ChunkHeader { cluster_id: self.cluster_id, from: self.id, to, term: m.term };
-            let Some(addr) = self.snapshots.get(&to).cloned() else { return };
+            let Some(addr) = self.peers.get(&to).map(|(a, _)| a.clone()) else { return };
             if !self.streaming.lock().expect("not poisoned").insert(to) {
                 tracing::debug!(to, "a snapshot to this peer is still streaming; not starting another");
                 return;
@@ -104,13 +138,33 @@ impl Transport {
             });
             return;
         }
-        let Some(queue) = self.peers.get(&m.to) else { return };
+        let Some((_, queue)) = self.peers.get(&m.to) else { return };
         let Some(mut msg) = message_to_proto(&m) else { return };
         msg.cluster_id = self.cluster_id;
         // A full queue means the peer is unreachable: dropping is what the
         // network would do.
         let _ = queue.try_send(msg);
     }
+}
+
+/// Asks the node at `addr` whether it has seen this node take part (the
+/// `Probe` RPC), once.
+pub async fn probe(
+    tls: Option<ClientTlsConfig>,
+    addr: &str,
+    request: proto::ProbeRequest,
+) -> Result<proto::ProbeResponse, String> {
+    let mut client = Dialer { tls }.connect(addr).await.map_err(|e| e.to_string())?;
+    let (from, peer) = (request.from, request.to);
+    let mut request = Request::new(request);
+    request.set_timeout(Duration::from_secs(2));
+    request.metadata_mut().insert(NODE_ID_HEADER, from.to_string().parse().expect("digits are valid metadata"));
+    client.probe(request).await.map(Response::into_inner).map_err(|s| {
+        if s.code() == tonic::Code::PermissionDenied {
+            tracing::warn!(peer, %addr, reason = s.message(), "the peer refuses this node's messages");
+        }
+        format!("{}: {}", s.code(), s.message())
+    })
 }
 
 /// How this node dials its peers: plain, or TLS with its own certificate.
@@ -141,7 +195,7 @@ impl Dialer {
 async fn peer_sender(
     dialer: Dialer,
     id: NodeId,
-    api_addr: String,
+    (api_addr, raft_addr): (String, String),
     peer: NodeId,
     addr: String,
     mut queue: mpsc::Receiver<proto::RaftMessage>,
@@ -166,6 +220,9 @@ async fn peer_sender(
         let mut request = Request::new(ReceiverStream::new(rx));
         if let Ok(v) = api_addr.parse() {
             request.metadata_mut().insert(API_ADDR_HEADER, v);
+        }
+        if let Ok(v) = raft_addr.parse() {
+            request.metadata_mut().insert(RAFT_ADDR_HEADER, v);
         }
         request.metadata_mut().insert(NODE_ID_HEADER, id.to_string().parse().expect("digits are valid metadata"));
         let mut call = tokio::spawn(async move { client.send(request).await });
@@ -213,6 +270,9 @@ async fn send_snapshot(dialer: &Dialer, addr: &str, header: ChunkHeader, snapsho
     let ChunkHeader { cluster_id, from, to, term } = header;
     let mut client = dialer.connect(addr).await.map_err(|e| e.to_string())?;
     let total = snapshot.data.len() as u64;
+    let mut membership = Vec::new();
+    snapshot.membership.encode(&mut membership);
+    let mut membership = Some(Bytes::from(membership));
     let mut chunks = Vec::new();
     let mut offset = 0;
     loop {
@@ -226,6 +286,7 @@ async fn send_snapshot(dialer: &Dialer, addr: &str, header: ChunkHeader, snapsho
             total_bytes: total,
             data: snapshot.data.slice(offset..end),
             cluster_id,
+            membership: membership.take().unwrap_or_default(),
         });
         offset = end;
         if offset >= snapshot.data.len() {
@@ -242,6 +303,8 @@ pub struct RaftService {
     pub events: Sender<Event>,
     pub api_addrs: ApiAddrs,
     pub gate: PeerGate,
+    /// Who this node has seen take part, for `Probe`.
+    pub participants: super::raft_loop::Participants,
     /// Mutual TLS is on: a stream's sender is the node its certificate
     /// names, never what it says.
     pub certified: bool,
@@ -257,7 +320,11 @@ impl RaftService {
         }
         let certs = request.peer_certs();
         let leaf = certs.as_ref().and_then(|c| c.first());
-        match leaf.and_then(|leaf| crate::tls::node_of(leaf, self.gate.members())) {
+        // The node the stream claims to be is a candidate too: it may be a
+        // member this node has not learnt of yet.
+        let claimed = request.metadata().get(NODE_ID_HEADER).and_then(|v| v.to_str().ok()?.parse::<NodeId>().ok());
+        let candidates: std::collections::BTreeSet<NodeId> = self.gate.known().into_iter().chain(claimed).collect();
+        match leaf.and_then(|leaf| crate::tls::node_of(leaf, candidates)) {
             Some(node) => Ok(Some(node)),
             None => {
                 let refusal = super::peer_gate::Refusal::Uncertified;
@@ -281,13 +348,22 @@ impl RaftService {
 impl proto::raft_server::Raft for RaftService {
     async fn send(&self, request: Request<Streaming<proto::RaftMessage>>) -> Result<Response<proto::SendAck>, Status> {
         let sender = self.sender(&request)?;
-        let mut api_addr = request.metadata().get(API_ADDR_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let header = |name: &str| request.metadata().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let mut addrs = Some((header(API_ADDR_HEADER), header(RAFT_ADDR_HEADER)));
         let mut stream = request.into_inner();
         while let Some(msg) = stream.message().await? {
             self.admit(msg.cluster_id, msg.from, msg.to, sender)?;
             // Learnt only from a stream whose messages were admitted.
-            if let (Some(id), Some(api)) = (sender, api_addr.take()) {
-                self.api_addrs.write().expect("not poisoned").insert(id, api);
+            if let (Some(id), Some((api, raft))) = (sender, addrs.take()) {
+                if let Some(api) = &api {
+                    self.api_addrs.write().expect("not poisoned").insert(id, api.clone());
+                }
+                if let Some(raft) = raft
+                    && !self.gate.knows(id)
+                {
+                    let addrs = super::members::Addresses { raft, api: api.unwrap_or_default() };
+                    let _ = self.events.send(Event::LearnPeer { id, addrs });
+                }
             }
             let m = message_from_proto(msg).map_err(Status::invalid_argument)?;
             if self.events.send(Event::Message(m)).is_err() {
@@ -295,6 +371,15 @@ impl proto::raft_server::Raft for RaftService {
             }
         }
         Ok(Response::new(proto::SendAck {}))
+    }
+
+    async fn probe(&self, request: Request<proto::ProbeRequest>) -> Result<Response<proto::ProbeResponse>, Status> {
+        let sender = self.sender(&request)?;
+        let r = request.into_inner();
+        self.admit(r.cluster_id, r.from, r.to, sender)?;
+        let participated = self.participants.read().expect("not poisoned").contains(&r.from);
+        tracing::info!(node = self.gate.me, from = r.from, participated, "answered a rejoin probe");
+        Ok(Response::new(proto::ProbeResponse { participated }))
     }
 
     async fn install_snapshot(
@@ -326,7 +411,10 @@ impl proto::raft_server::Raft for RaftService {
             return Err(Status::invalid_argument(format!("snapshot has {} of {} bytes", data.len(), h.total_bytes)));
         }
         fp::pass(fp::SNAPSHOT_AFTER_RECEIVE).await.map_err(Status::unavailable)?;
-        let snapshot = Snapshot { meta: SnapshotMeta { index: h.index, term: h.snapshot_term }, data: data.freeze() };
+        let membership = Membership::decode(&mut h.membership.clone())
+            .map_err(|_| Status::invalid_argument("the snapshot carries no readable membership"))?;
+        let meta = SnapshotMeta { index: h.index, term: h.snapshot_term };
+        let snapshot = Snapshot { meta, membership, data: data.freeze() };
         let m = Message { from: h.from, to: h.to, term: h.term, body: MessageBody::Snapshot(snapshot) };
         self.events.send(Event::Message(m)).map_err(|_| Status::unavailable("the node is shutting down"))?;
         Ok(Response::new(proto::SnapshotAck {}))
@@ -355,6 +443,10 @@ mod tests {
             Ok(Response::new(proto::SendAck {}))
         }
 
+        async fn probe(&self, _: Request<proto::ProbeRequest>) -> Result<Response<proto::ProbeResponse>, Status> {
+            Ok(Response::new(proto::ProbeResponse { participated: false }))
+        }
+
         async fn install_snapshot(
             &self,
             r: Request<Streaming<proto::SnapshotChunk>>,
@@ -368,7 +460,11 @@ mod tests {
     }
 
     fn snapshot_to(to: NodeId) -> Message {
-        let snapshot = Snapshot { meta: SnapshotMeta { index: 10, term: 1 }, data: Bytes::from(vec![1u8; 1000]) };
+        let snapshot = Snapshot {
+            meta: SnapshotMeta { index: 10, term: 1 },
+            membership: crate::raft::Membership::new([1, 2], []),
+            data: Bytes::from(vec![1u8; 1000]),
+        };
         Message { from: 1, to, term: 1, body: MessageBody::Snapshot(snapshot) }
     }
 
@@ -385,8 +481,15 @@ mod tests {
         );
         let (events_tx, events) = crossbeam_channel::unbounded();
         let peers = HashMap::from([(1, "127.0.0.1:1".to_string()), (2, addr)]);
-        let transport =
-            Transport::start(1, 7, "127.0.0.1:2".into(), &peers, None, tokio::runtime::Handle::current(), events_tx);
+        let transport = Transport::start(
+            1,
+            7,
+            ("127.0.0.1:2".into(), "127.0.0.1:3".into()),
+            &peers,
+            None,
+            tokio::runtime::Handle::current(),
+            events_tx,
+        );
         // What the core does while it waits: the same snapshot, again and again.
         for _ in 0..3 {
             transport.send(snapshot_to(2));

@@ -5,16 +5,20 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use bytes::Bytes;
 
-use crate::raft::{Config, Entry, Index, NodeId, Raft, RaftError, Ready, Role, SplitMix64, Term};
+use crate::raft::{
+    Config, Entry, EntryKind, Index, MembershipChange, NodeId, Raft, RaftError, Ready, Role, SplitMix64, Term,
+};
 
 use super::RECOVERY_BOUND_TICKS;
 use super::invariants::{Invariants, Violation};
 use super::network::Network;
 use super::node::{Disk, SimNode, StateMachine, entry_hash};
-use super::scenario::{Faults, Scenario};
+use super::scenario::{Faults, MAX_IDS, MAX_NODES, Scenario};
 
 /// Nodes compact their log every this many applied entries (snapshot runs).
 const COMPACT_EVERY: Index = 16;
+/// How far behind the leader's log a learner may be to be promoted.
+pub const PROMOTE_LAG: Index = 16;
 /// Ticks a client waits for an answer before it gives up on a request.
 const CLIENT_TIMEOUT: u64 = 30;
 
@@ -43,6 +47,10 @@ pub struct Stats {
     pub compactions: u64,
     pub snapshots_installed: u64,
     pub messages_delivered: u64,
+    /// Membership changes a leader accepted (churn runs).
+    pub membership_changes: u64,
+    /// Nodes wiped after their removal committed (churn runs).
+    pub nodes_wiped: u64,
 }
 
 impl Stats {
@@ -59,6 +67,8 @@ impl Stats {
         self.compactions += o.compactions;
         self.snapshots_installed += o.snapshots_installed;
         self.messages_delivered += o.messages_delivered;
+        self.membership_changes += o.membership_changes;
+        self.nodes_wiped += o.nodes_wiped;
     }
 }
 
@@ -100,6 +110,9 @@ struct Cluster {
     /// Recovery phase: proposals made to prove liveness, as (node, index, term).
     markers: Vec<(NodeId, Index, Term)>,
     recovered_at: Option<u64>,
+    /// Churn: nodes to wipe once the change removing them, proposed at
+    /// (index, term), is committed.
+    wipes: Vec<(NodeId, Index, Term)>,
 }
 
 impl Cluster {
@@ -111,16 +124,18 @@ impl Cluster {
             nodes: Vec::new(),
             net: Network::default(),
             clients: Vec::new(),
-            inv: Invariants::new(scenario.seed),
+            inv: Invariants::new(scenario.seed, scenario.churn),
             trace: DefaultHasher::new(),
             stats: Stats::default(),
             partition_until: 0,
             next_request: 0,
             markers: Vec::new(),
             recovered_at: None,
+            wipes: Vec::new(),
             scenario,
         };
-        for id in 1..=cluster.scenario.nodes as NodeId {
+        let founders: Vec<NodeId> = (1..=cluster.scenario.nodes as NodeId).collect();
+        for &id in &founders {
             let node = SimNode {
                 id,
                 raft: None,
@@ -131,6 +146,8 @@ impl Cluster {
                 restart_at: None,
                 paused_until: None,
                 late_report: None,
+                present: true,
+                bootstrap: founders.clone(),
             };
             cluster.nodes.push(node);
             cluster.start(id)?;
@@ -143,7 +160,7 @@ impl Cluster {
     }
 
     fn violation(&self, invariant: &'static str, detail: String) -> Violation {
-        Violation { seed: self.scenario.seed, tick: self.now, invariant, detail }
+        Violation { seed: self.scenario.seed, tick: self.now, invariant, detail, churn: self.scenario.churn }
     }
 
     fn node(&mut self, id: NodeId) -> &mut SimNode {
@@ -179,7 +196,7 @@ impl Cluster {
             }
             self.clients_act();
             if self.now < heal_at {
-                self.nemesis();
+                self.nemesis()?;
             } else {
                 self.propose_markers();
             }
@@ -194,9 +211,32 @@ impl Cluster {
                 });
             }
         }
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let r = n.raft.as_ref()?;
+                let (conf, at) = r.membership();
+                let matched: Vec<(NodeId, Index)> =
+                    conf.members().filter_map(|id| r.match_index(id).map(|m| (id, m))).collect();
+                Some(format!(
+                    "node {}: {:?} term {} commit {} last {} voters {:?} learners {:?} (set at {at}) matched {matched:?}",
+                    n.id,
+                    r.role(),
+                    r.term(),
+                    r.commit_index(),
+                    r.last_index(),
+                    conf.voters,
+                    conf.learners
+                ))
+            })
+            .collect();
         Err(self.violation(
             "Liveness",
-            format!("no proposal committed within {RECOVERY_BOUND_TICKS} ticks of the final heal"),
+            format!(
+                "no proposal committed within {RECOVERY_BOUND_TICKS} ticks of the final heal; {}",
+                nodes.join("; ")
+            ),
         ))
     }
 
@@ -204,8 +244,8 @@ impl Cluster {
 
     fn start(&mut self, id: NodeId) -> Result<(), Violation> {
         let seed = self.scenario.seed;
-        let voters: Vec<NodeId> = (1..=self.scenario.nodes as NodeId).collect();
         let node = &mut self.nodes[(id - 1) as usize];
+        let voters = node.bootstrap.clone();
         node.sm = node.disk.snapshot.as_ref().map(|s| StateMachine::decode(&s.data)).unwrap_or_default();
         let (applied, digest) = (node.sm.applied, node.sm.digest);
         node.boots += 1;
@@ -324,6 +364,13 @@ impl Cluster {
         }
         let durable =
             entries.last().map(|e| (e.index, e.term)).or(snapshot.as_ref().map(|s| (s.meta.index, s.meta.term)));
+        let changes: Vec<(Index, Term, MembershipChange)> = entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Membership)
+            .map(|e| {
+                (e.index, e.term, MembershipChange::decode(&e.data).expect("the simulation proposes readable changes"))
+            })
+            .collect();
         for (index, term, prefix) in self.nodes[idx].disk.write_entries(entries) {
             self.inv.entry_persisted(id, index, term, prefix)?;
         }
@@ -344,6 +391,13 @@ impl Cluster {
                 self.inv.entry_committed(id, hs.term, index, term, prefix)?;
             }
         }
+        for (index, term, change) in changes {
+            let node = &self.nodes[idx];
+            let prev = node.disk.membership_before(index, &node.bootstrap);
+            let raft = node.raft.as_ref().expect("running");
+            let proposer = raft.role() == Role::Leader && raft.term() == term;
+            self.inv.membership_persisted(id, (index, term), (&prev.0, prev.1), &change.membership, proposer)?;
+        }
         if let (Some(report), Some(raft)) = (durable, self.nodes[idx].raft.as_mut()) {
             // With `late_reports`, now and then a leader hears of its own
             // write late, after its followers' acknowledgements: it may count
@@ -359,6 +413,11 @@ impl Cluster {
         {
             self.stats.leaders_elected += 1;
             self.inv.leader_elected(id, ss.term, &self.nodes[idx].disk)?;
+            let node = &self.nodes[idx];
+            let raft = node.raft.as_ref().expect("running");
+            let (conf, at) = raft.membership();
+            let pending = (at > raft.commit_index()).then(|| node.disk.membership_before(at, &node.bootstrap).0);
+            self.inv.leader_is_voter(id, ss.term, conf, pending.as_ref())?;
         }
 
         // 2. Send (unless sent first).
@@ -420,10 +479,10 @@ impl Cluster {
             return;
         }
         let raft = node.raft.as_mut().expect("node is up");
-        let data = node.sm.encode();
-        let meta = raft.compact(applied, data.clone()).expect("compacting at the applied index");
+        raft.compact(applied, node.sm.encode()).expect("compacting at the applied index");
+        let snapshot = raft.snapshot().expect("just made").clone();
         let prefix = node.disk.prefix_at(applied).expect("applied entries are on disk");
-        node.disk.write_snapshot(crate::raft::Snapshot { meta, data }, prefix, true);
+        node.disk.write_snapshot(snapshot, prefix, true);
         self.stats.compactions += 1;
     }
 
@@ -534,7 +593,7 @@ impl Cluster {
 
     // --- Faults --------------------------------------------------------------
 
-    fn nemesis(&mut self) {
+    fn nemesis(&mut self) -> Result<(), Violation> {
         let n = self.nodes.len();
         if self.faults.partitions {
             if self.net.is_partitioned() {
@@ -573,6 +632,9 @@ impl Cluster {
                 ("pause", victim, until).hash(&mut self.trace);
             }
         }
+        if self.scenario.churn {
+            self.churn()?;
+        }
         if self.faults.transfers
             && self.rng.chance(0.01)
             && let Some(leader) = self.leader_of_highest_term()
@@ -583,6 +645,120 @@ impl Cluster {
                 self.stats.transfers += 1;
             }
         }
+        Ok(())
+    }
+
+    /// Membership churn: now and then the leader of the highest term is
+    /// asked to add a learner (a new, empty node with a new id), promote
+    /// one, or remove a voter (itself too) or a learner; half the removed
+    /// nodes are wiped once their removal committed (a replaced machine),
+    /// the others stay up, removed, as a forgotten process would.
+    fn churn(&mut self) -> Result<(), Violation> {
+        self.wipe_removed();
+        if !self.rng.chance(0.01) {
+            return Ok(());
+        }
+        let Some(leader) = self.leader_of_highest_term() else { return Ok(()) };
+        let (conf, _) = self.node(leader).raft.as_ref().expect("leader is up").membership();
+        let conf = conf.clone();
+        let learners: Vec<NodeId> = conf.learners.iter().copied().collect();
+        let voters: Vec<NodeId> = conf.voters.iter().copied().collect();
+        let mut next = conf.clone();
+        let mut wipe = None;
+        let pick = |rng: &mut SplitMix64, of: &[NodeId]| of[rng.below(of.len() as u64) as usize];
+        match self.rng.below(5) {
+            0 if conf.members().count() < MAX_NODES && self.nodes.len() < MAX_IDS => {
+                // A new, empty node that knows no configuration.
+                let id = self.nodes.len() as NodeId + 1;
+                self.nodes.push(SimNode {
+                    id,
+                    raft: None,
+                    disk: Disk::default(),
+                    sm: StateMachine::default(),
+                    reads: Vec::new(),
+                    boots: 0,
+                    restart_at: None,
+                    paused_until: None,
+                    late_report: None,
+                    present: true,
+                    bootstrap: Vec::new(),
+                });
+                self.start(id)?;
+                next.learners.insert(id);
+            }
+            1 if !learners.is_empty() => {
+                // As an operator would (and CapuKV's server insists): only
+                // a learner that has caught up is promoted.
+                let raft = self.node(leader).raft.as_ref().expect("leader is up");
+                let last = raft.last_index();
+                let ready: Vec<NodeId> = learners
+                    .iter()
+                    .copied()
+                    .filter(|&l| raft.match_index(l).is_some_and(|m| m + PROMOTE_LAG >= last))
+                    .collect();
+                if ready.is_empty() {
+                    return Ok(());
+                }
+                let id = pick(&mut self.rng, &ready);
+                next.learners.remove(&id);
+                next.voters.insert(id);
+            }
+            2 | 4 if voters.len() > 1 => {
+                // Half the time the leader itself.
+                let id = if self.rng.chance(0.5) { leader } else { pick(&mut self.rng, &voters) };
+                next.voters.remove(&id);
+                wipe = self.rng.chance(0.5).then_some(id);
+            }
+            3 if !learners.is_empty() => {
+                let id = pick(&mut self.rng, &learners);
+                next.learners.remove(&id);
+                wipe = self.rng.chance(0.5).then_some(id);
+            }
+            _ => return Ok(()),
+        }
+        let raft = self.node(leader).raft.as_mut().expect("leader is up");
+        let term = raft.term();
+        let next = conf.next(next.voters, next.learners);
+        if let Ok(index) = raft.propose_membership(next.clone(), Bytes::new()) {
+            self.stats.membership_changes += 1;
+            ("membership", leader, index, &next.voters, &next.learners).hash(&mut self.trace);
+            if let Some(id) = wipe {
+                self.wipes.push((id, index, term));
+            }
+        }
+        Ok(())
+    }
+
+    /// Wipes the nodes whose removal is now committed, and forgets those
+    /// whose removal was lost.
+    fn wipe_removed(&mut self) {
+        let mut pending = std::mem::take(&mut self.wipes);
+        pending.retain(|&(id, index, term)| match self.inv.committed_term(index) {
+            None => true,
+            Some(t) if t != term => false,
+            Some(_) => {
+                if self.nodes[(id - 1) as usize].present {
+                    self.wipe(id);
+                }
+                false
+            }
+        });
+        self.wipes = pending;
+    }
+
+    /// The node's disk dies, and the machine is gone for good.
+    fn wipe(&mut self, id: NodeId) {
+        if self.node(id).raft.is_some() {
+            self.crash(id);
+        }
+        let node = self.node(id);
+        node.disk = Disk::default();
+        node.sm = StateMachine::default();
+        node.restart_at = None;
+        node.paused_until = None;
+        node.present = false;
+        self.stats.nodes_wiped += 1;
+        ("wipe", id, self.now).hash(&mut self.trace);
     }
 
     /// A partition, as a group number per node: isolate one node, isolate
@@ -620,7 +796,7 @@ impl Cluster {
         };
         for id in 1..=self.nodes.len() as NodeId {
             self.node(id).paused_until = None;
-            if self.node(id).raft.is_none() {
+            if self.node(id).present && self.node(id).raft.is_none() {
                 self.start(id)?;
             }
         }

@@ -9,11 +9,16 @@
 //!   the same command there, and hold the same state.
 //! - **Read Safety**: a ReadIndex read reflects every write acknowledged
 //!   before the read was requested.
+//! - **Configuration Safety** (churn runs): every configuration's quorums
+//!   overlap the one before it in the log; a leader proposes a change only
+//!   once the previous change and an entry of its own term are committed;
+//!   and every leader is a voter of the configuration it leads with (or of
+//!   the one before, while the change removing it is not committed).
 
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::raft::{Index, NodeId, Term};
+use crate::raft::{Index, Membership, NodeId, Term};
 
 use super::node::Disk;
 
@@ -24,12 +29,18 @@ pub struct Violation {
     pub tick: u64,
     pub invariant: &'static str,
     pub detail: String,
+    /// The run had membership churn on (its replay needs it too).
+    pub churn: bool,
 }
 
 impl Violation {
     /// The one command that replays this seed alone.
     pub fn rerun_command(&self) -> String {
-        format!("CAPUKV_SIM_SEED={} cargo test -p capukv --test raft_simulation -- one_seed --nocapture", self.seed)
+        let churn = if self.churn { " CAPUKV_SIM_CHURN=1" } else { "" };
+        format!(
+            "CAPUKV_SIM_SEED={}{churn} cargo test -p capukv --test raft_simulation -- one_seed --nocapture",
+            self.seed
+        )
     }
 }
 
@@ -58,6 +69,7 @@ struct Committed {
 
 pub struct Invariants {
     seed: u64,
+    churn: bool,
     pub tick: u64,
     leaders: HashMap<Term, NodeId>,
     prefix_at: HashMap<(Index, Term), u64>,
@@ -72,9 +84,10 @@ pub struct Invariants {
 type Check = Result<(), Violation>;
 
 impl Invariants {
-    pub fn new(seed: u64) -> Invariants {
+    pub fn new(seed: u64, churn: bool) -> Invariants {
         Invariants {
             seed,
+            churn,
             tick: 0,
             leaders: HashMap::new(),
             prefix_at: HashMap::new(),
@@ -85,7 +98,7 @@ impl Invariants {
     }
 
     fn fail(&self, invariant: &'static str, detail: String) -> Check {
-        Err(Violation { seed: self.seed, tick: self.tick, invariant, detail })
+        Err(Violation { seed: self.seed, tick: self.tick, invariant, detail, churn: self.churn })
     }
 
     pub fn leader_elected(&mut self, node: NodeId, term: Term, disk: &Disk) -> Check {
@@ -186,6 +199,64 @@ impl Invariants {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The term of the entry committed at `index`, if one is known to be.
+    pub fn committed_term(&self, index: Index) -> Option<Term> {
+        index.checked_sub(1).and_then(|pos| self.committed.get(pos as usize)).map(|c| c.term)
+    }
+
+    /// `node` persisted a configuration `next` at (`index`, `term`), after
+    /// `prev` set at `prev_index`; `proposer` when it is the leader that
+    /// appended it.
+    pub fn membership_persisted(
+        &self,
+        node: NodeId,
+        (index, term): (Index, Term),
+        (prev, prev_index): (&Membership, Index),
+        next: &Membership,
+        proposer: bool,
+    ) -> Check {
+        // A node that joined knows nothing before its first configuration.
+        if !prev.voters.is_empty() && !prev.quorums_overlap(next) {
+            return self.fail(
+                "Configuration Safety",
+                format!(
+                    "node {node} holds configuration {:?} at {index}, whose majorities need not meet those of {:?} before it",
+                    next.voters, prev.voters
+                ),
+            );
+        }
+        // The rules below are for changes; a leader's first entry may restate
+        // the configuration unchanged, as the entry of its term.
+        if !proposer || prev == next {
+            return Ok(());
+        }
+        if prev_index > self.committed.len() as Index {
+            return self.fail(
+                "Configuration Safety",
+                format!("leader {node} proposed a change at {index} while the change at {prev_index} was uncommitted"),
+            );
+        }
+        if !self.committed.iter().any(|c| c.term == term) {
+            return self.fail(
+                "Configuration Safety",
+                format!("leader {node} proposed a change at {index} before committing an entry of its term {term}"),
+            );
+        }
+        Ok(())
+    }
+
+    /// A leader of `term` must be a voter of its configuration, or of the
+    /// one before when an entry not yet committed removed it (`pending`).
+    pub fn leader_is_voter(&self, node: NodeId, term: Term, conf: &Membership, pending: Option<&Membership>) -> Check {
+        if !conf.is_voter(node) && !pending.is_some_and(|before| before.is_voter(node)) {
+            return self.fail(
+                "Configuration Safety",
+                format!("node {node} leads term {term} but is not a voter of {:?}", conf.voters),
+            );
+        }
+        Ok(())
     }
 
     pub fn write_acknowledged(&mut self, index: Index) {

@@ -6,7 +6,8 @@
 //! delays, duplicates and reorders messages and partitions nodes; crashes
 //! nodes and restarts them from only what they persisted; compacts logs and
 //! installs snapshots; transfers leadership; and has clients proposing and
-//! reading. After every tick it checks Raft's safety properties
+//! reading; with `churn`, it also changes the membership under all of it.
+//! After every tick it checks Raft's safety properties
 //! ([`invariants`]) and, after the final heal, that the cluster recovers
 //! within [`RECOVERY_BOUND_TICKS`].
 //!
@@ -21,7 +22,7 @@ mod scenario;
 
 pub use cluster::{Outcome, Stats, run, run_with};
 pub use invariants::Violation;
-pub use scenario::{FaultKind, Faults, Scenario};
+pub use scenario::{FaultKind, Faults, MAX_NODES, Scenario};
 
 /// After the final heal (network whole, every node up) a leader must be
 /// elected and commit a new proposal within this many ticks. Election

@@ -56,7 +56,9 @@ impl Network {
     }
 
     pub fn connected(&self, a: NodeId, b: NodeId) -> bool {
-        self.groups.is_empty() || self.groups[(a - 1) as usize] == self.groups[(b - 1) as usize]
+        // A node added after the partition began is on the first side.
+        let group = |id: NodeId| self.groups.get((id - 1) as usize).copied().unwrap_or(0);
+        self.groups.is_empty() || group(a) == group(b)
     }
 
     pub fn partition(&mut self, groups: Vec<usize>) {

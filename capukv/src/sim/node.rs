@@ -5,7 +5,10 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use bytes::Bytes;
 
-use crate::raft::{Entry, HardState, Index, NodeId, PersistedState, Raft, ReadState, Snapshot, Term};
+use crate::raft::{
+    Entry, EntryKind, HardState, Index, Membership, MembershipChange, NodeId, PersistedState, Raft, ReadState,
+    Snapshot, Term,
+};
 
 /// Everything the node made durable. It also keeps, for the checks, a
 /// prefix hash of each entry: a hash of the whole log up to it, so two logs
@@ -81,6 +84,23 @@ impl Disk {
         self.snapshot_prefix = prefix;
     }
 
+    /// The configuration in force just before `index` on this disk, and
+    /// the index of the entry that set it (0: the snapshot's or the
+    /// bootstrap one).
+    pub fn membership_before(&self, index: Index, bootstrap: &[NodeId]) -> (Membership, Index) {
+        let snap = self.snapshot_index();
+        let upto = (index.saturating_sub(1).min(self.last_index()).saturating_sub(snap)) as usize;
+        let found = self.entries[..upto].iter().rev().find(|e| e.kind == EntryKind::Membership);
+        match (found, &self.snapshot) {
+            (Some(e), _) => {
+                let change = MembershipChange::decode(&e.data).expect("the simulation writes readable changes");
+                (change.membership, e.index)
+            }
+            (None, Some(s)) => (s.membership.clone(), 0),
+            (None, None) => (Membership::new(bootstrap.iter().copied(), []), 0),
+        }
+    }
+
     pub fn persisted(&self) -> PersistedState {
         PersistedState { hard_state: self.hard_state, snapshot: self.snapshot.clone(), entries: self.entries.clone() }
     }
@@ -132,6 +152,12 @@ pub struct SimNode {
     /// A durability report held back to its next batch (the write is on
     /// disk, the core not told yet), as an asynchronous storage would.
     pub late_report: Option<(Index, Term)>,
+    /// Whether the node exists: churn runs start with free slots, and a
+    /// replaced node is wiped and gone until it is added back.
+    pub present: bool,
+    /// The voters it starts its core with: the founding voters, or none for
+    /// a node that joined later and learns the configuration from the leader.
+    pub bootstrap: Vec<NodeId>,
 }
 
 impl SimNode {

@@ -4,6 +4,12 @@ use std::fmt;
 
 use crate::raft::SplitMix64;
 
+/// The most members (voters and learners) a churn run may grow to.
+pub const MAX_NODES: usize = 7;
+/// The most node ids a churn run hands out: removed ids are never reused,
+/// so every node added is a new id.
+pub const MAX_IDS: usize = 40;
+
 /// The fault families. Seeds cycle through them so that any run of
 /// consecutive seeds covers every family with both cluster sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,6 +114,11 @@ pub struct Scenario {
     /// next batch, as an asynchronous storage would (off by default, so
     /// that every seed's trace stays what it was).
     pub late_reports: bool,
+    /// Membership churn on top of the faults: the leader is asked to add
+    /// learners (new, empty nodes), promote them, and remove voters (itself
+    /// too) and learners, whose disks are then wiped; between 1 and
+    /// [`MAX_NODES`] members (off by default, for the same reason).
+    pub churn: bool,
     /// A bug planted in every node's core (see [`crate::planted`]).
     #[cfg(feature = "planted-bugs")]
     pub planted: Option<crate::planted::Bug>,
@@ -132,6 +143,7 @@ impl Scenario {
             max_entries_per_message: 1 + (mix % 8) as usize,
             max_inflight_messages: 1 + ((mix >> 8) % 8) as usize,
             late_reports: false,
+            churn: false,
             #[cfg(feature = "planted-bugs")]
             planted: None,
         }
@@ -140,6 +152,11 @@ impl Scenario {
 
 impl fmt::Display for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "seed {} ({} nodes, {:?} faults, {} ticks)", self.seed, self.nodes, self.kind, self.chaos_ticks)
+        let churn = if self.churn { ", membership churn" } else { "" };
+        write!(
+            f,
+            "seed {} ({} nodes, {:?} faults{churn}, {} ticks)",
+            self.seed, self.nodes, self.kind, self.chaos_ticks
+        )
     }
 }

@@ -18,6 +18,8 @@ pub struct Node {
     pub api: String,
     pub raft: String,
     pub log: PathBuf,
+    /// Started with `--join` (added to a running cluster), not `--peers`.
+    pub joins: bool,
     child: Option<Child>,
 }
 
@@ -61,6 +63,7 @@ impl LocalCluster {
                 api: format!("127.0.0.1:{}", free_port()),
                 raft: format!("127.0.0.1:{}", free_port()),
                 log: root.join(format!("n{id}.log")),
+                joins: false,
                 child: None,
             })
             .collect();
@@ -89,9 +92,15 @@ impl LocalCluster {
     pub fn server_command(&self, id: u64, dir: &Path) -> Command {
         let node = self.node(id);
         let mut cmd = Command::new(BIN);
+        let (how, whom) = if node.joins {
+            let others: Vec<String> = self.nodes.iter().filter(|n| !n.joins).map(|n| n.api.clone()).collect();
+            ("--join", others.join(","))
+        } else {
+            ("--peers", self.peers.clone())
+        };
         cmd.args(["server", "--id", &id.to_string(), "--dir"])
             .arg(dir)
-            .args(["--api-addr", &node.api, "--raft-addr", &node.raft, "--peers", &self.peers])
+            .args(["--api-addr", &node.api, "--raft-addr", &node.raft, how, &whom])
             // Fast elections keep the tests short.
             .args(["--tick-ms", "50", "--snapshot-every", "500"]);
         if let Some((nodes, _)) = &self.tls {
@@ -107,6 +116,23 @@ impl LocalCluster {
         let child =
             self.server_command(id, &dir).stdout(Stdio::null()).stderr(log).spawn().expect("start capukv server");
         self.nodes[(id - 1) as usize].child = Some(child);
+    }
+
+    /// A new node (next id, new ports), not started: add it to the cluster
+    /// (`member add-learner`), then `start_node` starts it with `--join`.
+    pub fn new_node(&mut self) -> u64 {
+        assert!(self.tls.is_none(), "new nodes get no certificates");
+        let id = self.nodes.len() as u64 + 1;
+        self.nodes.push(Node {
+            id,
+            dir: self.root.join(format!("n{id}")),
+            api: format!("127.0.0.1:{}", free_port()),
+            raft: format!("127.0.0.1:{}", free_port()),
+            log: self.root.join(format!("n{id}.log")),
+            joins: true,
+            child: None,
+        });
+        id
     }
 
     /// kill -9.

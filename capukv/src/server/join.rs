@@ -1,0 +1,163 @@
+//! How a node with an empty data directory comes into a cluster.
+//!
+//! - **Joining** (`--join`): a new member, added first with `capukv member
+//!   add` or `add-learner`. It asks a running member for the cluster id and
+//!   the members' addresses, starts knowing no configuration, and learns it
+//!   from the leader's log or snapshot.
+//! - **Founding** (`--peers`): one of the voters a cluster is bootstrapped
+//!   with. An empty directory is what every founder has at the very first
+//!   start, but also what a founder has after losing its disk, and such a
+//!   node must not vote: it has forgotten its votes and the entries it
+//!   acknowledged, so with one more failure its vote can elect a leader
+//!   that lacks a committed write. Every node records durably whom it saw
+//!   take part (acknowledge an entry, grant a vote) before it counts that,
+//!   so a founder that starts empty asks every other founder (`Probe`):
+//!   if any saw it take part, it refuses to start and says how to come back
+//!   (remove it, add it back as a new member, start it with `--join`);
+//!   until every other founder has said no, it follows but neither votes
+//!   nor campaigns (probation, kept across restarts). The first start of a
+//!   cluster therefore needs every founder up once.
+//!
+//!   Members added after the bootstrap are not asked: a founder that lost
+//!   its disk after a leader that was not a founder saw it take part is not
+//!   caught. Founders leading is the common case; the `--join` path has no
+//!   such gap, since a member that joins is always new.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tonic::transport::ClientTlsConfig;
+
+use super::members::{Addresses, Book};
+use super::raft_loop::Event;
+use super::{ServerConfig, ServerError};
+use crate::client::Client;
+use crate::proto;
+use crate::raft::NodeId;
+use crate::tls::NodeTls;
+
+/// Asks the members named by `--join` for the cluster id and every member's
+/// addresses; fails unless this node was added first.
+pub async fn ask_members(cfg: &ServerConfig, tls: Option<&NodeTls>) -> Result<(u64, Book), ServerError> {
+    let mut client = Client::new(cfg.join.iter().cloned()).map_err(|e| ServerError::Join(e.to_string()))?;
+    if let Some(tls) = tls {
+        client = client.with_tls(tls.peer_client()).map_err(|e| ServerError::Join(e.to_string()))?;
+    }
+    let mut failures = Vec::new();
+    for addr in &cfg.join {
+        let list = match client.member_list_of(addr).await {
+            Ok(list) => list,
+            Err(e) => {
+                failures.push(format!("{addr}: {e}"));
+                continue;
+            }
+        };
+        let Some(me) = list.members.iter().find(|m| m.id == cfg.id) else {
+            return Err(ServerError::Join(format!(
+                "node {} is not a member of the cluster at {addr} (members {:?}); add it first: capukv --endpoints {addr} member add-learner {} --raft-addr {} --api-addr {}",
+                cfg.id,
+                list.members.iter().map(|m| m.id).collect::<Vec<_>>(),
+                cfg.id,
+                cfg.raft_addr,
+                cfg.api_addr
+            )));
+        };
+        if me.raft_addr != cfg.raft_addr.to_string() {
+            return Err(ServerError::Join(format!(
+                "the cluster knows node {} at {}, but this node listens on --raft-addr {}",
+                cfg.id, me.raft_addr, cfg.raft_addr
+            )));
+        }
+        let book = list
+            .members
+            .iter()
+            .map(|m| (m.id, Addresses { raft: m.raft_addr.clone(), api: m.api_addr.clone() }))
+            .collect();
+        tracing::info!(node = cfg.id, %addr, cluster_id = format!("{:#018x}", list.cluster_id), "joining");
+        return Ok((list.cluster_id, book));
+    }
+    Err(ServerError::Join(format!("no member answered: {}", failures.join("; "))))
+}
+
+/// The founders to ask, and how.
+pub struct Prober {
+    pub id: NodeId,
+    pub cluster_id: u64,
+    pub peers: Vec<(NodeId, String)>,
+    pub tls: Option<ClientTlsConfig>,
+}
+
+/// What the founders said so far.
+#[derive(Debug, Default)]
+pub struct Answers {
+    pub cleared: BTreeSet<NodeId>,
+    /// A founder that saw this node take part.
+    pub participated: Option<NodeId>,
+}
+
+impl Prober {
+    pub fn new(cfg: &ServerConfig, cluster_id: u64, tls: Option<&NodeTls>) -> Prober {
+        let mut peers: Vec<(NodeId, String)> =
+            cfg.peers.iter().filter(|(id, _)| **id != cfg.id).map(|(&id, a)| (id, a.clone())).collect();
+        peers.sort();
+        Prober { id: cfg.id, cluster_id, peers, tls: tls.map(NodeTls::peer_client) }
+    }
+
+    /// One round: asks every founder not yet heard from.
+    pub async fn round(&self, answers: &mut Answers) {
+        for (peer, addr) in &self.peers {
+            if answers.cleared.contains(peer) {
+                continue;
+            }
+            let request = proto::ProbeRequest { cluster_id: self.cluster_id, from: self.id, to: *peer };
+            match super::transport::probe(self.tls.clone(), addr, request).await {
+                Ok(r) if r.participated => answers.participated = Some(*peer),
+                Ok(_) => {
+                    answers.cleared.insert(*peer);
+                }
+                Err(e) => tracing::debug!(node = self.id, peer, error = %e, "rejoin probe not answered yet"),
+            }
+        }
+    }
+
+    pub fn all_cleared(&self, answers: &Answers) -> bool {
+        self.peers.iter().all(|(id, _)| answers.cleared.contains(id))
+    }
+
+    /// The refusal for a founder that took part before.
+    pub fn refusal(&self, by: NodeId) -> ServerError {
+        ServerError::Join(format!(
+            "node {} took part in this cluster before (node {by} saw it acknowledge entries or vote), and its data directory is empty now: \
+             it must not vote again under this id. Remove it (capukv member remove {}), add it back as a new member \
+             (capukv member add-learner {} --raft-addr .. --api-addr ..), and start it with --join instead of --peers; \
+             or restore its data directory",
+            self.id, self.id, self.id
+        ))
+    }
+
+    /// Asks until every founder has answered, then lets the Raft loop off
+    /// probation; stops asking (and keeps the node on probation, saying
+    /// why) if one saw it take part.
+    pub async fn clear_in_background(self, mut answers: Answers, events: crossbeam_channel::Sender<Event>) {
+        let mut rounds = 0u64;
+        loop {
+            if let Some(by) = answers.participated {
+                tracing::error!(node = self.id, error = %self.refusal(by), "staying on vote probation");
+                return;
+            }
+            if self.all_cleared(&answers) {
+                tracing::info!(node = self.id, "every founder says this node never took part: it may vote");
+                let _ = events.send(Event::ProbationCleared);
+                return;
+            }
+            if rounds.is_multiple_of(20) {
+                let waiting: Vec<NodeId> =
+                    self.peers.iter().map(|(id, _)| *id).filter(|id| !answers.cleared.contains(id)).collect();
+                tracing::info!(node = self.id, ?waiting, "on vote probation until these founders answer");
+            }
+            rounds += 1;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            self.round(&mut answers).await;
+        }
+    }
+}
