@@ -167,8 +167,11 @@ enum MemberCommand {
     /// Make learner ID a voter (once it has caught up: see `member list`).
     Promote { id: u64 },
     /// Remove member ID (the leader too: it steps down once the change is
-    /// committed). One voter at a time.
+    /// committed). One voter at a time; the id can never be added again
+    /// (a replacement joins under a new id).
     Remove { id: u64 },
+    /// Make voter ID a learner: it keeps its data and can be promoted back.
+    Demote { id: u64 },
 }
 
 #[derive(Args)]
@@ -589,6 +592,9 @@ async fn member(client: &Client, command: MemberCommand, json: bool) -> anyhow::
         }
         MemberCommand::Remove { id } => {
             client.member_change(change(Kind::Remove, id, String::new(), String::new())).await?
+        }
+        MemberCommand::Demote { id } => {
+            client.member_change(change(Kind::Demote, id, String::new(), String::new())).await?
         }
     };
     if json {

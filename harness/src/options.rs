@@ -51,6 +51,9 @@ pub enum NemesisChoice {
     /// after the log is written, a snapshot sent or installed...), stalls
     /// and failed writes. Needs the failpoints build (capukv-planted).
     Failpoint,
+    /// Membership changes: a voter (the leader every other time) demoted to
+    /// a learner, and promoted back once caught up at the heal.
+    Member,
     /// All of the above, each in turn (power, clock and failpoint where the
     /// run can strike them), now and then two at once.
     All,

@@ -63,7 +63,7 @@ fn a_short_chaos_run_ends_valid_with_its_files_and_leaves_nothing() {
     let dir = tmp.path().join("run");
     let bin = capukv_bin();
     let out = Command::new(CHAOS)
-        .args(["run", "--nodes", "3", "--time-limit", "22", "--nemesis", "all", "--nemesis-interval", "3"])
+        .args(["run", "--nodes", "3", "--time-limit", "25", "--nemesis", "all", "--nemesis-interval", "3"])
         .args(["--quiet-start", "1", "--recovery-time", "3", "--workload", "cas-register", "--seed", "7", "--json"])
         .arg("--out")
         .arg(&dir)
@@ -88,8 +88,8 @@ fn a_short_chaos_run_ends_valid_with_its_files_and_leaves_nothing() {
         results["nemesis"]["struck"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
     assert_eq!(
         struck,
-        ["clock", "corrupt", "kill", "netem", "partition", "pause", "power"],
-        "every kind strikes in 7 cycles of `all`"
+        ["clock", "corrupt", "kill", "member", "netem", "partition", "pause", "power"],
+        "every kind strikes in 8 cycles of `all`"
     );
     assert_eq!(results["check"]["invalid_keys"], 0);
     let checks = results["checks"].as_array().unwrap();

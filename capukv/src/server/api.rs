@@ -405,6 +405,7 @@ impl proto::cluster_server::Cluster for Api {
             }
             Kind::Promote => MemberChange::Promote(r.id),
             Kind::Remove => MemberChange::Remove(r.id),
+            Kind::Demote => MemberChange::Demote(r.id),
         };
         self.ask(|reply| Event::MemberChange { change, reply }).await?;
         let (tx, rx) = oneshot::channel();

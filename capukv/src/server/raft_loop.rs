@@ -113,6 +113,7 @@ pub enum MemberChange {
         learner: bool,
     },
     Promote(NodeId),
+    Demote(NodeId),
     Remove(NodeId),
 }
 
@@ -136,6 +137,12 @@ impl MemberChange {
                     return Err(format!("node {id} is not a learner"));
                 }
                 next.voters.insert(*id);
+            }
+            MemberChange::Demote(id) => {
+                if !next.voters.remove(id) {
+                    return Err(format!("node {id} is not a voter"));
+                }
+                next.learners.insert(*id);
             }
             MemberChange::Remove(id) => {
                 if !next.voters.remove(id) && !next.learners.remove(id) {

@@ -62,7 +62,7 @@ pub trait FaultKind: Sync {
 }
 
 /// Every kind, in the order `all` lists them before its seeded shuffle.
-pub const KINDS: [&dyn FaultKind; 8] = [
+pub const KINDS: [&dyn FaultKind; 9] = [
     &super::partition::PartitionKind,
     &super::kill::KillKind,
     &super::pause::PauseKind,
@@ -71,6 +71,7 @@ pub const KINDS: [&dyn FaultKind; 8] = [
     &super::clock::ClockKind,
     &super::failpoint::FailpointKind,
     &super::corrupt::CorruptKind,
+    &super::member::MemberKind,
 ];
 
 /// The kind of `fault`.
@@ -84,6 +85,7 @@ pub fn of(fault: &Fault) -> &'static dyn FaultKind {
         Fault::Clock { .. } => &super::clock::ClockKind,
         Fault::Failpoint { .. } => &super::failpoint::FailpointKind,
         Fault::Corrupt { .. } => &super::corrupt::CorruptKind,
+        Fault::Member { .. } => &super::member::MemberKind,
     }
 }
 

@@ -9,6 +9,7 @@ pub mod failpoint;
 pub mod impairment;
 pub mod kill;
 pub mod kind;
+pub mod member;
 pub mod partition;
 pub mod pause;
 pub mod power;

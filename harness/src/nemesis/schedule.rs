@@ -56,6 +56,11 @@ pub enum Fault {
     Corrupt {
         corrupt: Vec<CorruptFault>,
     },
+    /// A voter made a learner (the leader, or a given node), promoted back
+    /// at the heal.
+    Member {
+        member: super::member::MemberFault,
+    },
 }
 
 impl Fault {
@@ -184,12 +189,12 @@ mod tests {
 
     #[test]
     fn all_strikes_every_kind_within_a_minute_and_the_seed_decides_everything() {
-        let o = options(&["--nodes", "5", "--time-limit", "60", "--nemesis", "all", "--nemesis-interval", "8"]);
+        let o = options(&["--nodes", "5", "--time-limit", "60", "--nemesis", "all", "--nemesis-interval", "7"]);
         let a = plan(&o, 42);
         assert_eq!(a, plan(&o, 42), "same seed, same schedule");
         assert_ne!(a, plan(&o, 43));
         let kinds: std::collections::BTreeSet<_> = a.steps.iter().map(|s| s.fault.kind()).collect();
-        assert_eq!(kinds.len(), 7, "every kind, power, clock and corrupt included: {kinds:?}");
+        assert_eq!(kinds.len(), 8, "every kind, power, clock, corrupt and member included: {kinds:?}");
         for s in &a.steps {
             assert!(s.at >= 3.0 && s.at < s.heal_at && s.heal_at <= 60.0);
             if let Fault::Kill { nodes, .. } | Fault::Pause { nodes } = &s.fault {
@@ -205,7 +210,7 @@ mod tests {
         let o = options(&["--nodes", "5", "--time-limit", "60", "--nemesis", "all", "--runtime", "docker"]);
         assert!(o.validate().is_ok());
         let kinds: std::collections::BTreeSet<_> = plan(&o, 42).steps.iter().map(|s| s.fault.kind()).collect();
-        assert_eq!(kinds.into_iter().collect::<Vec<_>>(), ["kill", "netem", "partition", "pause"]);
+        assert_eq!(kinds.into_iter().collect::<Vec<_>>(), ["kill", "member", "netem", "partition", "pause"]);
         for nemesis in ["power", "clock", "corrupt", "failpoint"] {
             let err = options(&["--nemesis", nemesis, "--runtime", "docker"]).validate().unwrap_err();
             assert!(err.contains("netns runtime"), "{err}");
