@@ -812,7 +812,7 @@ mod tests {
         a.apply(s, 2, append("y", "2")).unwrap();
         let (_, data) = snapshot(a.sm().storage()).unwrap();
         let meta = crate::raft::SnapshotMeta { index: 3, term: 1 };
-        let snapshot = Snapshot { meta, membership: Default::default(), data };
+        let snapshot = Snapshot { meta, data, ..Default::default() };
         let mut b = Fixture::new("snap-b");
         let stale = b.open_session();
         b.apply(stale, 1, append("stale", "z")).unwrap();

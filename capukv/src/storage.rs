@@ -25,7 +25,9 @@ use rocksdb::{
 };
 
 use crate::proto;
-use crate::raft::{Entry, HardState, Index, Membership, NodeId, PersistedState, Snapshot, SnapshotMeta};
+use crate::raft::{
+    Entry, HardState, Index, Membership, MembershipChange, NodeId, PersistedState, Snapshot, SnapshotMeta,
+};
 
 pub const CF_LOG: &str = "raft_log";
 pub const CF_RAFT: &str = "raft_state";
@@ -36,9 +38,9 @@ const CFS: [&str; 5] = [CF_LOG, CF_RAFT, CF_KV, CF_META, CF_SESSIONS];
 
 const KEY_HARD_STATE: &[u8] = b"hard_state";
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
-/// The configuration at the snapshot point, written with the snapshot. A
-/// snapshot without one predates membership changes: its configuration is
-/// the bootstrap voters.
+/// The configuration at the snapshot point (a `MembershipChange`: with the
+/// members' addresses), written with the snapshot. A snapshot without one
+/// predates membership changes: its configuration is the bootstrap voters.
 const KEY_SNAPSHOT_MEMBERSHIP: &[u8] = b"snapshot_membership";
 const KEY_IDENTITY: &[u8] = b"identity";
 /// The address book of the members this node knows (JSON, see
@@ -47,8 +49,8 @@ const KEY_MEMBERS: &[u8] = b"members";
 /// The nodes this node has seen take part (acknowledge entries, grant a
 /// vote), for a founder that asks after losing its disk (`Probe`).
 const KEY_PARTICIPANTS: &[u8] = b"participants";
-/// Present while a founder that started empty has not yet heard from
-/// every other founder that it never took part before.
+/// Present from a directory's first write until every member asked has
+/// said the node never took part before (`server::join`).
 const KEY_PROBATION: &[u8] = b"probation";
 
 /// Why a data directory cannot be used. Each names the directory and what
@@ -68,7 +70,7 @@ pub enum StorageError {
     )]
     WrongCluster { dir: PathBuf, found: String, expected: String },
     #[error(
-        "the data directory {} is corrupt: {what} ({file}). It must not vote again under this id: move it aside, remove the node from the cluster (capukv member remove ID), add it back (capukv member add-learner ID --raft-addr .. --api-addr ..), and start it with an empty --dir and --join; then promote it (capukv member promote ID)",
+        "the data directory {} is corrupt: {what} ({file}). It must not vote again under this id: move it aside, remove the node from the cluster (capukv member remove ID), add the machine back under a new id (capukv member add-learner NEW_ID --raft-addr .. --api-addr ..; removed ids are never reused), start it with --id NEW_ID, an empty --dir and --join, then promote it (capukv member promote NEW_ID)",
         .dir.display()
     )]
     Corrupt { dir: PathBuf, file: String, what: String },
@@ -237,7 +239,15 @@ impl Storage {
             if !fresh {
                 return Err(self.corrupt("it has a database but no identity record"));
             }
-            self.record_identity(identity)?;
+            // A node that starts empty may be one that lost its disk: on
+            // vote probation from the very write that makes the directory
+            // its own, so that no crash can skip it (`server::join`).
+            let mut batch = WriteBatch::default();
+            batch.put_cf(self.cf(CF_RAFT), KEY_IDENTITY, serde_json::to_vec(identity).expect("identity serializes"));
+            batch.put_cf(self.cf(CF_RAFT), KEY_PROBATION, []);
+            let mut wo = WriteOptions::default();
+            wo.set_sync(true);
+            self.db.write_opt(batch, &wo).map_err(|e| self.io(e))?;
             return Ok(identity.clone());
         };
         let found: Identity =
@@ -329,9 +339,9 @@ impl Storage {
 
     fn put_snapshot(&self, batch: &mut WriteBatch, snapshot: &Snapshot) {
         batch.put_cf(self.cf(CF_RAFT), KEY_SNAPSHOT, encode_snapshot(snapshot));
-        let mut membership = Vec::new();
-        snapshot.membership.encode(&mut membership);
-        batch.put_cf(self.cf(CF_RAFT), KEY_SNAPSHOT_MEMBERSHIP, membership);
+        let change =
+            MembershipChange { membership: snapshot.membership.clone(), context: snapshot.membership_context.clone() };
+        batch.put_cf(self.cf(CF_RAFT), KEY_SNAPSHOT_MEMBERSHIP, change.encode());
     }
 
     /// What the Raft core persisted, for a restart.
@@ -344,12 +354,15 @@ impl Storage {
             None => None,
             Some(raw) => {
                 let mut snap = decode_snapshot(&raw).ok_or_else(|| self.corrupt("the snapshot record is truncated"))?;
-                snap.membership =
-                    match self.db.get_cf(self.cf(CF_RAFT), KEY_SNAPSHOT_MEMBERSHIP).map_err(|e| self.io(e))? {
-                        None => Membership::new(self.identity().voters.iter().copied(), []),
-                        Some(raw) => Membership::decode(&mut raw.as_slice())
-                            .map_err(|_| self.corrupt("the snapshot's membership record is truncated"))?,
-                    };
+                match self.db.get_cf(self.cf(CF_RAFT), KEY_SNAPSHOT_MEMBERSHIP).map_err(|e| self.io(e))? {
+                    None => snap.membership = Membership::new(self.identity().voters.iter().copied(), []),
+                    Some(raw) => {
+                        let change = MembershipChange::decode(&Bytes::from(raw))
+                            .map_err(|_| self.corrupt("the snapshot's membership record is truncated"))?;
+                        snap.membership = change.membership;
+                        snap.membership_context = change.context;
+                    }
+                }
                 Some(snap)
             }
         };
@@ -638,7 +651,7 @@ fn encode_snapshot(s: &Snapshot) -> Vec<u8> {
 fn decode_snapshot(raw: &[u8]) -> Option<Snapshot> {
     let word = |i: usize| Some(u64::from_le_bytes(raw.get(i * 8..i * 8 + 8)?.try_into().ok()?));
     let meta = SnapshotMeta { index: word(0)?, term: word(1)? };
-    Some(Snapshot { meta, membership: Membership::default(), data: Bytes::copy_from_slice(&raw[16..]) })
+    Some(Snapshot { meta, data: Bytes::copy_from_slice(&raw[16..]), ..Default::default() })
 }
 
 #[cfg(test)]

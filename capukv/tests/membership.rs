@@ -104,6 +104,16 @@ async fn a_learner_joins_catches_up_is_promoted_and_the_leader_is_removed() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0));
     assert!(err.contains("never reused"), "{err}");
+
+    // The member that joined is a voter now: should its disk die, it may
+    // not come back empty under its id, --join or not.
+    cluster.kill(id);
+    let dir = cluster.node(id).dir.clone();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let out = cluster.server_command(id, &dir).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "refused: {err}");
+    assert!(err.contains("took part in this cluster before") && err.contains("new id"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -38,6 +38,9 @@ impl Raft {
     fn tick_leader(&mut self) {
         self.election_elapsed += 1;
         self.heartbeat_elapsed += 1;
+        if !self.leaving.is_empty() && self.conf_index <= self.log.committed() {
+            self.leaving_ticks += 1;
+        }
         if self.election_elapsed >= self.cfg.election_ticks {
             self.election_elapsed = 0;
             if self.cfg.check_quorum && !self.quorum_active() {

@@ -40,9 +40,13 @@ pub struct Raft {
     /// Leader only: replication progress of every other member.
     pub(super) progress: BTreeMap<NodeId, Progress>,
     /// Leader only: members the latest change removed. They keep getting
-    /// the log until that change commits, so they learn they were removed
-    /// and stop campaigning.
+    /// the log, and heartbeats with the commit index, until an election
+    /// timeout after that change commits, so that they learn they were
+    /// removed and that it is final (until then they may campaign to
+    /// finish the change: `may_campaign`).
     pub(super) leaving: BTreeSet<NodeId>,
+    /// Leader only: ticks since the change that removed `leaving` committed.
+    pub(super) leaving_ticks: u32,
     /// Candidate only: answers to this campaign's vote requests.
     pub(super) votes: BTreeMap<NodeId, bool>,
     pub(super) election_elapsed: u32,
@@ -101,6 +105,7 @@ impl Raft {
             conf_index: 0,
             progress: BTreeMap::new(),
             leaving: BTreeSet::new(),
+            leaving_ticks: 0,
             votes: BTreeMap::new(),
             election_elapsed: 0,
             heartbeat_elapsed: 0,
@@ -290,10 +295,10 @@ impl Raft {
             return bad("it is beyond the applied index");
         }
         let term = self.log.term(index).expect("applied entries are in the log");
-        let (membership, _) = self.conf_at(index);
+        let (MembershipChange { membership, context }, _) = self.change_at(index);
         self.log.compact(index);
         let meta = SnapshotMeta { index, term };
-        self.snapshot = Some(Snapshot { meta, membership, data });
+        self.snapshot = Some(Snapshot { meta, membership, membership_context: context, data });
         Ok(meta)
     }
 
@@ -383,10 +388,13 @@ impl Raft {
             self.broadcast_append();
         }
         if self.conf_index <= self.log.committed() {
-            // The last change is committed (and its commit index just went
-            // out): removed members need the log no more.
-            for gone in std::mem::take(&mut self.leaving) {
-                self.progress.remove(&gone);
+            // The last change is committed, and its commit index has gone
+            // out to the removed members for an election timeout: they need
+            // the log no more.
+            if self.leaving_ticks >= self.cfg.election_ticks {
+                for gone in std::mem::take(&mut self.leaving) {
+                    self.progress.remove(&gone);
+                }
             }
             if !self.conf.is_voter(self.id) {
                 tracing::info!(
@@ -477,6 +485,7 @@ impl Raft {
         self.votes.clear();
         self.progress.clear();
         self.leaving.clear();
+        self.leaving_ticks = 0;
         self.transfer_target = None;
         self.replication_pending = false;
         self.dropped_reads.extend(self.reads.drop_all());
@@ -492,9 +501,21 @@ impl Raft {
     /// The configuration in force at `index`, and the index of the entry
     /// that set it.
     pub(super) fn conf_at(&self, index: Index) -> (Membership, Index) {
+        let (change, at) = self.change_at(index);
+        (change.membership, at)
+    }
+
+    /// The membership change in force at `index` (with the caller's context
+    /// that came with it), and the index of its entry.
+    fn change_at(&self, index: Index) -> (MembershipChange, Index) {
         if let Some(entry) = self.log.last_membership_entry(index) {
             match MembershipChange::decode(&entry.data) {
-                Ok(change) => return (change.membership, entry.index),
+                // A restatement carries no context: the one before it holds.
+                Ok(change) if change.context.is_empty() => {
+                    let (before, _) = self.change_at(entry.index - 1);
+                    return (MembershipChange { context: before.context, ..change }, entry.index);
+                }
+                Ok(change) => return (change, entry.index),
                 // Every node holds the same entry, so every node skips it.
                 Err(e) => {
                     tracing::error!(node = self.id, index = entry.index, %e, "ignoring an unreadable membership entry")
@@ -502,8 +523,13 @@ impl Raft {
             }
         }
         let base = match &self.snapshot {
-            Some(s) if s.meta.index == self.log.snapshot_meta().index => s.membership.clone(),
-            _ => Membership::new(self.cfg.voters.iter().copied(), []),
+            Some(s) if s.meta.index == self.log.snapshot_meta().index => {
+                MembershipChange { membership: s.membership.clone(), context: s.membership_context.clone() }
+            }
+            _ => MembershipChange {
+                membership: Membership::new(self.cfg.voters.iter().copied(), []),
+                context: Bytes::new(),
+            },
         };
         (base, 0)
     }
@@ -529,6 +555,7 @@ impl Raft {
             }
             let gone: Vec<NodeId> = self.progress.keys().copied().filter(|&id| !conf.contains(id)).collect();
             self.leaving.extend(gone);
+            self.leaving_ticks = 0;
         }
         self.conf = conf;
     }

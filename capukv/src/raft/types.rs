@@ -59,11 +59,13 @@ pub struct SnapshotMeta {
 /// A state-machine snapshot. The core never looks inside `data`; it stores
 /// the latest one so it can send it to followers that fell behind the log.
 /// `membership` is the configuration in force at `meta.index`, which the
-/// entries the snapshot replaces no longer tell.
+/// entries the snapshot replaces no longer tell, and `membership_context`
+/// the caller's context that came with it (CapuKV: the members' addresses).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Snapshot {
     pub meta: SnapshotMeta,
     pub membership: Membership,
+    pub membership_context: Bytes,
     pub data: Bytes,
 }
 

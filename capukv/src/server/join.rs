@@ -11,17 +11,17 @@
 //!   acknowledged, so with one more failure its vote can elect a leader
 //!   that lacks a committed write. Every node records durably whom it saw
 //!   take part (acknowledge an entry, grant a vote) before it counts that,
-//!   so a founder that starts empty asks every other founder (`Probe`):
-//!   if any saw it take part, it refuses to start and says how to come back
-//!   (remove it, add it back as a new member, start it with `--join`);
-//!   until every other founder has said no, it follows but neither votes
-//!   nor campaigns (probation, kept across restarts). The first start of a
-//!   cluster therefore needs every founder up once.
+//!   so a node that starts empty asks the others (`Probe`): a founder every
+//!   other founder, a node that joins every member the cluster told it of.
+//!   If any saw it take part, it refuses to start and says how to come back
+//!   (remove it, add the machine back under a new id, start that with
+//!   `--join`); until every one asked has said no, it follows but neither
+//!   votes nor campaigns (probation: written with the directory's identity,
+//!   kept across restarts). The first start of a cluster therefore needs
+//!   every founder up once.
 //!
-//!   Members added after the bootstrap are not asked: a founder that lost
-//!   its disk after a leader that was not a founder saw it take part is not
-//!   caught. Founders leading is the common case; the `--join` path has no
-//!   such gap, since a member that joins is always new.
+//!   A founder asks only the founders: one that lost its disk after only a
+//!   later member, then leading, saw it take part is not caught.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -79,7 +79,8 @@ pub async fn ask_members(cfg: &ServerConfig, tls: Option<&NodeTls>) -> Result<(u
     Err(ServerError::Join(format!("no member answered: {}", failures.join("; "))))
 }
 
-/// The founders to ask, and how.
+/// The members to ask (every other founder, for a founder; every member it
+/// was told of, for a node that joins), and how.
 pub struct Prober {
     pub id: NodeId,
     pub cluster_id: u64,
@@ -96,11 +97,10 @@ pub struct Answers {
 }
 
 impl Prober {
-    pub fn new(cfg: &ServerConfig, cluster_id: u64, tls: Option<&NodeTls>) -> Prober {
-        let mut peers: Vec<(NodeId, String)> =
-            cfg.peers.iter().filter(|(id, _)| **id != cfg.id).map(|(&id, a)| (id, a.clone())).collect();
-        peers.sort();
-        Prober { id: cfg.id, cluster_id, peers, tls: tls.map(NodeTls::peer_client) }
+    pub fn new(id: NodeId, cluster_id: u64, peers: &Book, tls: Option<&NodeTls>) -> Prober {
+        let peers =
+            peers.iter().filter(|(p, a)| **p != id && !a.raft.is_empty()).map(|(&p, a)| (p, a.raft.clone())).collect();
+        Prober { id, cluster_id, peers, tls: tls.map(NodeTls::peer_client) }
     }
 
     /// One round: asks every founder not yet heard from.
@@ -128,10 +128,10 @@ impl Prober {
     pub fn refusal(&self, by: NodeId) -> ServerError {
         ServerError::Join(format!(
             "node {} took part in this cluster before (node {by} saw it acknowledge entries or vote), and its data directory is empty now: \
-             it must not vote again under this id. Remove it (capukv member remove {}), add it back as a new member \
-             (capukv member add-learner {} --raft-addr .. --api-addr ..), and start it with --join instead of --peers; \
-             or restore its data directory",
-            self.id, self.id, self.id
+             it must not vote again under this id. Remove it (capukv member remove {}), add the machine back under a new id \
+             (capukv member add-learner NEW_ID --raft-addr .. --api-addr ..; removed ids are never reused), and start it \
+             with --id NEW_ID and --join; or restore its data directory",
+            self.id, self.id
         ))
     }
 

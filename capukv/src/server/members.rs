@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 
-use crate::raft::{Index, Membership, NodeId};
+use crate::raft::{EntryKind, Index, Membership, MembershipChange, NodeId, PersistedState, Snapshot};
 
 /// Where one member listens.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -38,6 +38,32 @@ pub fn decode_book(data: &[u8]) -> Result<Book, String> {
     serde_json::from_slice(data).map_err(|e| format!("unreadable address book: {e}"))
 }
 
+/// The book a membership change's context holds (`None` for a change
+/// without one: a leader restating the founders).
+pub fn book_of(change: &MembershipChange) -> Option<Result<Book, String>> {
+    (!change.context.is_empty()).then(|| decode_book(&change.context))
+}
+
+/// The book a snapshot's configuration came with, if any.
+pub fn book_of_snapshot(snapshot: &Snapshot) -> Option<Result<Book, String>> {
+    book_of(&MembershipChange { membership: snapshot.membership.clone(), context: snapshot.membership_context.clone() })
+}
+
+/// Every address the persisted snapshot and log entries carry, the later
+/// ones winning.
+pub fn books_in(persisted: &PersistedState) -> Book {
+    let mut book = Book::new();
+    if let Some(Some(Ok(b))) = persisted.snapshot.as_ref().map(book_of_snapshot) {
+        book.extend(b);
+    }
+    for e in persisted.entries.iter().filter(|e| e.kind == EntryKind::Membership) {
+        if let Some(Ok(b)) = MembershipChange::decode(&e.data).ok().as_ref().and_then(book_of) {
+            book.extend(b);
+        }
+    }
+    book
+}
+
 /// What the API and the peer gate see of the membership: the configuration
 /// in force on this node, the index of the entry that set it, and the
 /// addresses of every node it knows of (members, and former ones until the
@@ -47,22 +73,19 @@ pub struct Directory {
     pub membership: Membership,
     pub config_index: Index,
     pub book: Book,
-    /// Members a configuration this node holds removed (and none since
-    /// added back): the peer gate refuses them.
+    /// The ids retired by the last configuration this node knows is
+    /// committed: the peer gate refuses them. (Not those of a change still
+    /// uncommitted: a leader removing itself still leads until it commits.)
     pub removed: BTreeSet<NodeId>,
 }
 
 pub type SharedDirectory = Arc<RwLock<Directory>>;
 
 impl Directory {
-    /// Puts `membership` (set at `index`) in force, remembering whom it
-    /// removed.
-    pub fn set_membership(&mut self, membership: Membership, index: Index) {
-        for gone in self.membership.members().filter(|&id| !membership.contains(id)) {
-            self.removed.insert(gone);
-        }
-        for id in membership.members() {
-            self.removed.remove(&id);
+    /// Puts `membership` (set at `index`, `committed` or not yet) in force.
+    pub fn set_membership(&mut self, membership: Membership, index: Index, committed: bool) {
+        if committed {
+            self.removed = membership.retired.clone();
         }
         self.membership = membership;
         self.config_index = index;
@@ -106,6 +129,29 @@ mod tests {
         book.insert(4, Addresses { raft: "10.0.0.4:7000".into(), api: "10.0.0.4:8000".into() });
         assert_eq!(decode_book(&encode_book(&book)).unwrap(), book);
         assert!(decode_book(b"{not json").unwrap_err().contains("unreadable"));
+    }
+
+    #[test]
+    fn a_restart_finds_the_addresses_its_snapshot_and_log_carry() {
+        use crate::raft::{Entry, Snapshot};
+        let book =
+            |id: NodeId, raft: &str| -> Book { [(id, Addresses { raft: raft.into(), api: String::new() })].into() };
+        let change = |b: &Book| MembershipChange { membership: Membership::new([1], []), context: encode_book(b) };
+        let snapshot = Snapshot { membership_context: encode_book(&book(4, "old")), ..Default::default() };
+        let entry = |index, data| Entry { index, term: 1, kind: EntryKind::Membership, data };
+        let persisted = PersistedState {
+            snapshot: Some(snapshot),
+            entries: vec![
+                entry(1, change(&book(5, "r5")).encode()),
+                // A leader restating the founders: no addresses, none lost.
+                entry(2, MembershipChange { membership: Membership::new([1], []), context: Bytes::new() }.encode()),
+                entry(3, change(&book(4, "new")).encode()),
+            ],
+            ..Default::default()
+        };
+        let found = books_in(&persisted);
+        assert_eq!(found[&4].raft, "new", "the later entry wins");
+        assert_eq!(found[&5].raft, "r5");
     }
 
     #[test]

@@ -172,12 +172,9 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
         identity.cluster_id = cfg.cluster_id.unwrap_or(identity.cluster_id);
         identity
     };
+    // A fresh directory starts on vote probation (see `join`).
     let storage = Storage::open(&cfg.dir, &identity)?;
-    if fresh && !joining {
-        // Kept until every other founder has said this node never took part.
-        storage.set_probation(true)?;
-    }
-    let probation = !joining && storage.on_probation()?;
+    let probation = storage.on_probation()?;
     if let Some(given) = cfg.cluster_id
         && given != storage.identity().cluster_id
     {
@@ -193,6 +190,17 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
     storage.keep_compacted_log.store(cfg.keep_compacted_log, std::sync::atomic::Ordering::Relaxed);
     let mut sm = StateMachine::open(storage.clone(), cfg.max_sessions)?;
     let persisted = storage.load_raft_state()?;
+    // What this node knows of where members listen: what it kept, what its
+    // log and snapshot say (the book may not have been kept after them),
+    // what the cluster it joins told it, its flags, and itself.
+    let mut known = storage.load_members()?;
+    known.extend(members::books_in(&persisted));
+    known.extend(book);
+    for (&id, raft) in &cfg.peers {
+        known.entry(id).or_default().raft = raft.clone();
+    }
+    known.insert(cfg.id, members::Addresses { raft: cfg.raft_addr.to_string(), api: cfg.api_addr.to_string() });
+    storage.save_members(&known)?;
     // A crash between persisting a received snapshot and restoring the state
     // machine from it leaves the state machine behind the log: restore now.
     if let Some(snap) = &persisted.snapshot
@@ -212,7 +220,13 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
     let dir = cfg.dir.display().to_string();
     let mut raft = Raft::new(raft_cfg, persisted).map_err(|source| ServerError::Raft { dir, source })?;
     raft.set_probation(probation);
-    let prober = join::Prober::new(&cfg, cluster_id, tls.as_ref());
+    // A founder asks the other founders; a node that joined, every member.
+    let asked = if joining {
+        known.clone()
+    } else {
+        known.iter().filter(|(id, _)| cfg.peers.contains_key(id)).map(|(&id, a)| (id, a.clone())).collect()
+    };
+    let prober = join::Prober::new(cfg.id, cluster_id, &asked, tls.as_ref());
     let mut answers = join::Answers::default();
     if probation {
         prober.round(&mut answers).await;
@@ -234,15 +248,6 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
 
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
     let api_addrs: transport::ApiAddrs = Arc::new(RwLock::new(HashMap::from([(cfg.id, cfg.api_addr.to_string())])));
-    // What this node knows of where members listen: what it kept, what the
-    // cluster it joins told it, its flags, and itself.
-    let mut known = storage.load_members()?;
-    known.extend(book);
-    for (&id, raft) in &cfg.peers {
-        known.entry(id).or_default().raft = raft.clone();
-    }
-    known.insert(cfg.id, members::Addresses { raft: cfg.raft_addr.to_string(), api: cfg.api_addr.to_string() });
-    storage.save_members(&known)?;
     let peer_addrs: HashMap<NodeId, String> = known.iter().map(|(&id, a)| (id, a.raft.clone())).collect();
     for (&id, a) in &known {
         if !a.api.is_empty() {

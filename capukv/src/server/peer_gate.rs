@@ -101,8 +101,8 @@ mod tests {
 
     fn gate() -> PeerGate {
         let mut directory = super::super::members::Directory::default();
-        directory.set_membership(Membership::new([1, 2, 3, 4], []), 0);
-        directory.set_membership(Membership::new([1, 2, 3], []), 7);
+        let four = Membership::new([1, 2, 3, 4], []);
+        directory.set_membership(four.next([1, 2, 3].into(), [].into()), 7, true);
         PeerGate::new(0xc1, 3, std::sync::Arc::new(std::sync::RwLock::new(directory)))
     }
 

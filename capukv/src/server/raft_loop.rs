@@ -21,14 +21,15 @@ use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
 
 use super::apply::{Applier, ApplyTask};
-use super::members::{Addresses, SharedDirectory, decode_book};
+use super::members::{Addresses, SharedDirectory, book_of, book_of_snapshot};
 use super::transport::{ApiAddrs, Transport};
 // The failpoint macros are empty without the `failpoints` feature.
 #[cfg_attr(not(feature = "failpoints"), allow(unused_imports))]
 use crate::failpoints as fp;
 use crate::proto;
 use crate::raft::{
-    EntryKind, Index, Membership, MembershipChange, Message, NodeId, Raft, RaftError, Ready, Role, Term,
+    Entry, EntryKind, Index, Membership, MembershipChange, Message, NodeId, Raft, RaftError, Ready, Role, Snapshot,
+    Term,
 };
 use crate::state_machine::{ApplyError, StateMachine};
 use crate::storage::{Storage, StorageError};
@@ -253,27 +254,27 @@ impl RaftLoop {
             reads_requested: HashMap::new(),
             ticks: 0,
         };
-        raft_loop.sync_directory(&[]);
+        raft_loop.sync_directory(None, &[]);
         Ok(raft_loop)
     }
 
-    /// Brings the directory up to the core's configuration, taking the
-    /// addresses `entries` (just persisted) carry, and keeps the address
+    /// Brings the directory up to the core's configuration (and the
+    /// removed ids up to its committed one), taking the addresses that the
+    /// `snapshot` and `entries` just persisted carry, and keeps the address
     /// book in storage when it changed.
-    fn sync_directory(&mut self, entries: &[crate::raft::Entry]) {
+    fn sync_directory(&mut self, snapshot: Option<&Snapshot>, entries: &[Entry]) {
         let mut directory = self.directory.write().expect("not poisoned");
         let mut book_changed = false;
-        // A leader's first entry may restate the configuration with no
-        // addresses (see `Raft::become_leader`): nothing to learn there.
-        for e in entries.iter().filter(|e| e.kind == EntryKind::Membership) {
-            if MembershipChange::decode(&e.data).is_ok_and(|c| c.context.is_empty()) {
-                continue;
-            }
-            let book = MembershipChange::decode(&e.data)
-                .map_err(|e| e.to_string())
-                .and_then(|change| decode_book(&change.context));
+        let changes = entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Membership)
+            .map(|e| (e.index, MembershipChange::decode(&e.data).map_err(|e| e.to_string()).map(|c| book_of(&c))));
+        let books = snapshot.map(|s| (s.meta.index, Ok(book_of_snapshot(s)))).into_iter().chain(changes);
+        for (index, book) in books {
             match book {
-                Ok(book) => {
+                // A leader restating the founders (see `Raft::become_leader`).
+                Ok(None) => {}
+                Ok(Some(Ok(book))) => {
                     for (id, addrs) in book {
                         if directory.book.get(&id) != Some(&addrs) {
                             directory.book.insert(id, addrs);
@@ -281,14 +282,16 @@ impl RaftLoop {
                         }
                     }
                 }
-                Err(why) => {
-                    tracing::warn!(node = self.raft.id(), index = e.index, %why, "a membership entry without addresses")
+                Ok(Some(Err(why))) | Err(why) => {
+                    tracing::warn!(node = self.raft.id(), index, %why, "a membership change without readable addresses")
                 }
             }
         }
         let (membership, index) = self.raft.membership();
-        if *membership != directory.membership || index != directory.config_index || book_changed {
-            directory.set_membership(membership.clone(), index);
+        let committed = index <= self.raft.commit_index();
+        let retired_now = committed && directory.removed != membership.retired;
+        if *membership != directory.membership || index != directory.config_index || book_changed || retired_now {
+            directory.set_membership(membership.clone(), index, committed);
             for id in membership.members() {
                 if let Some(addrs) = directory.book.get(&id) {
                     self.transport.set_peer(id, &addrs.raft);
@@ -556,8 +559,8 @@ impl RaftLoop {
         )));
         fail::fail_point!(fp::RAFT_BEFORE_PERSIST, writes, |_| Err(StorageError::Injected(fp::RAFT_BEFORE_PERSIST)));
         self.storage.persist(snapshot.as_ref(), &entries, hard_state.as_ref())?;
-        if snapshot.is_some() || !entries.is_empty() {
-            self.sync_directory(&entries);
+        if snapshot.is_some() || !entries.is_empty() || hard_state.is_some() {
+            self.sync_directory(snapshot.as_ref(), &entries);
         }
         let durable =
             entries.last().map(|e| (e.index, e.term)).or(snapshot.as_ref().map(|s| (s.meta.index, s.meta.term)));

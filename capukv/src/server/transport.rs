@@ -32,7 +32,7 @@ use super::raft_loop::Event;
 use crate::convert::{message_from_proto, message_to_proto};
 use crate::failpoints as fp;
 use crate::proto::{self, raft_client::RaftClient};
-use crate::raft::{Membership, Message, MessageBody, NodeId, Snapshot, SnapshotMeta};
+use crate::raft::{MembershipChange, Message, MessageBody, NodeId, Snapshot, SnapshotMeta};
 
 const API_ADDR_HEADER: &str = "x-capukv-api-addr";
 const RAFT_ADDR_HEADER: &str = "x-capukv-raft-addr";
@@ -270,9 +270,9 @@ async fn send_snapshot(dialer: &Dialer, addr: &str, header: ChunkHeader, snapsho
     let ChunkHeader { cluster_id, from, to, term } = header;
     let mut client = dialer.connect(addr).await.map_err(|e| e.to_string())?;
     let total = snapshot.data.len() as u64;
-    let mut membership = Vec::new();
-    snapshot.membership.encode(&mut membership);
-    let mut membership = Some(Bytes::from(membership));
+    let change =
+        MembershipChange { membership: snapshot.membership.clone(), context: snapshot.membership_context.clone() };
+    let mut membership = Some(change.encode());
     let mut chunks = Vec::new();
     let mut offset = 0;
     loop {
@@ -411,10 +411,11 @@ impl proto::raft_server::Raft for RaftService {
             return Err(Status::invalid_argument(format!("snapshot has {} of {} bytes", data.len(), h.total_bytes)));
         }
         fp::pass(fp::SNAPSHOT_AFTER_RECEIVE).await.map_err(Status::unavailable)?;
-        let membership = Membership::decode(&mut h.membership.clone())
+        let change = MembershipChange::decode(&h.membership)
             .map_err(|_| Status::invalid_argument("the snapshot carries no readable membership"))?;
         let meta = SnapshotMeta { index: h.index, term: h.snapshot_term };
-        let snapshot = Snapshot { meta, membership, data: data.freeze() };
+        let snapshot =
+            Snapshot { meta, membership: change.membership, membership_context: change.context, data: data.freeze() };
         let m = Message { from: h.from, to: h.to, term: h.term, body: MessageBody::Snapshot(snapshot) };
         self.events.send(Event::Message(m)).map_err(|_| Status::unavailable("the node is shutting down"))?;
         Ok(Response::new(proto::SnapshotAck {}))
@@ -463,6 +464,7 @@ mod tests {
         let snapshot = Snapshot {
             meta: SnapshotMeta { index: 10, term: 1 },
             membership: crate::raft::Membership::new([1, 2], []),
+            membership_context: Bytes::new(),
             data: Bytes::from(vec![1u8; 1000]),
         };
         Message { from: 1, to, term: 1, body: MessageBody::Snapshot(snapshot) }

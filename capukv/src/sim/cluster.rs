@@ -447,6 +447,16 @@ impl Cluster {
         if self.faults.snapshots {
             self.maybe_compact(id);
         }
+        // A leader whose removal committed steps down in the batch after
+        // (its last commit index goes out first): once it has nothing more
+        // to hand over, it must not lead.
+        if let Some(raft) = self.nodes[idx].raft.as_ref()
+            && raft.role() == Role::Leader
+            && !raft.has_ready()
+        {
+            let (conf, at) = raft.membership();
+            self.inv.removed_leader_stepped_down(id, conf, at, raft.commit_index())?;
+        }
         Ok(())
     }
 

@@ -247,6 +247,18 @@ impl Invariants {
         Ok(())
     }
 
+    /// No node leads once the change removing it from the voters, set at
+    /// `at`, is committed (`commit`): it must have stepped down.
+    pub fn removed_leader_stepped_down(&self, node: NodeId, conf: &Membership, at: Index, commit: Index) -> Check {
+        if !conf.is_voter(node) && at <= commit {
+            return self.fail(
+                "Configuration Safety",
+                format!("node {node} still leads after the change at {at} removing it committed (commit {commit})"),
+            );
+        }
+        Ok(())
+    }
+
     /// A leader of `term` must be a voter of its configuration, or of the
     /// one before when an entry not yet committed removed it (`pending`).
     pub fn leader_is_voter(&self, node: NodeId, term: Term, conf: &Membership, pending: Option<&Membership>) -> Check {

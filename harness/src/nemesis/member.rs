@@ -65,14 +65,28 @@ impl FaultKind for MemberKind {
         matches!(fault, Fault::Member { member: MemberFault::DemoteLeader })
     }
     fn strike(&self, n: &Nemesis, fault: &Fault, leader: Option<u64>) -> anyhow::Result<Value> {
-        let node = victim(fault, leader).ok_or_else(|| anyhow::anyhow!("no leader to demote"))?;
+        let Some(node) = victim(fault, leader) else {
+            return Ok(json!({"node": Value::Null, "note": "no leader to demote"}));
+        };
+        // Demoting a live voter must leave a majority of live voters, or
+        // the cluster could never promote it back (say, with a node down
+        // for good after refusing its corrupted data).
+        let list = list(n)?;
+        let voters: Vec<u64> = list.members.iter().filter(|m| m.role == "voter").map(|m| m.id).collect();
+        let live_after = voters.iter().filter(|&&v| v != node && n.runtime.is_running(v)).count();
+        if !voters.contains(&node) || !n.runtime.is_running(node) || live_after < voters.len().saturating_sub(1) / 2 + 1
+        {
+            return Ok(
+                json!({"node": format!("n{node}"), "note": "not demoted: not a live voter, or too few live voters would remain", "members": members(&list)}),
+            );
+        }
         let list = change(n, Kind::Demote, node, Duration::from_secs(10))?;
         Ok(json!({"node": format!("n{node}"), "leader": leader.map(|l| format!("n{l}")), "members": members(&list)}))
     }
     fn heal(&self, n: &Nemesis, fault: &Fault) -> anyhow::Result<Value> {
         // The node the strike demoted: for "the leader", whichever voter of
         // the fixed set is a learner now.
-        let learners = learners(n)?;
+        let learners = learners(&list(n)?);
         let node = match fault {
             Fault::Member { member: MemberFault::DemoteNode { node } } => Some(*node),
             _ => learners.first().copied(),
@@ -96,33 +110,57 @@ fn victim(fault: &Fault, leader: Option<u64>) -> Option<u64> {
 }
 
 /// One change through the leader, retried (the server asks to retry while
-/// a change commits or a learner catches up) until `within` passes. From a
-/// blocking thread.
+/// a change commits or a learner catches up) until `within` passes; done
+/// already (an attempt whose answer was lost took effect) counts as done.
+/// From a blocking thread.
 fn change(n: &Nemesis, kind: Kind, id: u64, within: Duration) -> anyhow::Result<capukv::proto::MemberListResponse> {
-    let endpoints: Vec<String> = n.runtime.nodes().iter().map(|node| node.api_addr.clone()).collect();
-    let mut client = n.runtime.access().client(endpoints)?;
-    client.timeout = Duration::from_secs(5);
+    let client = client(n, Duration::from_secs(5))?;
     let request = MemberChangeRequest { kind: kind as i32, id, raft_addr: String::new(), api_addr: String::new() };
+    let target = if kind == Kind::Promote { "voter" } else { "learner" };
     let started = Instant::now();
     loop {
         match tokio::runtime::Handle::current().block_on(client.member_change(request.clone())) {
             Ok(list) => return Ok(list),
-            Err(e) if started.elapsed() < within => {
+            Err(e) => {
+                if let Ok(list) = list(n)
+                    && list.members.iter().any(|m| m.id == id && m.role == target)
+                {
+                    return Ok(list);
+                }
+                if started.elapsed() >= within {
+                    anyhow::bail!("{kind:?} n{id}: {e}");
+                }
                 tracing::debug!(node = id, error = %e, "membership change not made yet");
                 std::thread::sleep(Duration::from_millis(500));
             }
-            Err(e) => anyhow::bail!("{kind:?} n{id}: {e}"),
         }
     }
 }
 
-/// The learners among the run's nodes, as the leader sees them.
-fn learners(n: &Nemesis) -> anyhow::Result<Vec<u64>> {
+fn client(n: &Nemesis, timeout: Duration) -> anyhow::Result<capukv::Client> {
     let endpoints: Vec<String> = n.runtime.nodes().iter().map(|node| node.api_addr.clone()).collect();
     let mut client = n.runtime.access().client(endpoints)?;
-    client.timeout = Duration::from_secs(10);
-    let list = tokio::runtime::Handle::current().block_on(client.member_list())?;
-    Ok(list.members.iter().filter(|m| m.role == "learner").map(|m| m.id).collect())
+    client.timeout = timeout;
+    Ok(client)
+}
+
+/// The configuration as the leader sees it. From a blocking thread.
+fn list(n: &Nemesis) -> anyhow::Result<capukv::proto::MemberListResponse> {
+    Ok(tokio::runtime::Handle::current().block_on(client(n, Duration::from_secs(10))?.member_list())?)
+}
+
+fn learners(list: &capukv::proto::MemberListResponse) -> Vec<u64> {
+    list.members.iter().filter(|m| m.role == "learner").map(|m| m.id).collect()
+}
+
+/// Promotes back every learner among the run's nodes (a membership fault
+/// still in force when the run ends), for the final heal; what it promoted.
+pub(crate) fn promote_all(n: &Nemesis) -> anyhow::Result<Vec<u64>> {
+    let learners = learners(&list(n)?);
+    for &id in &learners {
+        change(n, Kind::Promote, id, PROMOTE_WITHIN)?;
+    }
+    Ok(learners)
 }
 
 /// The configuration as the history records it: `{"n1": "voter", ...}`.

@@ -327,8 +327,19 @@ impl Nemesis {
                 restarted.push(node.id);
             }
         }
+        // Only after the restarts: a learner must be up to catch up.
+        let promoted = if self.struck.lock().expect("not poisoned").contains("member") {
+            member::promote_all(self)?
+        } else {
+            Vec::new()
+        };
         *self.active.lock().expect("not poisoned") = None;
-        self.record(EventType::Info, "heal-all", json!({"restarted": names(&restarted)}), None);
+        self.record(
+            EventType::Info,
+            "heal-all",
+            json!({"restarted": names(&restarted), "promoted": names(&promoted)}),
+            None,
+        );
         network.and(failpoints.map(drop))
     }
 }
