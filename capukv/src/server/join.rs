@@ -1,9 +1,15 @@
 //! How a node with an empty data directory comes into a cluster.
 //!
 //! - **Joining** (`--join`): a new member, added first with `capukv member
-//!   add` or `add-learner`. It asks a running member for the cluster id and
-//!   the members' addresses, starts knowing no configuration, and learns it
-//!   from the leader's log or snapshot.
+//!   add-learner`. It asks a running member for the cluster id and the
+//!   members' addresses, starts knowing no configuration, and learns it
+//!   from the leader's log or snapshot. Only a learner may start empty this
+//!   way: it never votes, and it is promoted only once it has caught up. A
+//!   voter that starts empty may be one that lost its disk, and the nodes
+//!   that saw it vote or acknowledge (the leaders of its time) may be gone
+//!   or removed, so there is no asking it through: it is refused, and told
+//!   to come back as a learner (`member demote`, if it never ran) or under a
+//!   new id.
 //! - **Founding** (`--peers`): one of the voters a cluster is bootstrapped
 //!   with. An empty directory is what every founder has at the very first
 //!   start, but also what a founder has after losing its disk, and such a
@@ -11,14 +17,13 @@
 //!   acknowledged, so with one more failure its vote can elect a leader
 //!   that lacks a committed write. Every node records durably whom it saw
 //!   take part (acknowledge an entry, grant a vote) before it counts that,
-//!   so a node that starts empty asks the others (`Probe`): a founder every
-//!   other founder, a node that joins every member the cluster told it of.
-//!   If any saw it take part, it refuses to start and says how to come back
+//!   so a founder that starts empty asks every other founder (`Probe`). If
+//!   any saw it take part, it refuses to start and says how to come back
 //!   (remove it, add the machine back under a new id, start that with
-//!   `--join`); until every one asked has said no, it follows but neither
-//!   votes nor campaigns (probation: written with the directory's identity,
-//!   kept across restarts). The first start of a cluster therefore needs
-//!   every founder up once.
+//!   `--join`); until every other founder has said no, it follows but
+//!   neither votes nor campaigns (probation: written with the directory's
+//!   identity, kept across restarts). The first start of a cluster
+//!   therefore needs every founder up once.
 //!
 //!   A founder asks only the founders: one that lost its disk after only a
 //!   later member, then leading, saw it take part is not caught.
@@ -62,6 +67,16 @@ pub async fn ask_members(cfg: &ServerConfig, tls: Option<&NodeTls>) -> Result<(u
                 cfg.api_addr
             )));
         };
+        if me.role == "voter" {
+            return Err(ServerError::Join(format!(
+                "node {} is a voter of the cluster at {addr}, and a voter never starts with an empty data directory: \
+                 it may have voted and acknowledged entries before, and would forget it. If it never ran (added with \
+                 `member add`), make it a learner first (capukv --endpoints {addr} member demote {}), start it, and \
+                 promote it once caught up; if it lost its disk, remove it (member remove {}) and add the machine back \
+                 under a new id (member add-learner NEW_ID ...; removed ids are never reused)",
+                cfg.id, cfg.id, cfg.id
+            )));
+        }
         if me.raft_addr != cfg.raft_addr.to_string() {
             return Err(ServerError::Join(format!(
                 "the cluster knows node {} at {}, but this node listens on --raft-addr {}",

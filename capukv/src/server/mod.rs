@@ -172,8 +172,14 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
         identity.cluster_id = cfg.cluster_id.unwrap_or(identity.cluster_id);
         identity
     };
-    // A fresh directory starts on vote probation (see `join`).
+    // A fresh directory starts on vote probation (see `join`): a founder's
+    // lasts until the other founders have answered; one that joined is a
+    // learner (only a learner may join empty), which never votes, so it
+    // needs none.
     let storage = Storage::open(&cfg.dir, &identity)?;
+    if joining && storage.on_probation()? {
+        storage.set_probation(false)?;
+    }
     let probation = storage.on_probation()?;
     if let Some(given) = cfg.cluster_id
         && given != storage.identity().cluster_id
@@ -220,12 +226,8 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
     let dir = cfg.dir.display().to_string();
     let mut raft = Raft::new(raft_cfg, persisted).map_err(|source| ServerError::Raft { dir, source })?;
     raft.set_probation(probation);
-    // A founder asks the other founders; a node that joined, every member.
-    let asked = if joining {
-        known.clone()
-    } else {
-        known.iter().filter(|(id, _)| cfg.peers.contains_key(id)).map(|(&id, a)| (id, a.clone())).collect()
-    };
+    let asked: members::Book =
+        known.iter().filter(|(id, _)| cfg.peers.contains_key(id)).map(|(&id, a)| (id, a.clone())).collect();
     let prober = join::Prober::new(cfg.id, cluster_id, &asked, tls.as_ref());
     let mut answers = join::Answers::default();
     if probation {

@@ -212,6 +212,23 @@ impl LocalCluster {
     }
 }
 
+/// Runs `cmd` to its end and returns what it printed, killing it (and
+/// failing) if it has not ended within `within`: a server that should
+/// refuse to start must not hang the test run when it starts after all.
+pub fn output_within(cmd: &mut Command, within: Duration) -> std::process::Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start the command");
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if child.try_wait().expect("wait for the command").is_some() {
+            return child.wait_with_output().expect("its output");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("its output");
+    panic!("still running after {within:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 impl Drop for LocalCluster {
     fn drop(&mut self) {
         for id in 1..=self.nodes.len() as u64 {
