@@ -123,7 +123,7 @@ fn a_docker_chaos_run_ends_valid_and_leaves_no_container_network_or_volume() {
     assert_eq!(scan["outcome"], "passed", "{scan}");
     let struck: Vec<&str> =
         results["nemesis"]["struck"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
-    assert_eq!(struck, ["kill", "netem", "partition", "pause"]);
+    assert_eq!(struck, ["kill", "member", "netem", "partition", "pause"]);
     let run = read_json(&dir.join("run.json"));
     let label = run["runtime"]["label"].as_str().unwrap().to_string();
     assert!(std::fs::metadata(dir.join("nodes/n1/server.log")).unwrap().len() > 0, "container logs are kept");

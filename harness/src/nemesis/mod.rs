@@ -145,12 +145,22 @@ impl Nemesis {
         self.runtime.nodes()[(id - 1) as usize].ip
     }
 
-    /// Runs `f` on node `id`'s netem handle, opening it on first use.
-    pub(crate) fn with_netem<T>(&self, id: u64, f: impl FnOnce(&mut Netem) -> netem::Result<T>) -> anyhow::Result<T> {
+    /// Runs `f` on node `id`'s netem handle, opening it on first use;
+    /// `None` when the node has no network now (a stopped container: there
+    /// is nothing to impair, and its next namespace starts clean).
+    pub(crate) fn with_netem<T>(
+        &self,
+        id: u64,
+        f: impl FnOnce(&mut Netem) -> netem::Result<T>,
+    ) -> anyhow::Result<Option<T>> {
         let mut netems = self.netems.lock().expect("not poisoned");
         let slot = &mut netems[(id - 1) as usize];
+        let Some(target) = self.runtime.netns(id) else {
+            tracing::info!(node = id, "no network to impair: the node's container is stopped");
+            *slot = None;
+            return Ok(None);
+        };
         // A restarted container has a new namespace: the old handle is useless.
-        let target = self.runtime.netns(id);
         if slot.as_ref().is_some_and(|h| *h.target() != target) {
             *slot = None;
         }
@@ -169,7 +179,7 @@ impl Nemesis {
             }
             *slot = Some(handle);
         }
-        Ok(f(slot.as_mut().expect("opened"))?)
+        Ok(Some(f(slot.as_mut().expect("opened"))?))
     }
 
     fn record(&self, kind: EventType, f: &str, value: serde_json::Value, error: Option<String>) {

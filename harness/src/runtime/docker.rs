@@ -203,9 +203,10 @@ impl Runtime for DockerRuntime {
         docker(&["inspect", "-f", "{{.State.Running}}", &self.container(id)]).is_ok_and(|s| s == "true")
     }
 
-    fn netns(&self, id: u64) -> NetNs {
-        // A restarted container has a new process and a new namespace.
-        NetNs::Pid(self.pid(id).unwrap_or(0))
+    fn netns(&self, id: u64) -> Option<NetNs> {
+        // A restarted container has a new process and a new namespace; a
+        // stopped one has none.
+        self.pid(id).map(NetNs::Pid)
     }
 
     fn teardown(&self) -> Result<()> {

@@ -152,8 +152,9 @@ pub trait Runtime: Send + Sync {
     fn resume(&self, id: u64) -> Result<()>;
     /// Whether node `id`'s process is running (paused counts as running).
     fn is_running(&self, id: u64) -> bool;
-    /// The namespace whose network the node uses.
-    fn netns(&self, id: u64) -> NetNs;
+    /// The namespace whose network the node uses; `None` while it has none
+    /// (a stopped container's namespace dies with it).
+    fn netns(&self, id: u64) -> Option<NetNs>;
     /// The interface inside that namespace carrying cluster traffic.
     fn iface(&self) -> &str {
         "eth0"

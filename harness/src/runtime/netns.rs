@@ -292,8 +292,9 @@ impl Runtime for NetnsRuntime {
         Ok(serde_json::to_value(loss).expect("serializes"))
     }
 
-    fn netns(&self, id: u64) -> NetNs {
-        self.workers[self.index(id)].target().clone()
+    fn netns(&self, id: u64) -> Option<NetNs> {
+        // The node's namespace outlives its process.
+        Some(self.workers[self.index(id)].target().clone())
     }
 
     fn teardown(&self) -> Result<()> {
