@@ -762,6 +762,10 @@ async fn status(client: &Client, json: bool, hash: bool) -> anyhow::Result<u8> {
                         "applied_index": s.applied_index, "snapshot_index": s.snapshot_index,
                         "log_syncs": s.log_syncs, "log_entries_synced": s.log_entries_synced, "ticks": s.ticks,
                         "cluster_id": format!("{:016x}", s.cluster_id),
+                        "members": s.members.iter().map(|m| serde_json::json!({
+                            "id": m.id, "role": m.role, "raft_addr": m.raft_addr, "api_addr": m.api_addr,
+                            "match_index": m.match_index,
+                        })).collect::<Vec<_>>(),
                     });
                     if let Some(h) = &h {
                         row["state_hash"] = serde_json::json!({

@@ -146,3 +146,59 @@ async fn joining_needs_the_node_to_be_added_first() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("is not a member") && err.contains("member add-learner"), "{err}");
 }
+
+/// The operator's way back for a node whose disk died, end to end with the
+/// CLI: it is refused under its old id, removed, and its machine joins
+/// again under a new id as a learner, is promoted, and the cluster has its
+/// size back and serves what was written before.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_whose_disk_died_is_replaced_under_a_new_id_with_the_cli() {
+    let mut cluster = LocalCluster::start(3).await;
+    let client = cluster.client();
+    for i in 0..20 {
+        client.put(format!("k{i}"), format!("v{i}")).await.unwrap();
+    }
+    let leader = cluster.leader().await.unwrap();
+    let dead = if leader == 3 { 2 } else { 3 };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.kill(dead);
+    std::fs::remove_dir_all(&cluster.node(dead).dir).unwrap();
+    let dir = cluster.node(dead).dir.clone();
+    let out = common::output_within(&mut cluster.server_command(dead, &dir), Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(2), "the old id may not come back empty");
+
+    let (code, _, err) = cluster.cli(&["member", "remove", &dead.to_string()]);
+    assert_eq!(code, 0, "member remove: {err}");
+    let new = cluster.new_node();
+    let (raft, api) = (cluster.node(new).raft.clone(), cluster.node(new).api.clone());
+    let (code, _, err) =
+        cluster.cli(&["member", "add-learner", &new.to_string(), "--raft-addr", &raft, "--api-addr", &api]);
+    assert_eq!(code, 0, "member add-learner: {err}");
+    cluster.start_node(new);
+    // Promotion is refused (and retried by the client) until it caught up.
+    let mut promoted = false;
+    for _ in 0..20 {
+        let (code, _, _) = cluster.cli(&["member", "promote", &new.to_string()]);
+        if code == 0 {
+            promoted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(promoted, "the new node was promoted once it caught up");
+    let list = member_json(&cluster, &["list"]);
+    let mut voters: Vec<u64> = roles(&list).into_iter().filter(|(_, role)| role == "voter").map(|(id, _)| id).collect();
+    voters.sort();
+    let mut want: Vec<u64> = [1, 2, 3, new].into_iter().filter(|&id| id != dead).collect();
+    want.sort();
+    assert_eq!(voters, want, "three voters again, the new one among them: {list}");
+    // With the dead id's endpoint gone, the cluster serves, old data included.
+    let client =
+        capukv::Client::new(cluster.nodes.iter().filter(|n| n.id != dead).map(|n| n.api.clone()).collect::<Vec<_>>())
+            .unwrap();
+    client.put("after", "replacement").await.unwrap();
+    assert_eq!(client.get("k3").await.unwrap().map(|v| v.value), Some("v3".into()));
+    let status = client.status_of(&api).await.unwrap();
+    assert!(status.applied_index > 20, "the new node applied the old writes: {status:?}");
+    assert!(status.members.iter().any(|m| m.id == new && m.role == "voter"), "{status:?}");
+}

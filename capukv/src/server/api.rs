@@ -232,6 +232,16 @@ impl proto::kv_server::Kv for Api {
 }
 
 impl Api {
+    /// The configuration in force on this node, with each member's progress
+    /// when it leads.
+    async fn member_view(&self) -> Result<MemberView, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.events
+            .send(Event::MemberList { reply: tx })
+            .map_err(|_| Status::unavailable("the node is shutting down"))?;
+        rx.await.map_err(|_| Status::unavailable("the node stopped before answering"))
+    }
+
     fn member_list_of(&self, view: MemberView) -> proto::MemberListResponse {
         let directory = self.directory.read().expect("not poisoned");
         let api = self.api_addrs.read().expect("not poisoned");
@@ -262,6 +272,7 @@ impl proto::cluster_server::Cluster for Api {
         let (tx, rx) = oneshot::channel();
         self.events.send(Event::Status { reply: tx }).map_err(|_| Status::unavailable("the node is shutting down"))?;
         let s = rx.await.map_err(|_| Status::unavailable("the node stopped before answering"))?;
+        let view = self.member_view().await?;
         let api = self.api_addrs.read().expect("not poisoned").clone();
         let role = match s.role {
             Role::Leader => "leader",
@@ -278,19 +289,18 @@ impl proto::cluster_server::Cluster for Api {
             commit_index: s.commit,
             applied_index: s.applied,
             snapshot_index: s.snapshot_index,
-            members: {
-                let directory = self.directory.read().expect("not poisoned");
-                directory
-                    .membership
-                    .members()
-                    .map(|id| proto::Member {
-                        id,
-                        raft_addr: directory.book.get(&id).map(|a| a.raft.clone()).unwrap_or_default(),
-                        api_addr: api.get(&id).cloned().unwrap_or_default(),
-                        role: directory.role(id).into(),
-                    })
-                    .collect()
-            },
+            members: self
+                .member_list_of(view)
+                .members
+                .into_iter()
+                .map(|m| proto::Member {
+                    id: m.id,
+                    raft_addr: m.raft_addr,
+                    api_addr: m.api_addr,
+                    role: m.role,
+                    match_index: m.match_index,
+                })
+                .collect(),
             log_syncs: self.storage.syncs.load(Ordering::Relaxed),
             log_entries_synced: self.storage.entries_synced.load(Ordering::Relaxed),
             ticks: s.ticks,
@@ -371,11 +381,7 @@ impl proto::cluster_server::Cluster for Api {
         &self,
         request: Request<proto::MemberListRequest>,
     ) -> Result<Response<proto::MemberListResponse>, Status> {
-        let (tx, rx) = oneshot::channel();
-        self.events
-            .send(Event::MemberList { reply: tx })
-            .map_err(|_| Status::unavailable("the node is shutting down"))?;
-        let view = rx.await.map_err(|_| Status::unavailable("the node stopped before answering"))?;
+        let view = self.member_view().await?;
         if !request.get_ref().local && view.leader != Some(self.id) {
             return Err(self.status_of(Rejection::NotLeader(view.leader)));
         }
@@ -408,12 +414,7 @@ impl proto::cluster_server::Cluster for Api {
             Kind::Demote => MemberChange::Demote(r.id),
         };
         self.ask(|reply| Event::MemberChange { change, reply }).await?;
-        let (tx, rx) = oneshot::channel();
-        self.events
-            .send(Event::MemberList { reply: tx })
-            .map_err(|_| Status::unavailable("the node is shutting down"))?;
-        let view = rx.await.map_err(|_| Status::unavailable("the node stopped before answering"))?;
-        Ok(Response::new(self.member_list_of(view)))
+        Ok(Response::new(self.member_list_of(self.member_view().await?)))
     }
 
     async fn transfer_leader(

@@ -474,9 +474,9 @@ impl RaftLoop {
         if let MemberChange::Promote(id) = change {
             // A voter far behind would stall every commit that needs it.
             let (matched, last) = (self.raft.match_index(id).unwrap_or(0), self.raft.last_index());
-            if matched + PROMOTE_LAG < last {
+            if matched == 0 || matched + PROMOTE_LAG < last {
                 let why = format!(
-                    "learner {id} has not caught up (its log matches to {matched}, the leader's ends at {last}); retry once `member list` shows it within {PROMOTE_LAG}"
+                    "learner {id} has not caught up (its log matches to {matched}, the leader's ends at {last}; a learner that never answered matches to 0); retry once `member list` shows it within {PROMOTE_LAG}"
                 );
                 let _ = reply.send(Err(if self.raft.role() == Role::Leader {
                     Rejection::Unavailable(why)

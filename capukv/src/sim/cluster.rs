@@ -136,19 +136,7 @@ impl Cluster {
         };
         let founders: Vec<NodeId> = (1..=cluster.scenario.nodes as NodeId).collect();
         for &id in &founders {
-            let node = SimNode {
-                id,
-                raft: None,
-                disk: Disk::default(),
-                sm: StateMachine::default(),
-                reads: Vec::new(),
-                boots: 0,
-                restart_at: None,
-                paused_until: None,
-                late_report: None,
-                present: true,
-                bootstrap: founders.clone(),
-            };
+            let node = SimNode::new(id, founders.clone());
             cluster.nodes.push(node);
             cluster.start(id)?;
         }
@@ -680,19 +668,7 @@ impl Cluster {
             0 if conf.members().count() < MAX_NODES && self.nodes.len() < MAX_IDS => {
                 // A new, empty node that knows no configuration.
                 let id = self.nodes.len() as NodeId + 1;
-                self.nodes.push(SimNode {
-                    id,
-                    raft: None,
-                    disk: Disk::default(),
-                    sm: StateMachine::default(),
-                    reads: Vec::new(),
-                    boots: 0,
-                    restart_at: None,
-                    paused_until: None,
-                    late_report: None,
-                    present: true,
-                    bootstrap: Vec::new(),
-                });
+                self.nodes.push(SimNode::new(id, Vec::new()));
                 self.start(id)?;
                 next.learners.insert(id);
             }

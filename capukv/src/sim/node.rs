@@ -161,6 +161,24 @@ pub struct SimNode {
 }
 
 impl SimNode {
+    /// A node with an empty disk, not started: a founder (`bootstrap` the
+    /// founding voters) or one joining (`bootstrap` empty).
+    pub fn new(id: NodeId, bootstrap: Vec<NodeId>) -> SimNode {
+        SimNode {
+            id,
+            raft: None,
+            disk: Disk::default(),
+            sm: StateMachine::default(),
+            reads: Vec::new(),
+            boots: 0,
+            restart_at: None,
+            paused_until: None,
+            late_report: None,
+            present: true,
+            bootstrap,
+        }
+    }
+
     /// Up and not paused: it can act.
     pub fn is_running(&self, now: u64) -> bool {
         self.raft.is_some() && self.paused_until.is_none_or(|until| until <= now)
