@@ -57,6 +57,8 @@ pub struct Nemesis {
     pub(crate) applied_when_killed: Mutex<std::collections::BTreeMap<u64, u64>>,
     /// Network backends in use, by fault kind, for run.json.
     pub backends: Mutex<Vec<String>>,
+    /// The Raft id the next replacement member gets: ids are never reused.
+    pub(crate) next_member: std::sync::atomic::AtomicU64,
 }
 
 /// The node that leads, by the highest term any running node reports.
@@ -108,6 +110,8 @@ pub(crate) fn wait_until_compacted_past(
     None
 }
 
+/// The node (the runtime's, which a replacement's new Raft id does not
+/// change) that leads.
 pub async fn current_leader(runtime: &dyn Runtime) -> Option<u64> {
     let mut best: Option<(u64, u64)> = None;
     for node in runtime.nodes() {
@@ -117,7 +121,7 @@ pub async fn current_leader(runtime: &dyn Runtime) -> Option<u64> {
             && status.role == "leader"
             && best.is_none_or(|(term, _)| status.term > term)
         {
-            best = Some((status.term, status.id));
+            best = Some((status.term, node.id));
         }
     }
     best.map(|(_, id)| id)
@@ -138,6 +142,7 @@ impl Nemesis {
             struck: Mutex::new(BTreeSet::new()),
             applied_when_killed: Mutex::new(std::collections::BTreeMap::new()),
             backends: Mutex::new(Vec::new()),
+            next_member: std::sync::atomic::AtomicU64::new(n as u64 + 1),
         }
     }
 

@@ -174,6 +174,14 @@ pub trait Runtime: Send + Sync {
             "node n{id}: this runtime cannot lose unsynced writes (its data directories are not on lazyfs)"
         )))
     }
+    /// Replaces node `id`'s member (killed first) by a new one: the data
+    /// directory is wiped, and from its next start the slot runs Raft id
+    /// `member`, joining the cluster (`server --join`) at the same
+    /// addresses. For the member nemesis.
+    fn replace(&self, id: u64, member: u64) -> Result<()> {
+        let _ = member;
+        Err(RuntimeError::Other(format!("node n{id}: this runtime cannot replace nodes")))
+    }
     /// Node `id`'s data directory as the server sees it (through its lazyfs
     /// mount, if any), for the corrupt nemesis; `None` where the harness
     /// cannot reach it.

@@ -55,6 +55,9 @@ fn clock_spec(offset_s: f64, rate: f64) -> String {
 struct Slot {
     child: Option<Child>,
     paused: bool,
+    /// The Raft id of the member this slot runs now, when it is not the
+    /// founder of the slot's own id: a replacement, which joins.
+    member: Option<u64>,
 }
 
 pub struct NetnsRuntime {
@@ -89,7 +92,7 @@ impl NetnsRuntime {
         let peers = peers_flag(&nodes);
         let certs = if settings.tls { Some(RunCerts::issue(run_dir, &nodes)?) } else { None };
         let access = certs.as_ref().map(RunCerts::access).transpose()?.unwrap_or_default();
-        let slots = nodes.iter().map(|_| Slot { child: None, paused: false }).collect();
+        let slots = nodes.iter().map(|_| Slot { child: None, paused: false, member: None }).collect();
         let mounts = nodes.iter().map(|_| Mutex::new(None)).collect();
         let runtime = NetnsRuntime {
             topology: Mutex::new(Some(topology)),
@@ -192,9 +195,18 @@ impl Runtime for NetnsRuntime {
                 .env("FAKETIME_CACHE_DURATION", "1")
                 .env("FAKETIME_XRESET", "1");
         }
-        cmd.args(["server", "--id", &id.to_string(), "--dir"])
+        // A founder names every founder; a replacement joins through the
+        // other slots' client addresses.
+        let (member, how, whom) = match slots[i].member {
+            None => (id, "--peers", self.peers.clone()),
+            Some(member) => {
+                let others: Vec<&str> = self.nodes.iter().filter(|n| n.id != id).map(|n| n.api_addr.as_str()).collect();
+                (member, "--join", others.join(","))
+            }
+        };
+        cmd.args(["server", "--id", &member.to_string(), "--dir"])
             .arg(&self.data_dirs[i])
-            .args(["--api-addr", &node.api_addr, "--raft-addr", &node.raft_addr, "--peers", &self.peers])
+            .args(["--api-addr", &node.api_addr, "--raft-addr", &node.raft_addr, how, &whom])
             .args(["--tick-ms", &self.settings.tick_ms.to_string()])
             .args(["--snapshot-every", &self.settings.snapshot_every.to_string()])
             .args(&self.settings.extra_args)
@@ -213,7 +225,8 @@ impl Runtime for NetnsRuntime {
             what: "start capukv server",
             source,
         })?;
-        slots[i] = Slot { child: Some(child), paused: false };
+        slots[i].child = Some(child);
+        slots[i].paused = false;
         Ok(())
     }
 
@@ -259,6 +272,30 @@ impl Runtime for NetnsRuntime {
 
     fn data_dir(&self, id: u64) -> Option<PathBuf> {
         self.data_dirs.get(self.index(id)).cloned()
+    }
+
+    fn replace(&self, id: u64, member: u64) -> Result<()> {
+        if self.certs.is_some() {
+            return Err(RuntimeError::Other(
+                "a TLS run's certificates name the founding ids: a replacement's new id has none".into(),
+            ));
+        }
+        self.kill(id)?;
+        let dir = &self.data_dirs[self.index(id)];
+        // Emptied, not removed: it may be a lazyfs mount point.
+        let entries = std::fs::read_dir(dir).map_err(|source| RuntimeError::Node {
+            id,
+            what: "read its data directory",
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            removed.map_err(|source| RuntimeError::Node { id, what: "wipe its data directory", source })?;
+        }
+        self.slots.lock().expect("not poisoned")[self.index(id)].member = Some(member);
+        tracing::info!(node = id, member, "slot wiped: it will run a new member, joining");
+        Ok(())
     }
 
     fn set_clock(&self, id: u64, offset_s: f64, rate: f64) -> Result<()> {
