@@ -48,9 +48,16 @@ pub async fn ask_members(cfg: &ServerConfig, tls: Option<&NodeTls>) -> Result<(u
     if let Some(tls) = tls {
         client = client.with_tls(tls.peer_client()).map_err(|e| ServerError::Join(e.to_string()))?;
     }
+    // The leader's view first (it knows of every change it made); then each
+    // member's own, which may lag behind a change that just committed.
     let mut failures = Vec::new();
+    let mut not_member = None;
+    let mut views = vec![("the leader".to_string(), client.member_list().await)];
     for addr in &cfg.join {
-        let list = match client.member_list_of(addr).await {
+        views.push((addr.clone(), client.member_list_of(addr).await));
+    }
+    for (addr, answer) in views {
+        let list = match answer {
             Ok(list) => list,
             Err(e) => {
                 failures.push(format!("{addr}: {e}"));
@@ -58,14 +65,16 @@ pub async fn ask_members(cfg: &ServerConfig, tls: Option<&NodeTls>) -> Result<(u
             }
         };
         let Some(me) = list.members.iter().find(|m| m.id == cfg.id) else {
-            return Err(ServerError::Join(format!(
-                "node {} is not a member of the cluster at {addr} (members {:?}); add it first: capukv --endpoints {addr} member add-learner {} --raft-addr {} --api-addr {}",
+            not_member.get_or_insert(format!(
+                "node {} is not a member of the cluster at {addr} (members {:?}); add it first: capukv --endpoints {} member add-learner {} --raft-addr {} --api-addr {}",
                 cfg.id,
                 list.members.iter().map(|m| m.id).collect::<Vec<_>>(),
+                cfg.join[0],
                 cfg.id,
                 cfg.raft_addr,
                 cfg.api_addr
-            )));
+            ));
+            continue;
         };
         if me.role == "voter" {
             return Err(ServerError::Join(format!(
@@ -91,7 +100,7 @@ pub async fn ask_members(cfg: &ServerConfig, tls: Option<&NodeTls>) -> Result<(u
         tracing::info!(node = cfg.id, %addr, cluster_id = format!("{:#018x}", list.cluster_id), "joining");
         return Ok((list.cluster_id, book));
     }
-    Err(ServerError::Join(format!("no member answered: {}", failures.join("; "))))
+    Err(ServerError::Join(not_member.unwrap_or_else(|| format!("no member answered: {}", failures.join("; ")))))
 }
 
 /// The members to ask (every other founder, for a founder; every member it

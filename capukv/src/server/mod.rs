@@ -177,7 +177,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
     // learner (only a learner may join empty), which never votes, so it
     // needs none.
     let storage = Storage::open(&cfg.dir, &identity)?;
-    if joining && storage.on_probation()? {
+    if joining && fresh {
         storage.set_probation(false)?;
     }
     let probation = storage.on_probation()?;

@@ -138,20 +138,21 @@ fn node_of(n: &Nemesis, list: &MemberListResponse, id: u64) -> Option<u64> {
     n.runtime.nodes().iter().find(|node| &node.raft_addr == addr).map(|node| node.id)
 }
 
-/// Stops and wipes node `node`, removes its `member` and adds the node back
-/// as a learner under a new id, started with `--join`; the heal promotes
-/// it. Where the runtime cannot run a new member (Docker, TLS), the member
-/// is only demoted.
+/// Removes `member` from node `node` (still up, so that the removal can
+/// commit under the configuration that counts it), then stops and wipes the
+/// node and adds it back as a learner under a new id, started with `--join`;
+/// the heal promotes it. Where the runtime cannot run a new member (Docker,
+/// TLS), the member is only demoted.
 fn replace(n: &Nemesis, node: u64, member: u64) -> anyhow::Result<Value> {
-    let info = n.runtime.nodes()[(node - 1) as usize].clone();
-    let new = n.next_member.load(std::sync::atomic::Ordering::SeqCst);
-    if let Err(e) = n.runtime.replace(node, new) {
+    if !n.runtime.can_replace() {
         let list = change(n, Kind::Demote, member, Duration::from_secs(10), None)?;
-        let note = format!("demoted instead of replaced: {e}");
+        let note = "demoted instead of replaced: this run cannot start a new member";
         return Ok(json!({"node": format!("n{node}"), "member": member, "note": note, "members": members(n, &list)}));
     }
-    n.next_member.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let info = n.runtime.nodes()[(node - 1) as usize].clone();
+    let new = n.next_member.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     change(n, Kind::Remove, member, Duration::from_secs(10), None)?;
+    n.runtime.replace(node, new)?;
     let list = change(n, Kind::AddLearner, new, Duration::from_secs(10), Some((&info.raft_addr, &info.api_addr)))?;
     n.runtime.start(node)?;
     Ok(json!({"node": format!("n{node}"), "removed": member, "added": new, "members": members(n, &list)}))
@@ -214,13 +215,25 @@ fn learners(list: &MemberListResponse) -> Vec<u64> {
 }
 
 /// Promotes back every learner among the run's nodes (a membership fault
-/// still in force when the run ends), for the final heal; what it promoted.
+/// still in force when the run ends), for the final heal: every one whose
+/// node runs, each tried; what it promoted.
 pub(crate) fn promote_all(n: &Nemesis) -> anyhow::Result<Vec<u64>> {
-    let learners = learners(&list(n)?);
-    for &id in &learners {
-        change(n, Kind::Promote, id, PROMOTE_WITHIN, None)?;
+    let list = list(n)?;
+    let mut promoted = Vec::new();
+    let mut failed = Vec::new();
+    for id in learners(&list) {
+        if !node_of(n, &list, id).is_some_and(|node| n.runtime.is_running(node)) {
+            continue;
+        }
+        match change(n, Kind::Promote, id, PROMOTE_WITHIN, None) {
+            Ok(_) => promoted.push(id),
+            Err(e) => failed.push(e.to_string()),
+        }
     }
-    Ok(learners)
+    if !failed.is_empty() {
+        anyhow::bail!("promoting learners back: {}", failed.join("; "));
+    }
+    Ok(promoted)
 }
 
 /// The configuration as the history records it, by the runtime's node

@@ -174,6 +174,10 @@ pub trait Runtime: Send + Sync {
             "node n{id}: this runtime cannot lose unsynced writes (its data directories are not on lazyfs)"
         )))
     }
+    /// Whether [`Runtime::replace`] can work in this run.
+    fn can_replace(&self) -> bool {
+        false
+    }
     /// Replaces node `id`'s member (killed first) by a new one: the data
     /// directory is wiped, and from its next start the slot runs Raft id
     /// `member`, joining the cluster (`server --join`) at the same

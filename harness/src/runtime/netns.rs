@@ -274,6 +274,11 @@ impl Runtime for NetnsRuntime {
         self.data_dirs.get(self.index(id)).cloned()
     }
 
+    fn can_replace(&self) -> bool {
+        // A TLS run's certificates name the founding ids only.
+        self.certs.is_none()
+    }
+
     fn replace(&self, id: u64, member: u64) -> Result<()> {
         if self.certs.is_some() {
             return Err(RuntimeError::Other(
