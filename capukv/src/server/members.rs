@@ -96,17 +96,6 @@ impl Directory {
         self.book.keys().copied().chain(self.membership.members()).collect()
     }
 
-    /// The role of `id` in the configuration in force, for display.
-    pub fn role(&self, id: NodeId) -> &'static str {
-        if self.membership.is_voter(id) {
-            "voter"
-        } else if self.membership.learners.contains(&id) {
-            "learner"
-        } else {
-            "none"
-        }
-    }
-
     /// The book restricted to the members of `membership`, with `extra`
     /// (a member being added) on top: the context of a change.
     pub fn book_for(&self, membership: &Membership, extra: Option<(NodeId, Addresses)>) -> Book {

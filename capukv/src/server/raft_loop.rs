@@ -204,6 +204,9 @@ pub struct RaftLoop {
     transport: Transport,
     /// The membership and addresses the API and the peer gate read.
     directory: SharedDirectory,
+    /// The configuration (its entry's index, and whether committed) last
+    /// put in `directory`.
+    directory_synced: Option<(Index, bool)>,
     api_addrs: ApiAddrs,
     participants: Participants,
     events: Receiver<Event>,
@@ -243,6 +246,7 @@ impl RaftLoop {
             storage,
             transport,
             directory,
+            directory_synced: None,
             api_addrs,
             participants,
             events: events.1,
@@ -263,6 +267,15 @@ impl RaftLoop {
     /// `snapshot` and `entries` just persisted carry, and keeps the address
     /// book in storage when it changed.
     fn sync_directory(&mut self, snapshot: Option<&Snapshot>, entries: &[Entry]) {
+        // Called after every batch that persisted something: most carry no
+        // configuration and change nothing here, and must not take the lock.
+        let (_, index) = self.raft.membership();
+        let synced = (index, index <= self.raft.commit_index());
+        let carries = snapshot.is_some() || entries.iter().any(|e| e.kind == EntryKind::Membership);
+        if !carries && self.directory_synced == Some(synced) {
+            return;
+        }
+        self.directory_synced = Some(synced);
         let mut directory = self.directory.write().expect("not poisoned");
         let mut book_changed = false;
         let changes = entries
@@ -287,8 +300,8 @@ impl RaftLoop {
                 }
             }
         }
-        let (membership, index) = self.raft.membership();
-        let committed = index <= self.raft.commit_index();
+        let (membership, _) = self.raft.membership();
+        let (index, committed) = synced;
         let retired_now = committed && directory.removed != membership.retired;
         if *membership != directory.membership || index != directory.config_index || book_changed || retired_now {
             directory.set_membership(membership.clone(), index, committed);
@@ -450,10 +463,17 @@ impl RaftLoop {
             m.body,
             MessageBody::AppendResponse(AppendResponse::Accepted { match_index }) if match_index > 0
         ) || matches!(m.body, MessageBody::VoteResponse { pre_vote: false, granted: true });
-        if !promise || self.participants.read().expect("not poisoned").contains(&m.from) {
+        if !promise {
             return Ok(());
         }
-        let mut participants = self.participants.read().expect("not poisoned").clone();
+        // This loop is the only writer: what it reads stays true until it writes.
+        let mut participants = {
+            let known = self.participants.read().expect("not poisoned");
+            if known.contains(&m.from) {
+                return Ok(());
+            }
+            known.clone()
+        };
         participants.insert(m.from);
         self.storage.save_participants(&participants)?;
         *self.participants.write().expect("not poisoned") = participants;

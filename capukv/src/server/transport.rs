@@ -314,15 +314,14 @@ impl RaftService {
     /// Who sent `request`: with TLS, the node the client certificate names
     /// (refused when it names none); without, the stream's own word.
     fn sender<T>(&self, request: &Request<T>) -> Result<Option<NodeId>, Status> {
+        let claimed = request.metadata().get(NODE_ID_HEADER).and_then(|v| v.to_str().ok()?.parse::<NodeId>().ok());
         if !self.certified {
-            let said = request.metadata().get(NODE_ID_HEADER).and_then(|v| v.to_str().ok()?.parse().ok());
-            return Ok(said);
+            return Ok(claimed);
         }
         let certs = request.peer_certs();
         let leaf = certs.as_ref().and_then(|c| c.first());
         // The node the stream claims to be is a candidate too: it may be a
         // member this node has not learnt of yet.
-        let claimed = request.metadata().get(NODE_ID_HEADER).and_then(|v| v.to_str().ok()?.parse::<NodeId>().ok());
         let candidates: std::collections::BTreeSet<NodeId> = self.gate.known().into_iter().chain(claimed).collect();
         match leaf.and_then(|leaf| crate::tls::node_of(leaf, candidates)) {
             Some(node) => Ok(Some(node)),
