@@ -24,6 +24,7 @@ use tonic::{Code, Response, Status};
 use crate::coalesce::Coalescing;
 use crate::proto::{self, cluster_client::ClusterClient, kv_client::KvClient};
 use crate::server::api::{LEADER_HEADER, SESSION_EXPIRED_HEADER};
+use crate::txn;
 
 pub use crate::proto::{KeyValue, ReadMode};
 
@@ -527,6 +528,62 @@ impl Client {
         Ok(s.finish(self.call_kv(request, |mut kv, r| async move { kv.delete_range(r).await }).await)?.deleted)
     }
 
+    // --- Transactions and batches ---------------------------------------------
+
+    /// Runs a transaction (its `id` is filled in: exactly-once like every
+    /// write). See `TxnRequest` in capukv.proto for what it promises.
+    pub async fn txn(&self, mut request: proto::TxnRequest) -> Result<proto::TxnResponse, ClientError> {
+        // Refused here, before anything is sent, so that the refusal is
+        // certain (a server may refuse a request too large to decode with a
+        // code that reads as an answer too large: in doubt).
+        let size = prost::Message::encoded_len(&request);
+        if size > crate::state_machine::MAX_TXN_BYTES {
+            return Err(ClientError::Rejected(Status::invalid_argument(format!(
+                "the transaction is {size} bytes; the limit is {} bytes",
+                crate::state_machine::MAX_TXN_BYTES
+            ))));
+        }
+        let s = self.session().await?;
+        request.id = Some(s.write_id());
+        s.finish(self.call_kv(request, |mut kv, r| async move { kv.txn(r).await }).await)
+    }
+
+    /// Writes every pair atomically; returns the revision of the writes.
+    pub async fn put_batch(&self, pairs: Vec<(Bytes, Bytes)>) -> Result<u64, ClientError> {
+        let success = pairs.into_iter().map(|(key, value)| txn::put(key, value)).collect();
+        Ok(self.txn(proto::TxnRequest { success, ..Default::default() }).await?.revision)
+    }
+
+    /// Reads every key at one revision (a transaction of gets); returns the
+    /// pairs in the keys' order (`None`: absent) and that revision.
+    pub async fn get_batch(&self, keys: Vec<Bytes>) -> Result<(Vec<Option<KeyValue>>, u64), ClientError> {
+        let success = keys.into_iter().map(txn::get).collect();
+        let r = self.txn(proto::TxnRequest { success, ..Default::default() }).await?;
+        let kvs = r.responses.into_iter().map(txn::got).collect();
+        Ok((kvs, r.revision))
+    }
+
+    /// Deletes every key atomically; returns how many existed.
+    pub async fn delete_batch(&self, keys: Vec<Bytes>) -> Result<u64, ClientError> {
+        let success = keys.into_iter().map(txn::delete).collect();
+        let r = self.txn(proto::TxnRequest { success, ..Default::default() }).await?;
+        Ok(r.responses.iter().filter(|r| txn::deleted_one(r)).count() as u64)
+    }
+
+    /// Writes every pair only if none of their keys changed after revision
+    /// `since` (the seed's `InsertBatchCas`): returns whether it did, and
+    /// the store revision after.
+    pub async fn put_batch_if_unchanged(
+        &self,
+        pairs: Vec<(Bytes, Bytes)>,
+        since: u64,
+    ) -> Result<(bool, u64), ClientError> {
+        let compares = pairs.iter().map(|(key, _)| txn::unchanged_since(key.clone(), since)).collect();
+        let success = pairs.into_iter().map(|(key, value)| txn::put(key, value)).collect();
+        let r = self.txn(proto::TxnRequest { compares, success, ..Default::default() }).await?;
+        Ok((r.succeeded, r.revision))
+    }
+
     // --- Cluster -------------------------------------------------------------
 
     /// The status of one node, asked directly (no redirect, no retry).
@@ -694,6 +751,9 @@ mod tests {
             &self,
             _: Request<proto::OpenSessionRequest>,
         ) -> Result<Response<proto::OpenSessionResponse>, Status> {
+            self.redirect()
+        }
+        async fn txn(&self, _: Request<proto::TxnRequest>) -> Result<Response<proto::TxnResponse>, Status> {
             self.redirect()
         }
     }

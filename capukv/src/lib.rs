@@ -28,5 +28,6 @@ pub mod sim;
 pub mod state_machine;
 pub mod storage;
 pub mod tls;
+pub mod txn;
 
 pub use client::{Client, ClientError};

@@ -81,6 +81,24 @@ enum Command {
     },
     /// Append SUFFIX to a key's value.
     Append { key: String, suffix: String },
+    /// Run a transaction: if every --if holds, the --then operations, else
+    /// the --else ones, atomically at one revision. Compares: `KEY = VALUE`,
+    /// `mod(KEY) < N` (also `create(KEY)`, `version(KEY)`; `=`, `!=`, `<`,
+    /// `>`), `absent(KEY)`. Operations: `put K V`, `append K V`, `get K`,
+    /// `del K`, `range S [E [LIMIT]]`, `delrange S [E]`. Prints the answer
+    /// as JSON; exits 1 when the compares did not hold.
+    Txn {
+        #[arg(long = "if", value_name = "COMPARE")]
+        compares: Vec<String>,
+        #[arg(long = "then", value_name = "OP")]
+        success: Vec<String>,
+        #[arg(long = "else", value_name = "OP")]
+        failure: Vec<String>,
+        /// A JSON file `{"if": [...], "then": [...], "else": [...]}` of the
+        /// same texts, instead of the flags (`-`: standard input).
+        #[arg(long, conflicts_with_all = ["compares", "success", "failure"])]
+        file: Option<std::path::PathBuf>,
+    },
     /// List keys in [START, END) (END empty: to the end).
     Scan {
         start: String,
@@ -464,6 +482,24 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Append { key, suffix } => {
             let kv = client.append(key, suffix).await?;
             print_kv(&kv, json, true);
+        }
+        Command::Txn { compares, success, failure, file } => {
+            let request = match file {
+                Some(path) => {
+                    let text = if path.as_os_str() == "-" {
+                        std::io::read_to_string(std::io::stdin())?
+                    } else {
+                        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?
+                    };
+                    capukv::txn::parse_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                }
+                None => capukv::txn::parse(&compares, &success, &failure).map_err(anyhow::Error::msg)?,
+            };
+            let response = client.txn(request).await?;
+            println!("{}", capukv::txn::response_json(&response));
+            if !response.succeeded {
+                return Ok(1);
+            }
         }
         Command::Scan { start, end, limit } => {
             let (kvs, more) = client.scan(start, end, limit).await?;

@@ -27,6 +27,7 @@
 //! | `no-sessions` | exactly-once sessions are off: a retried write applies again | server, state machine | a write whose answer was lost and that the client retried applies twice: `netem` lost answers (the leader's answers to clients dropped while it leads), `pause`; lost-append/linearizability checks |
 //! | `vote-not-durable` | a vote is written but not synced before the vote is granted | server, `Storage::persist` | two leaders in a term after a power loss: `power` |
 //! | `revision-from-keys` | the store revision is rebuilt on start from the keys' largest mod revision, forgetting revisions that deletes took: after a restart the node numbers changes again from a smaller revision, while every value stays right | server, `StateMachine::open` | `kill` with the `kv` workload (deletes): the revision check (a revision that goes back in real time, two changes at one revision), replica convergence |
+//! | `txn-split` | a transaction is proposed as two commands (the first half of its branch, then the rest): another command can come between them, so the transaction is neither atomic nor isolated | server, KV API `txn` | the `txn` workload under any nemesis (load alone interleaves them): the transactional checker names the anomaly (G-single read skew, G2, G1c, an intermediate read) |
 //! | `trust-damaged-log` | a node starts on whatever its damaged log still holds: RocksDB's default point-in-time WAL recovery (replay stops quietly at a bad record), and no durability-mark check | server, `Storage::open` | a node that lost synced entries votes and serves as if it had them: `corrupt`, lost-append/linearizability checks |
 
 use std::fmt;
@@ -49,10 +50,11 @@ pub enum Bug {
     VoteNotDurable,
     TrustDamagedLog,
     RevisionFromKeys,
+    TxnSplit,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 14] = [
+    pub const ALL: [Bug; 15] = [
         Bug::ReadIndexNoQuorum,
         Bug::ReadIndexBeforeTermCommit,
         Bug::CommitAlone,
@@ -67,6 +69,7 @@ impl Bug {
         Bug::VoteNotDurable,
         Bug::TrustDamagedLog,
         Bug::RevisionFromKeys,
+        Bug::TxnSplit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -85,6 +88,7 @@ impl Bug {
             Bug::VoteNotDurable => "vote-not-durable",
             Bug::TrustDamagedLog => "trust-damaged-log",
             Bug::RevisionFromKeys => "revision-from-keys",
+            Bug::TxnSplit => "txn-split",
         }
     }
 

@@ -229,6 +229,25 @@ impl proto::kv_server::Kv for Api {
     ) -> Result<Response<proto::OpenSessionResponse>, Status> {
         expect_result!(self.write(command::Op::OpenSession(request.into_inner()), None).await?, OpenSession)
     }
+
+    async fn txn(&self, request: Request<proto::TxnRequest>) -> Result<Response<proto::TxnResponse>, Status> {
+        let mut r = request.into_inner();
+        state_machine::validate_txn(&r, self.limits.max_key_bytes, self.limits.max_value_bytes)
+            .map_err(Status::invalid_argument)?;
+        let id = r.id.take();
+        // Planted: the transaction goes to the log as two commands, the
+        // first half of its branch (not deduplicated) and then the rest.
+        #[cfg(feature = "planted-bugs")]
+        if crate::planted::active(crate::planted::Bug::TxnSplit) && r.compares.is_empty() && r.success.len() > 1 {
+            let rest = r.success.split_off(r.success.len() / 2);
+            let first = expect_result!(self.write(command::Op::Txn(r), None).await?, Txn)?.into_inner();
+            let second = proto::TxnRequest { success: rest, ..Default::default() };
+            let mut answer = expect_result!(self.write(command::Op::Txn(second), id).await?, Txn)?.into_inner();
+            answer.responses.splice(0..0, first.responses);
+            return Ok(Response::new(answer));
+        }
+        expect_result!(self.write(command::Op::Txn(r), id).await?, Txn)
+    }
 }
 
 impl Api {

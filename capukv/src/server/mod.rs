@@ -304,7 +304,11 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
         certified: tls.is_some(),
     })
     .max_decoding_message_size(transport::MAX_MESSAGE_BYTES);
-    let message_limit = cfg.max_value_bytes + cfg.max_key_bytes + (64 << 10);
+    // Room for the largest value, and for a transaction twice its bound, so
+    // that an oversize one is refused by `validate_txn` with its reason
+    // rather than by the decoder.
+    let message_limit =
+        (cfg.max_value_bytes + cfg.max_key_bytes).max(2 * crate::state_machine::MAX_TXN_BYTES) + (64 << 10);
     let kv_service = proto::kv_server::KvServer::new(api.clone()).max_decoding_message_size(message_limit);
     let cluster_service = proto::cluster_server::ClusterServer::new(api);
 

@@ -27,6 +27,10 @@ use crate::proto::{self, command, command_response};
 use crate::raft::{Entry, EntryKind, Index, Snapshot};
 use crate::storage::{CF_KV, CF_META, CF_SESSIONS, Storage, StorageError};
 
+mod txn;
+
+pub use txn::{MAX_TXN_BYTES, MAX_TXN_OPS, validate_txn};
+
 const KEY_APPLIED: &[u8] = b"applied";
 /// Present once entries were applied under the session rules of this
 /// version (sessions opened by `OpenSession`); see [`StateMachine::open`].
@@ -125,6 +129,8 @@ struct Batch<'a> {
     overlay: HashMap<Bytes, Option<Record>>,
     /// Responses saved to sessions in this batch, not yet on disk.
     responses: HashMap<u64, proto::CommandResponse>,
+    /// While a transaction runs: its revision, and how to undo it.
+    txn: Option<txn::Running>,
 }
 
 impl StateMachine {
@@ -201,8 +207,13 @@ impl StateMachine {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let mut b =
-            Batch { sm: self, batch: WriteBatch::default(), overlay: HashMap::new(), responses: HashMap::new() };
+        let mut b = Batch {
+            sm: self,
+            batch: WriteBatch::default(),
+            overlay: HashMap::new(),
+            responses: HashMap::new(),
+            txn: None,
+        };
         let mut results = Vec::with_capacity(entries.len());
         for entry in entries {
             debug_assert_eq!(entry.index, b.sm.applied + 1, "entries are applied in order");
@@ -304,15 +315,33 @@ impl Batch<'_> {
     }
 
     fn write(&mut self, key: Bytes, record: Option<Record>) {
-        self.overlay.insert(key, record);
+        let before = self.overlay.insert(key.clone(), record);
+        if let Some(t) = &mut self.txn {
+            t.undo.entry(key).or_insert(before);
+        }
+    }
+
+    /// The revision of a change: the next one, or inside a transaction the
+    /// transaction's (all its changes share one).
+    fn bump(&mut self) -> u64 {
+        match &mut self.txn {
+            Some(t) => {
+                t.changed = true;
+                t.revision
+            }
+            None => {
+                self.sm.revision += 1;
+                self.sm.revision
+            }
+        }
     }
 
     /// The record a write of `value` to `key` leaves, advancing the revision.
     fn written(&mut self, previous: &Option<Record>, value: Bytes) -> Record {
-        self.sm.revision += 1;
+        let revision = self.bump();
         Record {
-            create_revision: previous.as_ref().map_or(self.sm.revision, |p| p.create_revision),
-            mod_revision: self.sm.revision,
+            create_revision: previous.as_ref().map_or(revision, |p| p.create_revision),
+            mod_revision: revision,
             version: previous.as_ref().map_or(1, |p| p.version + 1),
             value,
         }
@@ -345,13 +374,12 @@ impl Batch<'_> {
                 Some(_) => {}
             }
         }
-        if let command::Op::Append(a) = &op {
-            let size = self.read(&a.key)?.map_or(0, |r| r.value.len()) + a.suffix.len();
-            if size > MAX_APPENDED_VALUE_BYTES {
-                return Ok(Err(ApplyError::ValueTooLarge { size, limit: MAX_APPENDED_VALUE_BYTES }));
-            }
-        }
-        let result = self.execute(op, entry.index)?;
+        // A refused command changed nothing and is not remembered: its retry
+        // is judged again.
+        let result = match self.execute(op, entry.index)? {
+            Ok(result) => result,
+            Err(refused) => return Ok(Err(refused)),
+        };
         if seq > 0 {
             self.save_session(client, seq, entry.index, &result);
         }
@@ -359,11 +387,15 @@ impl Batch<'_> {
     }
 
     /// Runs `op`, the command of the entry at `index`.
-    fn execute(&mut self, op: command::Op, index: Index) -> Result<proto::CommandResponse, StorageError> {
+    fn execute(&mut self, op: command::Op, index: Index) -> Result<CommandResult, StorageError> {
         use command_response::Result as R;
         let result = match op {
             // A session is not itself a write of one (it carries no id).
-            command::Op::OpenSession(_) => return Ok(self.open_session(index)),
+            command::Op::OpenSession(_) => return Ok(Ok(self.open_session(index))),
+            command::Op::Txn(t) => match self.txn(t, index)? {
+                Ok(response) => R::Txn(response),
+                Err(refused) => return Ok(Err(refused)),
+            },
             command::Op::Put(p) => {
                 let previous = self.read(&p.key)?;
                 let record = self.written(&previous, p.value);
@@ -374,7 +406,7 @@ impl Batch<'_> {
             command::Op::Delete(d) => {
                 let previous = self.read(&d.key)?;
                 if previous.is_some() {
-                    self.sm.revision += 1;
+                    self.bump();
                     self.write(d.key.clone(), None);
                 }
                 R::Delete(proto::DeleteResponse {
@@ -398,6 +430,10 @@ impl Batch<'_> {
             }
             command::Op::Append(a) => {
                 let previous = self.read(&a.key)?;
+                let size = previous.as_ref().map_or(0, |r| r.value.len()) + a.suffix.len();
+                if size > MAX_APPENDED_VALUE_BYTES {
+                    return Ok(Err(ApplyError::ValueTooLarge { size, limit: MAX_APPENDED_VALUE_BYTES }));
+                }
                 let mut value = previous.as_ref().map(|r| r.value.to_vec()).unwrap_or_default();
                 value.extend_from_slice(&a.suffix);
                 let record = self.written(&previous, Bytes::from(value));
@@ -419,7 +455,7 @@ impl Batch<'_> {
                 }
                 let deleted = doomed.len() as u64;
                 if deleted > 0 {
-                    self.sm.revision += 1;
+                    self.bump();
                 }
                 for k in doomed {
                     self.write(k, None);
@@ -427,7 +463,7 @@ impl Batch<'_> {
                 R::DeleteRange(proto::DeleteRangeResponse { deleted, revision: self.sm.revision })
             }
         };
-        Ok(proto::CommandResponse { result: Some(result) })
+        Ok(Ok(proto::CommandResponse { result: Some(result) }))
     }
 
     /// Opens a session whose id is the index of the entry that opened it:
@@ -638,15 +674,15 @@ mod tests {
     use crate::storage::Identity;
 
     /// A state machine on a fresh RocksDB in a directory removed on drop.
-    struct Fixture {
+    pub(super) struct Fixture {
         dir: std::path::PathBuf,
         sm: Option<StateMachine>,
-        storage: Option<Arc<Storage>>,
+        pub(super) storage: Option<Arc<Storage>>,
         next: Index,
     }
 
     impl Fixture {
-        fn new(name: &str) -> Fixture {
+        pub(super) fn new(name: &str) -> Fixture {
             let dir = std::env::temp_dir().join(format!("capukv-sm-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
@@ -656,20 +692,34 @@ mod tests {
             Fixture { dir, sm: Some(sm), storage: Some(storage), next: 1 }
         }
 
-        fn sm(&mut self) -> &mut StateMachine {
+        pub(super) fn sm(&mut self) -> &mut StateMachine {
             self.sm.as_mut().unwrap()
         }
 
-        fn apply(&mut self, client: u64, seq: u64, op: command::Op) -> CommandResult {
-            let cmd = proto::Command { client_id: client, seq, op: Some(op) };
-            let entry =
-                Entry { index: self.next, term: 1, kind: EntryKind::Command, data: Bytes::from(cmd.encode_to_vec()) };
-            self.next += 1;
-            self.sm().apply(&[entry]).unwrap().pop().unwrap().1
+        pub(super) fn apply(&mut self, client: u64, seq: u64, op: command::Op) -> CommandResult {
+            self.apply_all(vec![(client, seq, op)]).pop().unwrap()
+        }
+
+        /// Applies the commands as consecutive entries, in one batch.
+        pub(super) fn apply_all(&mut self, cmds: Vec<(u64, u64, command::Op)>) -> Vec<CommandResult> {
+            let entries: Vec<Entry> = cmds
+                .into_iter()
+                .map(|(client_id, seq, op)| {
+                    let cmd = proto::Command { client_id, seq, op: Some(op) };
+                    self.next += 1;
+                    Entry {
+                        index: self.next - 1,
+                        term: 1,
+                        kind: EntryKind::Command,
+                        data: Bytes::from(cmd.encode_to_vec()),
+                    }
+                })
+                .collect();
+            self.sm().apply(&entries).unwrap().into_iter().map(|(_, r)| r).collect()
         }
 
         /// Opens a session; its id is the index of the entry that opened it.
-        fn open_session(&mut self) -> u64 {
+        pub(super) fn open_session(&mut self) -> u64 {
             let index = self.next;
             let answer = self.apply(0, 0, command::Op::OpenSession(proto::OpenSessionRequest {})).unwrap();
             let Some(command_response::Result::OpenSession(r)) = answer.result else { panic!("{answer:?}") };
@@ -686,7 +736,7 @@ mod tests {
         }
     }
 
-    fn append(key: &str, suffix: &str) -> command::Op {
+    pub(super) fn append(key: &str, suffix: &str) -> command::Op {
         command::Op::Append(proto::AppendRequest {
             key: Bytes::from(key.to_string()),
             suffix: Bytes::from(suffix.to_string()),
@@ -694,7 +744,7 @@ mod tests {
         })
     }
 
-    fn value_of(f: &Fixture, key: &str) -> Option<Bytes> {
+    pub(super) fn value_of(f: &Fixture, key: &str) -> Option<Bytes> {
         get(f.storage.as_ref().unwrap(), key.as_bytes()).unwrap().0.map(|kv| kv.value)
     }
 
