@@ -163,6 +163,10 @@ pub enum HistoryError {
     Malformed { source_name: String, line: usize, message: String },
     #[error("{source_name}: {message}")]
     Io { source_name: String, message: String },
+    /// Well-formed line by line, but not checkable as a whole (e.g. an
+    /// element appended twice to a key).
+    #[error("{source_name}: {message}")]
+    Unusable { source_name: String, message: String },
 }
 
 impl HistoryError {
@@ -172,7 +176,7 @@ impl HistoryError {
 }
 
 /// The key-value operations the checker understands.
-pub const OPERATIONS: [&str; 5] = ["read", "write", "cas", "delete", "append"];
+pub const OPERATIONS: [&str; 6] = ["read", "write", "cas", "delete", "append", "txn"];
 
 impl History {
     /// Reads a history file: Jepsen EDN if it ends in `.edn`, else JSON Lines.
@@ -191,6 +195,19 @@ impl History {
     /// event.
     pub fn read_jsonl(reader: impl BufRead, source: &str) -> Result<History, HistoryError> {
         let mut history = History { source: source.to_string(), ..History::default() };
+        History::each_jsonl(reader, source, |event, line| history.push(event, line))?;
+        Ok(history)
+    }
+
+    /// Reads JSON Lines one event at a time, without keeping them: `each`
+    /// gets every event with its line number, indexes checked to strictly
+    /// increase.
+    pub fn each_jsonl(
+        reader: impl BufRead,
+        source: &str,
+        mut each: impl FnMut(Event, usize) -> Result<(), HistoryError>,
+    ) -> Result<(), HistoryError> {
+        let mut last: Option<u64> = None;
         for (n, line) in reader.lines().enumerate() {
             let line_no = n + 1;
             let line = line.map_err(|e| HistoryError::at(source, line_no, format!("cannot read: {e}")))?;
@@ -198,9 +215,17 @@ impl History {
                 continue;
             }
             let event = parse_event(&line).map_err(|m| HistoryError::at(source, line_no, m))?;
-            history.push(event, line_no)?;
+            if let Some(last) = last
+                && event.index <= last
+            {
+                let message =
+                    format!("index {} does not follow index {last}: indexes must strictly increase", event.index);
+                return Err(HistoryError::at(source, line_no, message));
+            }
+            last = Some(event.index);
+            each(event, line_no)?;
         }
-        Ok(history)
+        Ok(())
     }
 
     /// Appends an event, checking that indexes strictly increase.

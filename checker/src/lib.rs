@@ -19,6 +19,8 @@
 //!   budget, verdicts and counterexamples.
 //! - [`report`]: the HTML report of a run: plots, timeline, invalid keys.
 //! - [`synth`]: random concurrent histories, for tests and benchmarks.
+//! - [`txn`]: transactions checked for strict serializability (Elle's
+//!   list-append inference, dependency cycles, Adya's anomalies).
 
 pub mod append_inference;
 pub mod check;
@@ -34,6 +36,7 @@ pub mod search;
 pub mod settlement;
 pub mod summary;
 pub mod synth;
+pub mod txn;
 pub mod value;
 
 pub use check::{Budget, CheckReport, KeyReport, Verdict, check_history, check_settled};

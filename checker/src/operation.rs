@@ -126,6 +126,10 @@ pub fn pair(history: &History) -> Result<Operations, HistoryError> {
     let fail = |event: usize, message: String| HistoryError::at(&history.source, history.line_of(event), message);
     for (pos, e) in history.events.iter().enumerate() {
         let Process::Client(process) = e.process else { continue };
+        // Transactions are checked as a whole, by `crate::txn`.
+        if e.f == crate::txn::TXN {
+            continue;
+        }
         if let Some(&info_at) = retired.get(&process) {
             let message = format!(
                 "process {process} acts again after its info on line {}: a process that got an info never completes again (use a new process id)",

@@ -123,3 +123,41 @@ fn synth_writes_histories_check_decides() {
     let (code, _, err) = chaos(&["synth", "--porcupine", log.to_str().unwrap(), clean.path()]);
     assert_eq!(code, 64, "cas and delete have no Porcupine form: {err}");
 }
+
+/// `check --model txn`: a strictly serializable transaction history exits
+/// 0; one from a store that splits transactions exits 1 with the anomalies
+/// named and drawn in the report; a broken line exits 65 naming it.
+#[test]
+fn transactions_are_checked_with_their_anomalies_named() {
+    let atomic = write_history("atomic.jsonl", &[]);
+    let split = write_history("split.jsonl", &[]);
+    let (code, _, err) = chaos(&["synth", "--txn", "--ops", "2000", "--clients", "8", "--keys", "3", atomic.path()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = check(&["--model", "txn", atomic.path()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("strict-serializable"), "{out}");
+
+    let args = ["synth", "--txn", "--split", "--ops", "2000", "--clients", "8", "--keys", "3", split.path()];
+    let (code, _, err) = chaos(&args);
+    assert_eq!(code, 0, "{err}");
+    let report = split.0.parent().unwrap().join("report");
+    let (code, out, err) = check(&["--model", "txn", split.path(), "--report", report.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("not strict-serializable") && (out.contains(" -ww-> ") || out.contains(" -rw-> ")), "{out}");
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(html.contains("Transactional anomalies") && html.contains("<svg"), "the report explains them");
+    let (code, out, _) = check(&["--model", "txn", "--json", split.path()]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((code, json["valid"].as_bool()), (1, Some(false)));
+    assert!(json["counts"].as_object().is_some_and(|c| !c.is_empty()), "{out}");
+
+    let broken = write_history(
+        "broken.jsonl",
+        &[r#"{"index":0,"type":"invoke","process":1,"f":"txn","value":[["append","x"]],"time":0}"#],
+    );
+    let (code, _, err) = check(&["--model", "txn", broken.path()]);
+    assert_eq!(code, 65, "{err}");
+    assert!(err.contains("broken.jsonl:1:") && err.contains("must be [f, key, value]"), "{err}");
+    let (code, _, err) = chaos(&["synth", "--split", atomic.path()]);
+    assert_eq!(code, 64, "--split needs --txn: {err}");
+}

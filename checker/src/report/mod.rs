@@ -11,6 +11,7 @@ pub mod page;
 pub mod plots;
 pub mod spans;
 mod timeline;
+mod txn;
 
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,8 @@ pub struct RunInfo {
     pub verdict: Option<String>,
     /// Checks made besides this one, in order.
     pub findings: Vec<Finding>,
+    /// The transactional check, for a history of transactions.
+    pub transactions: Option<crate::txn::TxnReport>,
 }
 
 /// The outcome of a check the caller made besides the linearizability search.
@@ -57,7 +60,9 @@ pub const FILE: &str = "index.html";
 /// The report as one HTML page.
 pub fn render(history: &History, check: Option<&CheckReport>, info: &RunInfo) -> String {
     let spans = spans::from_history(history);
-    let verdict = check.map(|c| c.verdict);
+    let verdict = check
+        .map(|c| c.verdict)
+        .or_else(|| info.transactions.as_ref().map(|t| if t.valid { Verdict::Valid } else { Verdict::Invalid }));
     let (class, word) = match (info.verdict.as_deref(), verdict) {
         (Some("vacuous"), _) => ("vacuous", "VACUOUS"),
         (Some("invalid"), _) | (None, Some(Verdict::Invalid)) => ("invalid", "INVALID"),
@@ -113,6 +118,9 @@ pub fn render(history: &History, check: Option<&CheckReport>, info: &RunInfo) ->
     }
 
     // Invalid keys come first: they are why someone opens the report.
+    if let Some(t) = info.transactions.as_ref().filter(|t| !t.valid) {
+        html.push_str(&txn::anomalies(t));
+    }
     if let Some(check) = check {
         let invalid: Vec<_> = check.results.iter().filter(|k| k.verdict == Verdict::Invalid).collect();
         if !invalid.is_empty() {
@@ -154,6 +162,9 @@ pub fn render(history: &History, check: Option<&CheckReport>, info: &RunInfo) ->
     kinds.sort();
     kinds.dedup();
     row(&mut html, "faults", &format!("{} ({})", spans.faults.len(), kinds.join(", ")));
+    if let Some(t) = &info.transactions {
+        row(&mut html, "transactions", &txn::summary_row(t));
+    }
     if let Some(check) = check {
         row(
             &mut html,

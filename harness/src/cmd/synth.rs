@@ -54,6 +54,15 @@ pub struct SynthArgs {
     /// Also write the history as Porcupine's kv log (read, write and append only).
     #[arg(long, value_name = "FILE")]
     porcupine: Option<PathBuf>,
+    /// List-append transactions instead (checked with `check --model
+    /// txn`): --ops transactions of up to 4 micro-operations on --keys keys
+    /// at a time (each retired after 16 appends), by --clients clients.
+    #[arg(long)]
+    txn: bool,
+    /// With --txn: the store runs each transaction in two halves, so that
+    /// others come between (anomalies appear).
+    #[arg(long, requires = "txn")]
+    split: bool,
     /// Where the history goes (JSON Lines, docs/history-format.md).
     out: PathBuf,
 }
@@ -74,6 +83,18 @@ pub fn run(args: SynthArgs) -> i32 {
         eprintln!("error: --mix: {e}");
         return exit::USAGE;
     }
+    if args.txn {
+        let cfg = checker::txn::synth::TxnSynth {
+            transactions: args.ops,
+            concurrency: args.clients,
+            keys: args.keys,
+            info: args.info,
+            split: args.split,
+            ..checker::txn::synth::TxnSynth::new(args.seed)
+        };
+        let history = checker::txn::synth::generate(&cfg);
+        return write_history(&history, &args.out);
+    }
     let mut cfg = Synth::new(args.seed, args.model);
     (cfg.concurrency, cfg.keys, cfg.operations, cfg.values) = (args.clients, args.keys, args.ops, args.values);
     (cfg.info, cfg.stale_read, cfg.lost_write, cfg.mix) = (args.info, args.stale_read, args.lost_write, args.mix);
@@ -85,14 +106,9 @@ pub fn run(args: SynthArgs) -> i32 {
         eprintln!("error: cannot write {}: {e}", path.display());
         return exit::HARNESS_FAILED;
     }
-    let mut jsonl = Vec::new();
-    for e in &history.events {
-        serde_json::to_writer(&mut jsonl, e).expect("events serialize");
-        jsonl.push(b'\n');
-    }
-    if let Err(e) = std::fs::write(&args.out, jsonl) {
-        eprintln!("error: cannot write {}: {e}", args.out.display());
-        return exit::HARNESS_FAILED;
+    let written = write_history(&history, &args.out);
+    if written != exit::VALID {
+        return written;
     }
     if let Some(path) = &args.porcupine {
         let log = match checker::porcupine::kv_log(&history) {
@@ -107,6 +123,32 @@ pub fn run(args: SynthArgs) -> i32 {
             return exit::HARNESS_FAILED;
         }
     }
-    eprintln!("{} events written to {}", history.events.len(), args.out.display());
+    exit::VALID
+}
+
+fn write_history(history: &checker::History, out: &std::path::Path) -> i32 {
+    let file = match std::fs::File::create(out) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: cannot write {}: {e}", out.display());
+            return exit::HARNESS_FAILED;
+        }
+    };
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    for e in &history.events {
+        let line = serde_json::to_writer(&mut w, e).map_err(std::io::Error::from).and_then(|()| {
+            use std::io::Write;
+            w.write_all(b"\n")
+        });
+        if let Err(e) = line {
+            eprintln!("error: cannot write {}: {e}", out.display());
+            return exit::HARNESS_FAILED;
+        }
+    }
+    if let Err(e) = std::io::Write::flush(&mut w) {
+        eprintln!("error: cannot write {}: {e}", out.display());
+        return exit::HARNESS_FAILED;
+    }
+    eprintln!("{} events written to {}", history.events.len(), out.display());
     exit::VALID
 }
