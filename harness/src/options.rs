@@ -23,6 +23,9 @@ pub enum WorkloadKind {
     Kv,
     /// Unique appends and reads: catches lost writes.
     Append,
+    /// List-append transactions over a few keys at a time (Elle's): checked
+    /// for strict serializability, anomalies named.
+    Txn,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ValueEnum)]

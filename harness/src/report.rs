@@ -118,6 +118,7 @@ fn render(dir: &Path, record: &RunRecord, results: &serde_json::Value, history: 
             .collect(),
         verdict: results["verdict"].as_str().map(String::from),
         findings: findings(results),
+        transactions: serde_json::from_value(results["transactions"].clone()).ok(),
     };
     if let Err(e) = report::write(dir, history, check, &info) {
         tracing::warn!(error = %e, "cannot write the report");

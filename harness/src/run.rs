@@ -114,7 +114,9 @@ fn record_completion(recorder: &Recorder, process: u64, op: &Op, done: &Completi
 
 /// A client event; the recorder gives it its index and time.
 fn client_event(kind: EventType, process: u64, op: &Op, value: serde_json::Value) -> checker::Event {
-    checker::Event::new(0, kind, Process::Client(process), op.f.name(), Some(op.key.as_str().into()), value, 0)
+    // A transaction names its keys in its micro-operations.
+    let key = (op.f != workload::F::Txn).then(|| op.key.as_str().into());
+    checker::Event::new(0, kind, Process::Client(process), op.f.name(), key, value, 0)
 }
 
 /// One logical client slot: runs operations until the deadline or `stop`,
@@ -201,13 +203,15 @@ async fn final_reads(shared: &Shared, within: Duration) -> BTreeMap<String, Opti
         while Instant::now() < deadline {
             let Ok(mut client) = shared.access.client(endpoints.clone()) else { break };
             client.timeout = Duration::from_secs(3);
-            let op = Op { f: workload::F::Read, key: key.clone(), value: json!(null) };
+            let op = shared.workload.final_read(&key);
             record_invoke(&shared.recorder, process, &op, None);
             let done = workload::execute(&client, &client, &op, shared.workload.string_values()).await;
             record_completion(&shared.recorder, process, &op, &done);
             process += 1;
             if done.kind == EventType::Ok {
-                let text = match &done.value {
+                // A transaction's one read: its list.
+                let value = if op.f == workload::F::Txn { &done.value[0][2] } else { &done.value };
+                let text = match value {
                     serde_json::Value::Null => None,
                     serde_json::Value::String(s) => Some(s.clone()),
                     other => Some(other.to_string()),
@@ -551,6 +555,18 @@ async fn drive(
     .context("checking the history")?;
     let (report, history) = report;
     let mut reasons = Vec::new();
+    // Transactions are checked as a whole, for strict serializability.
+    let (history, transactions) = if shared.workload.transactional() {
+        let (t, h) = tokio::task::spawn_blocking(move || (checker::txn::check(&history), history)).await?;
+        let t = t.context("checking the transactions")?;
+        if !t.valid {
+            reasons.push(format!("transactions: {}", t.summary()));
+        }
+        results["transactions"] = serde_json::to_value(&t)?;
+        (h, Some(t))
+    } else {
+        (history, None)
+    };
     if report.invalid_keys > 0 {
         reasons.push(format!("{} of {} keys are not linearizable", report.invalid_keys, report.keys));
     }
@@ -600,9 +616,9 @@ async fn drive(
     results["verdict"] = json!(verdict);
     results["invalid_reasons"] = json!(reasons);
     results["checks"] = json!(findings);
-    results["detection"] = detection(&history, &report);
+    results["detection"] = detection(&history, &report, transactions.as_ref());
     if verdict == "invalid" {
-        results["signature"] = json!(signature(&history, &report, &results));
+        results["signature"] = json!(signature(&history, &report, transactions.as_ref(), &results));
     }
     results["exit_code"] = json!(code);
     results["check"] = serde_json::to_value(&report)?;
@@ -630,15 +646,23 @@ fn first_unplaced(report: &checker::CheckReport) -> Option<&checker::Operation> 
 /// same way (so repeated failures group in a suite's summary): the check
 /// that failed, what kind of thing failed it, and the fault kinds in force
 /// when it was first seen, e.g. `linearizability[read] under partition`.
-fn signature(history: &History, report: &checker::CheckReport, results: &serde_json::Value) -> String {
+fn signature(
+    history: &History,
+    report: &checker::CheckReport,
+    transactions: Option<&checker::txn::TxnReport>,
+    results: &serde_json::Value,
+) -> String {
     let first_unplaced = first_unplaced(report);
+    let anomaly = transactions.and_then(|t| t.counts.keys().next().map(|k| (k.name(), t.first_anomaly_time)));
     let failed_check = results["checks"]
         .as_array()
         .and_then(|c| c.iter().find(|f| f["outcome"] == "failed"))
         .and_then(|f| f["check"].as_str());
     let revision =
         report.revisions.as_ref().and_then(|r| r.violations.iter().min_by_key(|v| v.ops.last().map(|o| o.invoke_time)));
-    let (what, at) = if let Some(op) = first_unplaced {
+    let (what, at) = if let Some((kind, at)) = anomaly {
+        (format!("txn[{kind}]"), at)
+    } else if let Some(op) = first_unplaced {
         (format!("linearizability[{}]", op.kind()), Some(op.invoke_time))
     } else if let Some(v) = revision {
         (format!("revisions[{}]", v.rule.name()), v.ops.last().map(|o| o.invoke_time))
@@ -654,7 +678,11 @@ fn signature(history: &History, report: &checker::CheckReport, results: &serde_j
 /// When the first fault struck and when the first operation began that the
 /// checker could not place (seconds from the start of the workload): their
 /// difference is the run's time to detect.
-fn detection(history: &History, report: &checker::CheckReport) -> serde_json::Value {
+fn detection(
+    history: &History,
+    report: &checker::CheckReport,
+    transactions: Option<&checker::txn::TxnReport>,
+) -> serde_json::Value {
     let seconds = |ns: u64| ns as f64 / 1e9;
     let first_fault = history
         .events
@@ -663,7 +691,9 @@ fn detection(history: &History, report: &checker::CheckReport) -> serde_json::Va
         .map(|e| seconds(e.time));
     // A revision that contradicts real time is detected where it was given.
     let revision = report.revisions.as_ref().and_then(|r| r.first_violation()).map(|o| o.invoke_time);
-    let first_unplaced = first_unplaced(report).map(|op| op.invoke_time).into_iter().chain(revision).min().map(seconds);
+    let anomaly = transactions.and_then(|t| t.first_anomaly_time);
+    let first_unplaced =
+        first_unplaced(report).map(|op| op.invoke_time).into_iter().chain(revision).chain(anomaly).min().map(seconds);
     json!({"first_fault_s": first_fault, "first_unplaced_s": first_unplaced})
 }
 

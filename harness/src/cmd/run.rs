@@ -32,7 +32,18 @@ pub fn report(outcome: &RunOutcome, json: bool) {
     if let Some(lost) = r["lost_appends"].as_object().filter(|l| !l.is_empty()) {
         println!("lost acknowledged appends: {}", serde_json::Value::Object(lost.clone()));
     }
-    if let Some(check) = r["check"].as_object() {
+    if let Some(t) = r["transactions"].as_object() {
+        let counts: Vec<String> =
+            t["counts"].as_object().map(|c| c.iter().map(|(k, n)| format!("{n} × {k}")).collect()).unwrap_or_default();
+        println!(
+            "checked {} committed transactions on {} keys in {:.2} s: strongest model {}{}",
+            t["txns"]["ok"],
+            t["keys"],
+            t["elapsed_s"].as_f64().unwrap_or(0.0),
+            t["strongest"].as_str().unwrap_or("none of the models checked"),
+            if counts.is_empty() { String::new() } else { format!(" ({})", counts.join(", ")) }
+        );
+    } else if let Some(check) = r["check"].as_object() {
         println!(
             "checked {} operations on {} keys in {} ms: {} invalid, {} unknown",
             check["operations"], check["keys"], check["elapsed_ms"], check["invalid_keys"], check["unknown_keys"]

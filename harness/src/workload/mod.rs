@@ -5,6 +5,7 @@
 pub mod append;
 mod kv;
 mod register;
+pub mod txn;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -20,6 +21,7 @@ use crate::options::{RunOptions, WorkloadKind};
 pub use append::Append;
 pub use kv::Kv;
 pub use register::Register;
+pub use txn::Txn;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum F {
@@ -28,6 +30,8 @@ pub enum F {
     Cas,
     Delete,
     Append,
+    /// A transaction of micro-operations (the op's value); no key of its own.
+    Txn,
 }
 
 impl F {
@@ -38,6 +42,7 @@ impl F {
             F::Cas => "cas",
             F::Delete => "delete",
             F::Append => "append",
+            F::Txn => "txn",
         }
     }
 }
@@ -72,6 +77,15 @@ pub trait Workload: Send + Sync {
     fn string_values(&self) -> bool {
         false
     }
+    /// Whether operations are transactions, checked for strict
+    /// serializability rather than per key.
+    fn transactional(&self) -> bool {
+        false
+    }
+    /// The operation that reads `key` after the run.
+    fn final_read(&self, key: &str) -> Op {
+        Op { f: F::Read, key: key.to_string(), value: Value::Null }
+    }
     /// Acknowledged writes missing from the final reads, by key, for a
     /// workload that can tell (`None`: this one cannot).
     fn lost_writes(
@@ -89,6 +103,7 @@ pub fn build(options: &RunOptions) -> Box<dyn Workload> {
         WorkloadKind::CasRegister => Box::new(Register::independent(options.ops_per_key)),
         WorkloadKind::Kv => Box::new(Kv::new(5)),
         WorkloadKind::Append => Box::new(Append::new(options.ops_per_key)),
+        WorkloadKind::Txn => Box::new(Txn::new()),
     }
 }
 
@@ -149,6 +164,7 @@ fn certainly_not_applied(error: &ClientError) -> bool {
 pub fn failed(op: &Op, error: ClientError) -> Completion {
     // A read changes nothing: whatever went wrong, it certainly had no effect.
     let kind = if op.f == F::Read || certainly_not_applied(&error) { EventType::Fail } else { EventType::Info };
+    // A transaction's value is its invocation's: reads unknown (null).
     Completion { kind, value: op.value.clone(), error: Some(error.to_string()), revision: None, mod_revision: None }
 }
 
@@ -181,6 +197,10 @@ pub async fn execute(client: &Client, reader: &Client, op: &Op, strings: bool) -
         },
         F::Append => match client.append(key, encode(&op.value)).await {
             Ok(kv) => ok(op.value.clone(), kv.mod_revision, None),
+            Err(e) => failed(op, e),
+        },
+        F::Txn => match client.txn(txn::request(&op.value)).await {
+            Ok(answer) => ok(txn::completed(&op.value, &answer), answer.revision, None),
             Err(e) => failed(op, e),
         },
         F::Cas => {
