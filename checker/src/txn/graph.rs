@@ -279,7 +279,7 @@ const RW_ATTEMPTS: usize = 64;
 /// its class: G0, G1c, G-single, G2, or one of them `-realtime`.
 pub fn worst_cycle(g: &Graph, scc: &[usize]) -> Option<(&'static str, Cycle)> {
     let inside: std::collections::HashSet<usize> = scc.iter().copied().collect();
-    let cycle_in = |mask: u8| -> Option<Cycle> {
+    let cycle_in = |mask: u8, limit: usize| -> Option<Cycle> {
         let sub = components(g, mask, Some(scc));
         let c = sub.first()?;
         let sub_inside: std::collections::HashSet<usize> = c.iter().copied().collect();
@@ -290,17 +290,17 @@ pub fn worst_cycle(g: &Graph, scc: &[usize]) -> Option<(&'static str, Cycle)> {
             if kinds & mask == 0 || !sub_inside.contains(&w) {
                 continue;
             }
-            if let Some(mut steps) = path(g, w, start, mask, &sub_inside, VISIT_LIMIT) {
+            if let Some(mut steps) = path(g, w, start, mask, &sub_inside, limit) {
                 steps.insert(0, (start, best_kind(kinds & mask)));
                 return Some(steps);
             }
         }
         None
     };
-    if let Some(c) = cycle_in(WW) {
+    if let Some(c) = cycle_in(WW, VISIT_LIMIT) {
         return Some(("G0", c));
     }
-    if let Some(c) = cycle_in(WW | WR) {
+    if let Some(c) = cycle_in(WW | WR, VISIT_LIMIT) {
         return Some(("G1c", c));
     }
     // Exactly one rw edge: from its target back to its source over ww/wr.
@@ -322,10 +322,13 @@ pub fn worst_cycle(g: &Graph, scc: &[usize]) -> Option<(&'static str, Cycle)> {
             }
         }
     }
-    if let Some(c) = cycle_in(DATA) {
+    if let Some(c) = cycle_in(DATA, VISIT_LIMIT) {
         return Some(("G2", c));
     }
-    let c = cycle_in(DATA | RT)?;
+    // The component is strongly connected over every kind: this search,
+    // unbounded (linear in the component), always finds a cycle, so no
+    // component goes unreported.
+    let c = cycle_in(DATA | RT, usize::MAX)?;
     let rws = c.iter().filter(|s| s.1 == RW).count();
     let wrs = c.iter().filter(|s| s.1 == WR).count();
     let class = match (rws, wrs) {

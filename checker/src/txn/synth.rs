@@ -4,10 +4,12 @@
 //! strictly serializable; with `split`, it runs the first half of a
 //! transaction at one instant and the rest at a later one (the planted
 //! `txn-split` bug), so other transactions come between and anomalies
-//! appear. Keys rotate as in Elle's generator: a key retires after
+//! appear; with `stale`, a read-only transaction may read the store as it
+//! was some steps before (a read at a stale revision: serializable, not
+//! strictly). Keys rotate as in Elle's generator: a key retires after
 //! `writes_per_key` appends and a fresh one takes its place.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use serde_json::{Value as Json, json};
 
@@ -30,6 +32,9 @@ pub struct TxnSynth {
     pub fail: f64,
     /// Run transactions in two halves (not atomic).
     pub split: bool,
+    /// Chance that a read-only transaction reads an older state of the
+    /// store (a consistent one, up to 50 steps old).
+    pub stale: f64,
 }
 
 impl TxnSynth {
@@ -44,6 +49,7 @@ impl TxnSynth {
             info: 0.05,
             fail: 0.02,
             split: false,
+            stale: 0.0,
         }
     }
 }
@@ -83,6 +89,8 @@ pub fn generate(cfg: &TxnSynth) -> History {
     let mut slots: Vec<Option<Pending>> = (0..cfg.concurrency.max(1)).map(|_| None).collect();
     let mut processes: Vec<u64> = (0..slots.len() as u64).collect();
     let (mut invoked, mut now) = (0usize, 0u64);
+    // For stale reads: every key's length, as of each of the last steps.
+    let mut past: VecDeque<HashMap<u64, usize>> = VecDeque::new();
     let emit = |history: &mut History, kind, process, value, now: u64| {
         let index = history.events.len() as u64;
         let e = Event::new(index, kind, Process::Client(process), crate::txn::TXN, None, value, now * 1_000);
@@ -116,7 +124,30 @@ pub fn generate(cfg: &TxnSynth) -> History {
             Some(p) if p.ran == 0 && rng.chance(cfg.fail) => {
                 emit(&mut history, EventType::Fail, p.process, to_json(&p.mops), now);
             }
+            Some(mut p)
+                if p.ran == 0
+                    && !past.is_empty()
+                    && p.mops.iter().all(|m| matches!(m, Mop::Read(..)))
+                    && rng.chance(cfg.stale) =>
+            {
+                // Read-only: from a consistent state of some steps ago.
+                let lengths = &past[rng.below(past.len() as u64) as usize];
+                for m in &mut p.mops {
+                    if let Mop::Read(k, l) = m {
+                        let list = store.get(k).map_or(&[][..], |v| &v[..lengths.get(k).copied().unwrap_or(0)]);
+                        *l = Some(list.to_vec());
+                    }
+                }
+                p.ran = p.mops.len();
+                slots[s] = Some(p);
+            }
             Some(mut p) if p.ran < p.mops.len() => {
+                if cfg.stale > 0.0 {
+                    past.push_back(store.iter().map(|(k, v)| (*k, v.len())).collect());
+                    if past.len() > 50 {
+                        past.pop_front();
+                    }
+                }
                 // Run it, whole, or (split) its first half now.
                 let upto = if cfg.split && p.ran == 0 { (p.mops.len() / 2).max(1) } else { p.mops.len() };
                 for m in &mut p.mops[p.ran..upto] {
