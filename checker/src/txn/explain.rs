@@ -132,13 +132,16 @@ pub fn diagram(steps: &[Step]) -> String {
         // From the edge of one node's circle to the other's.
         let (ux, uy) = (dx / len, dy / len);
         let (sx, sy, ex, ey) = (x1 + ux * 22.0, y1 + uy * 22.0, x2 - ux * 22.0, y2 - uy * 22.0);
+        // Curved to one side of its direction, so that the two edges of a
+        // pair of transactions (one each way) do not overlap.
+        let (qx, qy) = ((sx + ex) / 2.0 - uy * 40.0, (sy + ey) / 2.0 + ux * 40.0);
         let c = colour(&s.edge);
         svg.push_str(&format!(
-            "<line x1=\"{sx:.1}\" y1=\"{sy:.1}\" x2=\"{ex:.1}\" y2=\"{ey:.1}\" stroke=\"{c}\" stroke-width=\"2\" marker-end=\"url(#arrow)\"><title>{}</title></line>\
+            "<path d=\"M {sx:.1} {sy:.1} Q {qx:.1} {qy:.1} {ex:.1} {ey:.1}\" fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" marker-end=\"url(#arrow)\"><title>{}</title></path>\
              <text x=\"{:.1}\" y=\"{:.1}\" fill=\"{c}\" text-anchor=\"middle\" font-weight=\"bold\">{}</text>",
             escape(&s.why),
-            (sx + ex) / 2.0 - uy * 12.0,
-            (sy + ey) / 2.0 + ux * 12.0 + 4.0,
+            (sx + ex) / 2.0 - uy * 30.0,
+            (sy + ey) / 2.0 + ux * 30.0 + 4.0,
             escape(&s.edge)
         ));
     }
