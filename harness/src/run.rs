@@ -193,30 +193,35 @@ fn next_process(process: u64, concurrency: usize) -> u64 {
 }
 
 /// Reads every key until one read succeeds (or `within` passes), each attempt
-/// recorded under a fresh process.
+/// recorded under a fresh process. A transactional workload reads many keys
+/// per transaction.
 async fn final_reads(shared: &Shared, within: Duration) -> BTreeMap<String, Option<String>> {
     let endpoints: Vec<String> = shared.nodes.iter().map(|n| n.api_addr.clone()).collect();
     let mut reads = BTreeMap::new();
     let deadline = Instant::now() + within;
     let mut process = crate::checks::stats::FINAL_READ_PROCESSES;
-    for key in shared.workload.keys() {
+    let text = |value: &serde_json::Value| match value {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    };
+    for (keys, op) in shared.workload.final_reads(&shared.workload.keys()) {
         while Instant::now() < deadline {
             let Ok(mut client) = shared.access.client(endpoints.clone()) else { break };
             client.timeout = Duration::from_secs(3);
-            let op = shared.workload.final_read(&key);
             record_invoke(&shared.recorder, process, &op, None);
             let done = workload::execute(&client, &client, &op, shared.workload.string_values()).await;
             record_completion(&shared.recorder, process, &op, &done);
             process += 1;
             if done.kind == EventType::Ok {
-                // A transaction's one read: its list.
-                let value = if op.f == workload::F::Txn { &done.value[0][2] } else { &done.value };
-                let text = match value {
-                    serde_json::Value::Null => None,
-                    serde_json::Value::String(s) => Some(s.clone()),
-                    other => Some(other.to_string()),
-                };
-                reads.insert(key.clone(), text);
+                if op.f == workload::F::Txn {
+                    // Its reads, in the keys' order: ["r", key, list].
+                    for (key, mop) in keys.iter().zip(done.value.as_array().into_iter().flatten()) {
+                        reads.insert(key.clone(), text(&mop[2]));
+                    }
+                } else if let Some(key) = keys.first() {
+                    reads.insert(key.clone(), text(&done.value));
+                }
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

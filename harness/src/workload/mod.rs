@@ -82,9 +82,10 @@ pub trait Workload: Send + Sync {
     fn transactional(&self) -> bool {
         false
     }
-    /// The operation that reads `key` after the run.
-    fn final_read(&self, key: &str) -> Op {
-        Op { f: F::Read, key: key.to_string(), value: Value::Null }
+    /// The operations that read `keys` after the run, each with the keys it
+    /// reads (in the order its answer gives them): one read per key.
+    fn final_reads(&self, keys: &[String]) -> Vec<(Vec<String>, Op)> {
+        keys.iter().map(|k| (vec![k.clone()], Op { f: F::Read, key: k.clone(), value: Value::Null })).collect()
     }
     /// Acknowledged writes missing from the final reads, by key, for a
     /// workload that can tell (`None`: this one cannot).
@@ -162,8 +163,10 @@ fn certainly_not_applied(error: &ClientError) -> bool {
 }
 
 pub fn failed(op: &Op, error: ClientError) -> Completion {
-    // A read changes nothing: whatever went wrong, it certainly had no effect.
-    let kind = if op.f == F::Read || certainly_not_applied(&error) { EventType::Fail } else { EventType::Info };
+    // A read changes nothing (nor does a transaction of reads only):
+    // whatever went wrong, it certainly had no effect.
+    let reads_only = op.f == F::Read || (op.f == F::Txn && txn::reads_only(&op.value));
+    let kind = if reads_only || certainly_not_applied(&error) { EventType::Fail } else { EventType::Info };
     // A transaction's value is its invocation's: reads unknown (null).
     Completion { kind, value: op.value.clone(), error: Some(error.to_string()), revision: None, mod_revision: None }
 }

@@ -89,9 +89,20 @@ impl Workload for Txn {
         (0..next).map(key_name).collect()
     }
 
-    fn final_read(&self, key: &str) -> Op {
-        Op { f: F::Txn, key: String::new(), value: json!([["r", key, null]]) }
+    /// One transaction per 64 keys (under the store's 128 operations).
+    fn final_reads(&self, keys: &[String]) -> Vec<(Vec<String>, Op)> {
+        keys.chunks(64)
+            .map(|chunk| {
+                let mops: Vec<Value> = chunk.iter().map(|k| json!(["r", k, null])).collect();
+                (chunk.to_vec(), Op { f: F::Txn, key: String::new(), value: Value::Array(mops) })
+            })
+            .collect()
     }
+}
+
+/// Whether a transaction only reads.
+pub fn reads_only(mops: &Value) -> bool {
+    mops.as_array().is_some_and(|m| m.iter().all(|m| m[0] == "r"))
 }
 
 /// The transaction a list of micro-operations asks for.
@@ -145,6 +156,7 @@ fn list(value: &[u8]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use capukv::ClientError;
     use capukv::proto::{GetRequest, GetResponse, KeyValue, TxnOpResponse, TxnResponse, txn_op};
     use rand::SeedableRng;
 
@@ -187,5 +199,21 @@ mod tests {
         };
         assert_eq!(completed(&mops, &answer), json!([["append", "t1", 7], ["r", "t1", [3, 7]], ["r", "t2", null]]));
         assert_eq!(list(b"1,x,"), json!([1, "x"]));
+    }
+
+    #[test]
+    fn final_reads_cover_every_key_in_transactions_of_at_most_64_reads() {
+        let keys: Vec<String> = (0..130).map(key_name).collect();
+        let reads = Txn::new().final_reads(&keys);
+        assert_eq!(reads.iter().map(|(k, _)| k.len()).collect::<Vec<_>>(), vec![64, 64, 2]);
+        let (chunk, op) = &reads[2];
+        assert_eq!(op.value, json!([["r", "t128", null], ["r", "t129", null]]));
+        assert_eq!(chunk, &vec!["t128".to_string(), "t129".to_string()]);
+        assert!(reads_only(&op.value) && !reads_only(&json!([["append", "t1", 3]])));
+        // A read-only transaction that went wrong changed nothing: fail, not info.
+        let timeout = || ClientError::Timeout { timeout: std::time::Duration::from_secs(1), last: "-".into() };
+        assert_eq!(super::super::failed(op, timeout()).kind, checker::EventType::Fail);
+        let write = Op { f: F::Txn, key: String::new(), value: json!([["r", "t1", null], ["append", "t1", 4]]) };
+        assert_eq!(super::super::failed(&write, timeout()).kind, checker::EventType::Info);
     }
 }
