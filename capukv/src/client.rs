@@ -543,6 +543,11 @@ impl Client {
                 crate::state_machine::MAX_TXN_BYTES
             ))));
         }
+        // A transaction of reads is served without the log: no session.
+        if crate::state_machine::reads_only(&request) {
+            request.id = None;
+            return self.call_kv(request, |mut kv, r| async move { kv.txn(r).await }).await;
+        }
         let s = self.session().await?;
         request.id = Some(s.write_id());
         s.finish(self.call_kv(request, |mut kv, r| async move { kv.txn(r).await }).await)

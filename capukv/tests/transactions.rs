@@ -42,6 +42,26 @@ async fn a_transaction_runs_one_branch_atomically_at_one_revision() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_transaction_of_reads_takes_no_log_entry() {
+    let cluster = LocalCluster::start(3).await;
+    let c = cluster.client();
+    let rev =
+        c.put_batch(vec![(Bytes::from("r1"), Bytes::from("a")), (Bytes::from("r2"), Bytes::from("b"))]).await.unwrap();
+    let leader = cluster.wait_for_leader(std::time::Duration::from_secs(10)).await;
+    let addr = cluster.node(leader).api.to_string();
+    let before = c.status_of(&addr).await.unwrap().commit_index;
+    for _ in 0..5 {
+        let (kvs, at) = c.get_batch(vec![Bytes::from("r1"), Bytes::from("r2")]).await.unwrap();
+        assert_eq!(at, rev);
+        assert_eq!(
+            kvs.iter().map(|kv| kv.as_ref().map(|kv| kv.value.clone())).collect::<Vec<_>>(),
+            vec![Some(Bytes::from("a")), Some(Bytes::from("b"))]
+        );
+    }
+    assert_eq!(c.status_of(&addr).await.unwrap().commit_index, before, "served by ReadIndex, not the log");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn batches_and_the_batch_cas() {
     let cluster = LocalCluster::start(3).await;
     let c = cluster.client();

@@ -144,7 +144,9 @@ async fn worker(
         // The id the write will carry (the session it takes is this one). A
         // write whose session cannot be opened is never sent: it failed.
         let write_id = match op.f {
+            // A read, or a transaction of reads only, is not in the log.
             workload::F::Read => None,
+            workload::F::Txn if workload::txn::reads_only(&op.value) => None,
             _ => match client.next_write_id().await {
                 Ok(id) => Some(id),
                 Err(e) => {

@@ -234,6 +234,15 @@ impl proto::kv_server::Kv for Api {
         let mut r = request.into_inner();
         state_machine::validate_txn(&r, self.limits.max_key_bytes, self.limits.max_value_bytes)
             .map_err(Status::invalid_argument)?;
+        if state_machine::reads_only(&r) {
+            self.read_barrier(proto::ReadMode::Linearizable as i32).await?;
+            let storage = self.storage.clone();
+            let answer = tokio::task::spawn_blocking(move || state_machine::read_txn(&storage, &r))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(storage_status)?;
+            return Ok(Response::new(answer));
+        }
         let id = r.id.take();
         // Planted: the transaction goes to the log as two commands, the
         // first half of its branch (not deduplicated) and then the rest.

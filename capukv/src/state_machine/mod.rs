@@ -29,7 +29,7 @@ use crate::storage::{CF_KV, CF_META, CF_SESSIONS, Storage, StorageError};
 
 mod txn;
 
-pub use txn::{MAX_TXN_BYTES, MAX_TXN_OPS, validate_txn};
+pub use txn::{MAX_TXN_BYTES, MAX_TXN_OPS, read_txn, reads_only, validate_txn};
 
 const KEY_APPLIED: &[u8] = b"applied";
 /// Present once entries were applied under the session rules of this
@@ -544,18 +544,17 @@ fn scan_keys(storage: &Storage, start: &[u8], end: &[u8]) -> Result<Vec<Bytes>, 
 pub fn get(storage: &Storage, key: &[u8]) -> Result<(Option<proto::KeyValue>, u64), StorageError> {
     let snapshot = storage.db.snapshot();
     let revision = revision_at(storage, &snapshot)?;
-    let raw = snapshot.get_cf(storage.cf(CF_KV), key).map_err(|e| storage.corrupt(e.to_string()))?;
-    let kv = match raw {
-        None => None,
-        Some(raw) => Some(
-            Record::decode(&raw)
-                .ok_or_else(|| {
-                    storage.corrupt(format!("the record of key {:?} is truncated", String::from_utf8_lossy(key)))
-                })?
-                .to_kv(key),
-        ),
-    };
-    Ok((kv, revision))
+    Ok((record_at(storage, &snapshot, key)?.map(|r| r.to_kv(key)), revision))
+}
+
+/// The key's record in a point-in-time view.
+fn record_at(storage: &Storage, view: &rocksdb::Snapshot<'_>, key: &[u8]) -> Result<Option<Record>, StorageError> {
+    match view.get_cf(storage.cf(CF_KV), key).map_err(|e| storage.corrupt(e.to_string()))? {
+        None => Ok(None),
+        Some(raw) => Record::decode(&raw).map(Some).ok_or_else(|| {
+            storage.corrupt(format!("the record of key {:?} is truncated", String::from_utf8_lossy(key)))
+        }),
+    }
 }
 
 /// Keys in `[start, end)` (`end` empty: to the end), at most `limit` (0: no
@@ -568,8 +567,20 @@ pub fn scan(
 ) -> Result<(Vec<proto::KeyValue>, bool, u64), StorageError> {
     let snapshot = storage.db.snapshot();
     let revision = revision_at(storage, &snapshot)?;
+    let (kvs, more) = scan_at(storage, &snapshot, start, end, limit)?;
+    Ok((kvs, more, revision))
+}
+
+/// [`scan`] in a point-in-time view.
+fn scan_at(
+    storage: &Storage,
+    view: &rocksdb::Snapshot<'_>,
+    start: &[u8],
+    end: &[u8],
+    limit: u64,
+) -> Result<(Vec<proto::KeyValue>, bool), StorageError> {
     let mut opts = ReadOptions::default();
-    opts.set_snapshot(&snapshot);
+    opts.set_snapshot(view);
     let mut kvs = Vec::new();
     let mut more = false;
     for item in storage.db.iterator_cf_opt(storage.cf(CF_KV), opts, IteratorMode::From(start, Direction::Forward)) {
@@ -584,7 +595,7 @@ pub fn scan(
         let record = Record::decode(&v).ok_or_else(|| storage.corrupt("a record is truncated"))?;
         kvs.push(record.to_kv(&k));
     }
-    Ok((kvs, more, revision))
+    Ok((kvs, more))
 }
 
 fn revision_at(storage: &Storage, snapshot: &rocksdb::Snapshot<'_>) -> Result<u64, StorageError> {

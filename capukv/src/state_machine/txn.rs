@@ -111,6 +111,45 @@ pub fn validate_txn(t: &proto::TxnRequest, max_key: usize, max_value: usize) -> 
     Ok(())
 }
 
+/// Whether a transaction only reads (gets and ranges in both branches):
+/// then it is served from one point-in-time view after a ReadIndex round,
+/// as etcd serves one, without a log entry.
+pub fn reads_only(t: &proto::TxnRequest) -> bool {
+    t.success.iter().chain(&t.failure).all(|op| matches!(op.op, Some(txn_op::Op::Get(_) | txn_op::Op::Range(_))))
+}
+
+/// A [`reads_only`] transaction on one point-in-time view of the state
+/// machine: every compare and read at the same revision, the one it names.
+pub fn read_txn(storage: &crate::storage::Storage, t: &proto::TxnRequest) -> Result<proto::TxnResponse, StorageError> {
+    use txn_op_response::Result as T;
+    let view = storage.db.snapshot();
+    let revision = super::revision_at(storage, &view)?;
+    let mut succeeded = true;
+    for c in &t.compares {
+        if !holds(c, super::record_at(storage, &view, &c.key)?.as_ref()) {
+            succeeded = false;
+            break;
+        }
+    }
+    let ops = if succeeded { &t.success } else { &t.failure };
+    let mut responses = Vec::with_capacity(ops.len());
+    for op in ops {
+        let result = match &op.op {
+            Some(txn_op::Op::Get(g)) => {
+                let kv = super::record_at(storage, &view, &g.key)?.map(|r| r.to_kv(&g.key));
+                T::Get(proto::GetResponse { kv, revision })
+            }
+            Some(txn_op::Op::Range(r)) => {
+                let (kvs, more) = super::scan_at(storage, &view, &r.start, &r.end, r.limit)?;
+                T::Range(proto::ScanResponse { kvs, more, revision })
+            }
+            _ => unreachable!("callers serve only transactions that pass reads_only"),
+        };
+        responses.push(proto::TxnOpResponse { result: Some(result) });
+    }
+    Ok(proto::TxnResponse { succeeded, responses, revision })
+}
+
 /// Whether compare `c` holds for the key's record (`None`: absent).
 fn holds(c: &proto::Compare, record: Option<&Record>) -> bool {
     use std::cmp::Ordering;
@@ -460,6 +499,35 @@ mod tests {
         assert_eq!(keys(&r.responses[2]), (vec!["b".into(), "d".into()], false));
         assert_eq!(keys(&r.responses[3]), (vec!["a".into(), "b".into()], true));
         assert_eq!(keys(&r.responses[5]), (vec!["d".into(), "e".into()], false));
+    }
+
+    #[test]
+    fn a_transaction_of_reads_is_served_from_one_view_without_the_log() {
+        let mut f = Fixture::new("txn-read");
+        f.apply(0, 0, txn(vec![], vec![build::put("a", "1"), build::put("b", "2")], vec![])).unwrap();
+        let rev = f.sm().revision();
+        let applied = f.sm().applied();
+        let t = proto::TxnRequest {
+            compares: vec![build::compare_value("a", compare::Op::Equal, "1")],
+            success: vec![build::get("b"), build::range("a", "", 0), build::get("none")],
+            failure: vec![build::get("a")],
+            id: None,
+        };
+        assert!(reads_only(&t));
+        assert!(!reads_only(&proto::TxnRequest { failure: vec![build::put("x", "y")], ..t.clone() }));
+        let r = read_txn(f.storage.as_ref().unwrap(), &t).unwrap();
+        assert!(r.succeeded);
+        assert_eq!(r.revision, rev);
+        assert_eq!(got(&r.responses[0]).as_deref(), Some("2"));
+        assert!(
+            matches!(&r.responses[1].result, Some(txn_op_response::Result::Range(s)) if s.kvs.len() == 2 && s.revision == rev)
+        );
+        assert_eq!(got(&r.responses[2]), None);
+        assert_eq!(f.sm().applied(), applied, "nothing was applied");
+        let no = proto::TxnRequest { compares: vec![build::absent("a")], ..t };
+        let r = read_txn(f.storage.as_ref().unwrap(), &no).unwrap();
+        assert!(!r.succeeded);
+        assert_eq!(got(&r.responses[0]).as_deref(), Some("1"));
     }
 
     #[test]
