@@ -518,7 +518,12 @@ fn session_header(raw: &[u8]) -> Option<(u64, Index)> {
 }
 
 fn read_record(storage: &Storage, key: &[u8]) -> Result<Option<Record>, StorageError> {
-    match storage.get(CF_KV, key)? {
+    decode_record(storage, key, storage.get(CF_KV, key)?)
+}
+
+/// A key's stored record, if any, decoded.
+fn decode_record(storage: &Storage, key: &[u8], raw: Option<Vec<u8>>) -> Result<Option<Record>, StorageError> {
+    match raw {
         None => Ok(None),
         Some(raw) => Record::decode(&raw).map(Some).ok_or_else(|| {
             storage.corrupt(format!("the record of key {:?} is truncated", String::from_utf8_lossy(key)))
@@ -549,12 +554,7 @@ pub fn get(storage: &Storage, key: &[u8]) -> Result<(Option<proto::KeyValue>, u6
 
 /// The key's record in a point-in-time view.
 fn record_at(storage: &Storage, view: &rocksdb::Snapshot<'_>, key: &[u8]) -> Result<Option<Record>, StorageError> {
-    match view.get_cf(storage.cf(CF_KV), key).map_err(|e| storage.corrupt(e.to_string()))? {
-        None => Ok(None),
-        Some(raw) => Record::decode(&raw).map(Some).ok_or_else(|| {
-            storage.corrupt(format!("the record of key {:?} is truncated", String::from_utf8_lossy(key)))
-        }),
-    }
+    decode_record(storage, key, view.get_cf(storage.cf(CF_KV), key).map_err(|e| storage.corrupt(e.to_string()))?)
 }
 
 /// Keys in `[start, end)` (`end` empty: to the end), at most `limit` (0: no

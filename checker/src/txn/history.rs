@@ -122,23 +122,11 @@ impl Transactions {
     }
 
     fn intern_key(&mut self, k: Key) -> KeyId {
-        if let Some(&id) = self.key_ids.get(&k) {
-            return id;
-        }
-        let id = self.keys.len() as KeyId;
-        self.keys.push(k.clone());
-        self.key_ids.insert(k, id);
-        id
+        intern(&mut self.key_ids, &mut self.keys, k)
     }
 
     fn intern_element(&mut self, v: Value) -> ElementId {
-        if let Some(&id) = self.element_ids.get(&v) {
-            return id;
-        }
-        let id = self.elements.len() as ElementId;
-        self.elements.push(v.clone());
-        self.element_ids.insert(v, id);
-        id
+        intern(&mut self.element_ids, &mut self.elements, v)
     }
 
     fn parse_mops(&mut self, value: &serde_json::Value, completed: bool) -> Result<Vec<Mop>, String> {
@@ -234,6 +222,14 @@ impl Transactions {
         }
         Ok(())
     }
+}
+
+/// `v`'s number: its place in `items`, appended there the first time.
+fn intern<T: std::hash::Hash + Eq + Clone>(ids: &mut HashMap<T, u32>, items: &mut Vec<T>, v: T) -> u32 {
+    *ids.entry(v).or_insert_with_key(|v| {
+        items.push(v.clone());
+        items.len() as u32 - 1
+    })
 }
 
 /// The completion must be the invocation with its reads filled in.

@@ -100,9 +100,10 @@ impl Workload for Txn {
     }
 }
 
-/// Whether a transaction only reads.
+/// Whether a transaction only reads, by the store's own rule (such a one
+/// takes no session and leaves no write in the log).
 pub fn reads_only(mops: &Value) -> bool {
-    mops.as_array().is_some_and(|m| m.iter().all(|m| m[0] == "r"))
+    capukv::state_machine::reads_only(&request(mops))
 }
 
 /// The transaction a list of micro-operations asks for.
