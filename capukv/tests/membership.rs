@@ -167,25 +167,18 @@ async fn a_node_whose_disk_died_is_replaced_under_a_new_id_with_the_cli() {
     let out = common::output_within(&mut cluster.server_command(dead, &dir), Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(2), "the old id may not come back empty");
 
-    let (code, _, err) = cluster.cli(&["member", "remove", &dead.to_string()]);
-    assert_eq!(code, 0, "member remove: {err}");
+    member_json(&cluster, &["remove", &dead.to_string()]);
     let new = cluster.new_node();
     let (raft, api) = (cluster.node(new).raft.clone(), cluster.node(new).api.clone());
-    let (code, _, err) =
-        cluster.cli(&["member", "add-learner", &new.to_string(), "--raft-addr", &raft, "--api-addr", &api]);
-    assert_eq!(code, 0, "member add-learner: {err}");
+    member_json(&cluster, &["add-learner", &new.to_string(), "--raft-addr", &raft, "--api-addr", &api]);
     cluster.start_node(new);
     // Promotion is refused (and retried by the client) until it caught up.
-    let mut promoted = false;
-    for _ in 0..20 {
-        let (code, _, _) = cluster.cli(&["member", "promote", &new.to_string()]);
-        if code == 0 {
-            promoted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    assert!(promoted, "the new node was promoted once it caught up");
+    let promote = ["member", "promote", &new.to_string()].map(String::from);
+    eventually(Duration::from_secs(30), "the new node was promoted once it caught up", || {
+        let code = cluster.cli(&promote.iter().map(String::as_str).collect::<Vec<_>>()).0;
+        async move { code == 0 }
+    })
+    .await;
     let list = member_json(&cluster, &["list"]);
     let mut voters: Vec<u64> = roles(&list).into_iter().filter(|(_, role)| role == "voter").map(|(id, _)| id).collect();
     voters.sort();

@@ -317,18 +317,7 @@ impl proto::cluster_server::Cluster for Api {
             commit_index: s.commit,
             applied_index: s.applied,
             snapshot_index: s.snapshot_index,
-            members: self
-                .member_list_of(view)
-                .members
-                .into_iter()
-                .map(|m| proto::Member {
-                    id: m.id,
-                    raft_addr: m.raft_addr,
-                    api_addr: m.api_addr,
-                    role: m.role,
-                    match_index: m.match_index,
-                })
-                .collect(),
+            members: self.member_list_of(view).members,
             log_syncs: self.storage.syncs.load(Ordering::Relaxed),
             log_entries_synced: self.storage.entries_synced.load(Ordering::Relaxed),
             ticks: s.ticks,

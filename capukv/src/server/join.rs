@@ -52,11 +52,12 @@ pub async fn ask_members(cfg: &ServerConfig, tls: Option<&NodeTls>) -> Result<(u
     // member's own, which may lag behind a change that just committed.
     let mut failures = Vec::new();
     let mut not_member = None;
-    let mut views = vec![("the leader".to_string(), client.member_list().await)];
-    for addr in &cfg.join {
-        views.push((addr.clone(), client.member_list_of(addr).await));
-    }
-    for (addr, answer) in views {
+    // Asked one at a time, and only until one answers for this node.
+    for source in std::iter::once(None).chain(cfg.join.iter().map(Some)) {
+        let (addr, answer) = match source {
+            None => ("the leader".to_string(), client.member_list().await),
+            Some(addr) => (addr.clone(), client.member_list_of(addr).await),
+        };
         let list = match answer {
             Ok(list) => list,
             Err(e) => {

@@ -269,18 +269,17 @@ impl RaftLoop {
     fn sync_directory(&mut self, snapshot: Option<&Snapshot>, entries: &[Entry]) {
         // Called after every batch that persisted something: most carry no
         // configuration and change nothing here, and must not take the lock.
+        let mut changes = entries.iter().filter(|e| e.kind == EntryKind::Membership).peekable();
+        let carries = snapshot.is_some() || changes.peek().is_some();
         let (_, index) = self.raft.membership();
         let synced = (index, index <= self.raft.commit_index());
-        let carries = snapshot.is_some() || entries.iter().any(|e| e.kind == EntryKind::Membership);
         if !carries && self.directory_synced == Some(synced) {
             return;
         }
         self.directory_synced = Some(synced);
         let mut directory = self.directory.write().expect("not poisoned");
         let mut book_changed = false;
-        let changes = entries
-            .iter()
-            .filter(|e| e.kind == EntryKind::Membership)
+        let changes = changes
             .map(|e| (e.index, MembershipChange::decode(&e.data).map_err(|e| e.to_string()).map(|c| book_of(&c))));
         let books = snapshot.map(|s| (s.meta.index, Ok(book_of_snapshot(s)))).into_iter().chain(changes);
         for (index, book) in books {

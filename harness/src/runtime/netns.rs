@@ -280,7 +280,7 @@ impl Runtime for NetnsRuntime {
     }
 
     fn replace(&self, id: u64, member: u64) -> Result<()> {
-        if self.certs.is_some() {
+        if !self.can_replace() {
             return Err(RuntimeError::Other(
                 "a TLS run's certificates name the founding ids: a replacement's new id has none".into(),
             ));
