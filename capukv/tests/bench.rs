@@ -23,8 +23,7 @@ impl Etcd {
         let etcd = which("etcd").unwrap_or_else(|| {
             panic!("etcd is not installed: these tests need Debian's etcd-server (scripts/test.sh installs it)")
         });
-        let port = |_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let (client, peer) = (port(0), port(1));
+        let (client, peer) = (common::free_port(), common::free_port());
         let root = std::env::temp_dir().join(format!("capukv-test-etcd-{}-{client}", std::process::id()));
         std::fs::create_dir_all(&root).unwrap();
         let client_url = format!("http://127.0.0.1:{client}");

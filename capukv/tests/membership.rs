@@ -5,25 +5,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::LocalCluster;
-
-/// Waits until `check` holds, or fails with `what`.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("not within {within:?}: {what}");
-}
+use common::{LocalCluster, eventually};
 
 fn member_json(cluster: &LocalCluster, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["--json", "member"];

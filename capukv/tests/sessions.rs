@@ -9,9 +9,9 @@ use capukv::proto::{self, kv_client::KvClient};
 use capukv::server::{self, ServerConfig};
 use capukv::{Client, ClientError};
 
-fn free_addr() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
+mod common;
+
+use common::free_addr;
 
 /// A one-node cluster in this process that keeps `max_sessions` sessions;
 /// stopped, and its directory removed, on drop.

@@ -27,6 +27,10 @@ pub struct LocalCluster {
     pub root: PathBuf,
     pub nodes: Vec<Node>,
     peers: String,
+    /// Arguments that name the founders instead of `--peers` (e.g. `--dns`).
+    founders: Option<Vec<String>>,
+    /// More `capukv server` arguments for every node.
+    extra: Vec<String>,
     /// With TLS: every node's files (node i at i - 1), and the client's.
     pub tls: Option<(Vec<capukv::tls::TlsFiles>, capukv::tls::TlsFiles)>,
     /// One cluster at a time: on two cores, parallel clusters under load
@@ -36,8 +40,31 @@ pub struct LocalCluster {
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// A port on 127.0.0.1 that nothing listens on and that this process has not
+/// handed out before. Not port 0's answer: the kernel gives a released port
+/// out again at once (two nodes were once given the same one), and the
+/// ephemeral range is where every outgoing connection takes its local port.
+/// So ports come from below that range, start at a per-process offset, and
+/// are never repeated within the process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::Mutex;
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000; // below Linux's ephemeral range (32768..)
+    static NEXT: Mutex<Option<u32>> = Mutex::new(None);
+    let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
+    let cursor = next.get_or_insert_with(|| (std::process::id().wrapping_mul(2_654_435_761) >> 4) % SPAN);
+    for _ in 0..SPAN {
+        let port = (FIRST + *cursor % SPAN) as u16;
+        *cursor = (*cursor + 1) % SPAN;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 in {FIRST}..{}", FIRST + SPAN);
+}
+
+pub fn free_addr() -> std::net::SocketAddr {
+    ([127, 0, 0, 1], free_port()).into()
 }
 
 impl LocalCluster {
@@ -52,7 +79,37 @@ impl LocalCluster {
         Self::start_with(n, true).await
     }
 
+    /// Starts `n` nodes with more `capukv server` arguments, and waits until
+    /// one leads.
+    pub async fn start_with_args(n: u64, extra: &[&str]) -> LocalCluster {
+        let mut cluster = Self::build(n, false, |_| format!("127.0.0.1:{}", free_port()), None).await;
+        cluster.extra = extra.iter().map(|a| a.to_string()).collect();
+        cluster.start_all();
+        cluster.wait_for_leader(Duration::from_secs(20)).await;
+        cluster
+    }
+
     async fn start_with(n: u64, tls: bool) -> LocalCluster {
+        let mut cluster = Self::build(n, tls, |_| format!("127.0.0.1:{}", free_port()), None).await;
+        cluster.start_all();
+        cluster.wait_for_leader(Duration::from_secs(20)).await;
+        cluster
+    }
+
+    /// `n` nodes, none started yet, that find their founders with
+    /// `founders` (arguments given instead of `--peers`); node i's Raft
+    /// address is `raft(i)`.
+    pub async fn unstarted(n: u64, raft: impl Fn(u64) -> String, founders: Vec<String>) -> LocalCluster {
+        Self::build(n, false, raft, Some(founders)).await
+    }
+
+    pub fn start_all(&mut self) {
+        for id in 1..=self.nodes.len() as u64 {
+            self.start_node(id);
+        }
+    }
+
+    async fn build(n: u64, tls: bool, raft: impl Fn(u64) -> String, founders: Option<Vec<String>>) -> LocalCluster {
         let serial = SERIAL.lock().await;
         let root = std::env::temp_dir().join(format!("capukv-test-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&root).unwrap();
@@ -61,7 +118,7 @@ impl LocalCluster {
                 id,
                 dir: root.join(format!("n{id}")),
                 api: format!("127.0.0.1:{}", free_port()),
-                raft: format!("127.0.0.1:{}", free_port()),
+                raft: raft(id),
                 log: root.join(format!("n{id}.log")),
                 joins: false,
                 child: None,
@@ -77,12 +134,7 @@ impl LocalCluster {
             let client = files.pop().unwrap();
             (files, client)
         });
-        let mut cluster = LocalCluster { root, nodes, peers, tls, _serial: serial };
-        for id in 1..=n {
-            cluster.start_node(id);
-        }
-        cluster.wait_for_leader(Duration::from_secs(20)).await;
-        cluster
+        LocalCluster { root, nodes, peers, founders, extra: Vec::new(), tls, _serial: serial }
     }
 
     pub fn node(&self, id: u64) -> &Node {
@@ -92,17 +144,19 @@ impl LocalCluster {
     pub fn server_command(&self, id: u64, dir: &Path) -> Command {
         let node = self.node(id);
         let mut cmd = Command::new(BIN);
-        let (how, whom) = if node.joins {
+        let founders = if node.joins {
             let others: Vec<String> = self.nodes.iter().filter(|n| !n.joins).map(|n| n.api.clone()).collect();
-            ("--join", others.join(","))
+            vec!["--join".to_string(), others.join(",")]
         } else {
-            ("--peers", self.peers.clone())
+            self.founders.clone().unwrap_or_else(|| vec!["--peers".to_string(), self.peers.clone()])
         };
         cmd.args(["server", "--id", &id.to_string(), "--dir"])
             .arg(dir)
-            .args(["--api-addr", &node.api, "--raft-addr", &node.raft, how, &whom])
+            .args(["--api-addr", &node.api, "--raft-addr", &node.raft])
+            .args(&founders)
             // Fast elections keep the tests short.
-            .args(["--tick-ms", "50", "--snapshot-every", "500"]);
+            .args(["--tick-ms", "50", "--snapshot-every", "500"])
+            .args(&self.extra);
         if let Some((nodes, _)) = &self.tls {
             let f = &nodes[(id - 1) as usize];
             cmd.arg("--tls-cert").arg(&f.cert).arg("--tls-key").arg(&f.key).arg("--tls-ca").arg(&f.ca);
@@ -210,6 +264,22 @@ impl LocalCluster {
             String::from_utf8_lossy(&out.stderr).into(),
         )
     }
+}
+
+/// Waits until `check` holds, or fails with `what`.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not within {within:?}: {what}");
 }
 
 /// Runs `cmd` to its end and returns what it printed, killing it (and
