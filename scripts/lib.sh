@@ -8,8 +8,9 @@
 # the report tests load reports in a headless browser. etcd-server: the
 # benchmark's etcd target is tested against a real etcd.
 # fuse3 (fusermount3): lazyfs, the power nemesis's data directories. libfaketime:
-# the clock nemesis.
-CAPUKV_PACKAGES=(build-essential pkg-config clang libclang-dev iproute2 nftables iptables chromium etcd-server fuse3 libfaketime faketime)
+# the clock nemesis. dnsmasq-base (the binary, without a system service): the
+# DNS server the `--dns` discovery tests start.
+CAPUKV_PACKAGES=(build-essential pkg-config clang libclang-dev iproute2 nftables iptables chromium etcd-server fuse3 libfaketime faketime dnsmasq-base)
 
 step() { printf '\n==> %s\n' "$*"; }
 

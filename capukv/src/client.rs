@@ -23,10 +23,11 @@ use tonic::{Code, Response, Status};
 
 use crate::coalesce::Coalescing;
 use crate::proto::{self, cluster_client::ClusterClient, kv_client::KvClient};
-use crate::server::api::{LEADER_HEADER, SESSION_EXPIRED_HEADER};
+use crate::server::api::{COMPACTED_HEADER, LEADER_HEADER, SESSION_EXPIRED_HEADER};
 use crate::txn;
 
-pub use crate::proto::{KeyValue, ReadMode};
+pub use crate::proto::{KeyValue, NamedSnapshot, ReadMode};
+pub use crate::state_machine::ReadAt;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -57,6 +58,10 @@ pub enum ClientError {
     /// sent: it certainly did not happen.
     #[error("no write session could be opened, the write was not sent: {0}")]
     NoSession(Box<ClientError>),
+    /// A read (or a snapshot) named a revision the cluster compacted away:
+    /// the oldest readable revision is `compacted`.
+    #[error("{message}")]
+    Compacted { compacted: u64, message: String },
 }
 
 impl ClientError {
@@ -87,6 +92,10 @@ fn attempt_may_have_applied(status: &Status) -> bool {
         status.code(),
         Code::FailedPrecondition
             | Code::InvalidArgument
+            // The state machine refused it (a snapshot name taken, none of
+            // that name): nothing applied.
+            | Code::AlreadyExists
+            | Code::NotFound
             | Code::Unimplemented
             | Code::PermissionDenied
             | Code::Unauthenticated
@@ -320,6 +329,11 @@ impl Client {
             last = format!("{addr}: {}: {}", status.code(), status.message());
             let expired_session =
                 status.metadata().get(SESSION_EXPIRED_HEADER).and_then(|v| v.to_str().ok()?.parse().ok());
+            let compacted = status.metadata().get(COMPACTED_HEADER).and_then(|v| v.to_str().ok()?.parse().ok());
+            if let (Code::OutOfRange, Some(compacted)) = (status.code(), compacted) {
+                let e = ClientError::Compacted { compacted, message: status.message().to_string() };
+                return Err(indefinite(e, &earlier));
+            }
             if let (Code::Aborted, Some(session)) = (status.code(), expired_session) {
                 // This attempt applied nothing; retrying cannot help.
                 let e = ClientError::SessionExpired { session, message: status.message().to_string() };
@@ -409,8 +423,39 @@ impl Client {
     }
 
     async fn get_request(&self, key: Bytes, mode: ReadMode) -> Result<proto::GetResponse, ClientError> {
-        let request = proto::GetRequest { key, mode: mode as i32 };
+        let request = proto::GetRequest { key, mode: mode as i32, ..Default::default() };
         self.call_kv(request, |mut kv, r| async move { kv.get(r).await }).await
+    }
+
+    /// The pair as it was at `at` (a past revision, a named snapshot, or
+    /// now), in this client's read mode, and the store's current revision.
+    /// A revision the cluster compacted is [`ClientError::Compacted`].
+    pub async fn get_as_of(&self, key: impl Into<Bytes>, at: &ReadAt) -> Result<(Option<KeyValue>, u64), ClientError> {
+        let (revision, snapshot) = at.fields();
+        let request = proto::GetRequest { key: key.into(), mode: self.read_mode as i32, revision, snapshot };
+        let r = self.call_kv(request, |mut kv, r| async move { kv.get(r).await }).await?;
+        Ok((r.kv, r.revision))
+    }
+
+    /// [`Client::scan`] as the keys were at `at`.
+    pub async fn scan_as_of(
+        &self,
+        start: impl Into<Bytes>,
+        end: impl Into<Bytes>,
+        limit: u64,
+        at: &ReadAt,
+    ) -> Result<(Vec<KeyValue>, bool), ClientError> {
+        let (revision, snapshot) = at.fields();
+        let request = proto::ScanRequest {
+            start: start.into(),
+            end: end.into(),
+            limit,
+            mode: self.read_mode as i32,
+            revision,
+            snapshot,
+        };
+        let response = self.call_kv(request, |mut kv, r| async move { kv.scan(r).await }).await?;
+        Ok((response.kvs, response.more))
     }
 
     /// Keys in `[start, end)` (`end` empty: to the end), at most `limit`
@@ -421,7 +466,13 @@ impl Client {
         end: impl Into<Bytes>,
         limit: u64,
     ) -> Result<(Vec<KeyValue>, bool), ClientError> {
-        let request = proto::ScanRequest { start: start.into(), end: end.into(), limit, mode: self.read_mode as i32 };
+        let request = proto::ScanRequest {
+            start: start.into(),
+            end: end.into(),
+            limit,
+            mode: self.read_mode as i32,
+            ..Default::default()
+        };
         let response = self.call_kv(request, |mut kv, r| async move { kv.scan(r).await }).await?;
         Ok((response.kvs, response.more))
     }
@@ -587,6 +638,60 @@ impl Client {
         let success = pairs.into_iter().map(|(key, value)| txn::put(key, value)).collect();
         let r = self.txn(proto::TxnRequest { compares, success, ..Default::default() }).await?;
         Ok((r.succeeded, r.revision))
+    }
+
+    /// [`Client::put_batch_if_unchanged`] since the revision of the named
+    /// snapshot `name` (a pinned revision never changes, so asking for it
+    /// first and then writing is the same as naming it in the write).
+    pub async fn put_batch_if_unchanged_since_snapshot(
+        &self,
+        pairs: Vec<(Bytes, Bytes)>,
+        name: &str,
+    ) -> Result<(bool, u64), ClientError> {
+        let list = self.snapshot_list().await?;
+        let Some(snapshot) = list.snapshots.iter().find(|s| s.name == name) else {
+            return Err(ClientError::Rejected(Status::not_found(format!("there is no snapshot named {name:?}"))));
+        };
+        self.put_batch_if_unchanged(pairs, snapshot.revision).await
+    }
+
+    // --- History --------------------------------------------------------------
+
+    /// Discards the versions older than `revision` (never past the oldest
+    /// named snapshot); returns the compacted revision after.
+    pub async fn compact(&self, revision: u64) -> Result<u64, ClientError> {
+        let request = proto::CompactRequest { revision };
+        Ok(self.call_kv(request, |mut kv, r| async move { kv.compact(r).await }).await?.compacted)
+    }
+
+    /// Pins `revision` (0: the current one) under `name`.
+    pub async fn snapshot_create(&self, name: &str, revision: u64) -> Result<NamedSnapshot, ClientError> {
+        let s = self.session().await?;
+        let request =
+            proto::SnapshotCreateRequest { name: name.into(), revision, id: Some(s.write_id()), created_unix_ms: 0 };
+        let r = s.finish(self.call_kv(request, |mut kv, r| async move { kv.snapshot_create(r).await }).await)?;
+        r.snapshot.ok_or_else(|| ClientError::Rejected(Status::internal("the cluster named no snapshot")))
+    }
+
+    /// The named snapshots (by name) and the compacted revision.
+    pub async fn snapshot_list(&self) -> Result<proto::SnapshotListResponse, ClientError> {
+        let request = proto::SnapshotListRequest { mode: self.read_mode as i32 };
+        self.call_kv(request, |mut kv, r| async move { kv.snapshot_list(r).await }).await
+    }
+
+    /// Deletes the named snapshot; returns whether it existed.
+    pub async fn snapshot_delete(&self, name: &str) -> Result<bool, ClientError> {
+        let s = self.session().await?;
+        let request = proto::SnapshotDeleteRequest { name: name.into(), id: Some(s.write_id()) };
+        Ok(s.finish(self.call_kv(request, |mut kv, r| async move { kv.snapshot_delete(r).await }).await)?.deleted)
+    }
+
+    /// Deletes every named snapshot below revision `below` (0: all);
+    /// returns their names.
+    pub async fn snapshot_purge(&self, below: u64) -> Result<Vec<String>, ClientError> {
+        let s = self.session().await?;
+        let request = proto::SnapshotPurgeRequest { below, id: Some(s.write_id()) };
+        Ok(s.finish(self.call_kv(request, |mut kv, r| async move { kv.snapshot_purge(r).await }).await)?.deleted)
     }
 
     // --- Cluster -------------------------------------------------------------
@@ -759,6 +864,33 @@ mod tests {
             self.redirect()
         }
         async fn txn(&self, _: Request<proto::TxnRequest>) -> Result<Response<proto::TxnResponse>, Status> {
+            self.redirect()
+        }
+        async fn compact(&self, _: Request<proto::CompactRequest>) -> Result<Response<proto::CompactResponse>, Status> {
+            self.redirect()
+        }
+        async fn snapshot_create(
+            &self,
+            _: Request<proto::SnapshotCreateRequest>,
+        ) -> Result<Response<proto::SnapshotCreateResponse>, Status> {
+            self.redirect()
+        }
+        async fn snapshot_list(
+            &self,
+            _: Request<proto::SnapshotListRequest>,
+        ) -> Result<Response<proto::SnapshotListResponse>, Status> {
+            self.redirect()
+        }
+        async fn snapshot_delete(
+            &self,
+            _: Request<proto::SnapshotDeleteRequest>,
+        ) -> Result<Response<proto::SnapshotDeleteResponse>, Status> {
+            self.redirect()
+        }
+        async fn snapshot_purge(
+            &self,
+            _: Request<proto::SnapshotPurgeRequest>,
+        ) -> Result<Response<proto::SnapshotPurgeResponse>, Status> {
             self.redirect()
         }
     }

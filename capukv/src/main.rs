@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use capukv::bench::{self, BenchConfig, BenchOp};
-use capukv::client::{Client, KeyValue, ReadMode};
+use capukv::client::{Client, KeyValue, NamedSnapshot, ReadAt, ReadMode};
 use capukv::server::{self, ServerConfig};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -63,8 +63,12 @@ enum Mode {
 enum Command {
     /// Run a node.
     Server(Box<ServerArgs>),
-    /// Print a key's value.
-    Get { key: String },
+    /// Print a key's value (now, or as it was at --rev or --snapshot).
+    Get {
+        key: String,
+        #[command(flatten)]
+        at: AtArgs,
+    },
     /// Set a key's value.
     Put { key: String, value: String },
     /// Delete a key.
@@ -105,7 +109,17 @@ enum Command {
         end: String,
         #[arg(long, default_value_t = 0)]
         limit: u64,
+        #[command(flatten)]
+        at: AtArgs,
     },
+    /// Named snapshots: a revision pinned against compaction, readable with
+    /// `get --snapshot NAME`.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// Discard the versions older than REVISION (never past the oldest named
+    /// snapshot); reads below it are then refused. Prints the compacted
+    /// revision.
+    Compact { revision: u64 },
     /// Show each endpoint's node status (with --hash: a digest of its state
     /// machine at its applied index, equal on replicas that agree).
     Status {
@@ -121,6 +135,10 @@ enum Command {
     Bench(BenchArgs),
     /// Measure the latency of append + fdatasync on the disk holding a directory.
     BenchFsync(BenchFsyncArgs),
+    /// Measure what the version history costs: disk bytes per version next
+    /// to per live key, and reads at the head next to reads at past
+    /// revisions (on a scratch state machine, no cluster).
+    BenchHistory(BenchHistoryArgs),
     /// Write a throwaway CA and a certificate per node (and one for a
     /// client) for trying TLS out: ca.pem, nN.pem, nN-key.pem, client.pem,
     /// client-key.pem. Not for production: use your own PKI there.
@@ -172,6 +190,46 @@ enum Command {
     BenchTable { file: PathBuf },
 }
 
+/// Where a read looks: now, or the past.
+#[derive(Args)]
+struct AtArgs {
+    /// Read the state as of this revision.
+    #[arg(long, conflicts_with = "snapshot")]
+    rev: Option<u64>,
+    /// Read the state at this named snapshot.
+    #[arg(long)]
+    snapshot: Option<String>,
+}
+
+impl AtArgs {
+    fn read_at(&self) -> ReadAt {
+        match (self.rev, &self.snapshot) {
+            (Some(r), _) => ReadAt::Revision(r),
+            (None, Some(name)) => ReadAt::Snapshot(name.clone()),
+            (None, None) => ReadAt::Head,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum SnapshotCommand {
+    /// Pin the current revision (or --rev) under NAME.
+    Create {
+        name: String,
+        #[arg(long, default_value_t = 0)]
+        rev: u64,
+    },
+    /// List the named snapshots and the compacted revision.
+    List,
+    /// Delete the snapshot NAME (exit 1 if there is none).
+    Delete { name: String },
+    /// Delete every named snapshot below revision --below (default: all).
+    Purge {
+        #[arg(long, default_value_t = 0)]
+        below: u64,
+    },
+}
+
 #[derive(Subcommand)]
 enum MemberCommand {
     /// Every member with its role, addresses and (from the leader) how far
@@ -221,8 +279,23 @@ struct ServerArgs {
     /// ID=HOST:PORT,... (members added later come from the log). A founder
     /// that starts with an empty directory asks the others whether it took
     /// part before, and neither votes nor campaigns until they all say no.
-    #[arg(long, value_delimiter = ',', required_unless_present = "join", conflicts_with = "join")]
+    #[arg(long, value_delimiter = ',', required_unless_present_any = ["join", "dns"], conflicts_with_all = ["join", "dns"])]
     peers: Vec<String>,
+    /// Find the founding voters through DNS instead of --peers: SRV records
+    /// `_capukv-raft._tcp.NAME` (a peer's id ends its host's first label,
+    /// e.g. capukv-3), else NAME's A records (ids in address order, Raft on
+    /// this node's --raft-addr port). Asks again until --expect peers answer.
+    #[arg(long, value_name = "NAME", requires = "expect", conflicts_with = "join")]
+    dns: Option<String>,
+    /// How many founding voters --dns must find.
+    #[arg(long, value_name = "N", requires = "dns", value_parser = clap::value_parser!(u64).range(1..))]
+    expect: Option<u64>,
+    /// The DNS server --dns asks, HOST:PORT (default: the system's).
+    #[arg(long, value_name = "HOST:PORT", requires = "dns")]
+    dns_server: Option<SocketAddr>,
+    /// Seconds --dns keeps asking for missing peers.
+    #[arg(long, default_value_t = 300, requires = "dns")]
+    dns_timeout_secs: u64,
     /// Join a running cluster as the new member this node was added as
     /// (`member add`/`add-learner`): client addresses of members to ask,
     /// HOST:PORT,... Restart a node that joined with the same flag.
@@ -269,6 +342,15 @@ struct ServerArgs {
     /// `failpoints` feature only; `capukv failpoints` lists them).
     #[arg(long, value_name = "NAME=ACTIONS")]
     failpoint: Vec<String>,
+    /// How the version history is compacted on its own, as etcd's flag:
+    /// `revision` keeps the last --auto-compaction-retention revisions,
+    /// `periodic` what was written within it (e.g. 30m, 1h).
+    #[arg(long, default_value = "revision", value_parser = ["revision", "periodic"])]
+    auto_compaction_mode: String,
+    /// Revisions (revision mode) or a duration (periodic mode) of history to
+    /// keep; 0: never compact on its own (only `capukv compact`).
+    #[arg(long, default_value_t = server::DEFAULT_RETAINED_REVISIONS.to_string())]
+    auto_compaction_retention: String,
 }
 
 #[derive(Args)]
@@ -308,6 +390,26 @@ struct BenchFsyncArgs {
     /// Bytes appended before each fdatasync.
     #[arg(long, default_value_t = 2048)]
     size: usize,
+}
+
+#[derive(Args)]
+struct BenchHistoryArgs {
+    /// Where the scratch data directory goes (removed after).
+    #[arg(long, default_value = "/var/tmp")]
+    dir: PathBuf,
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    keys: u64,
+    /// Versions written per key (every key is written this many times).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    versions: u64,
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Reads of each kind timed.
+    #[arg(long, default_value_t = 20_000)]
+    reads: usize,
+    /// Keys per timed range read.
+    #[arg(long, default_value_t = 100)]
+    range_keys: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -412,6 +514,32 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             };
             print!("{}", bench::comparison_table(&text).with_context(|| format!("in {}", file.display()))?);
         }
+        Command::BenchHistory(h) => {
+            let cfg = bench::HistoryBenchConfig {
+                keys: h.keys,
+                versions_per_key: h.versions,
+                value_bytes: h.value_size,
+                reads: h.reads.clamp(1, 10_000_000),
+                range_keys: h.range_keys.max(1),
+            };
+            let cost = bench::measure_history(&h.dir, cfg).with_context(|| format!("in {}", h.dir.display()))?;
+            if json {
+                println!("{}", serde_json::to_string(&cost)?);
+            } else {
+                println!(
+                    "{} keys x {} versions of {}-byte values: {:.1} bytes on disk per live key (current records), {:.1} per version (history)",
+                    cost.keys,
+                    cost.versions / cost.keys,
+                    cost.value_bytes,
+                    cost.head_bytes_per_key,
+                    cost.history_bytes_per_version
+                );
+                println!("{:<40} {:>8} {:>10} {:>10} {:>10}", "read", "count", "mean us", "p50 us", "p99 us");
+                for r in &cost.reads {
+                    println!("{:<40} {:>8} {:>10.1} {:>10.1} {:>10.1}", r.what, r.reads, r.mean_us, r.p50_us, r.p99_us);
+                }
+            }
+        }
         Command::BenchFsync(f) => {
             let report = bench::measure_fsync(&f.dir, f.count, f.size, Duration::from_secs(30))
                 .with_context(|| format!("measuring fdatasync in {}", f.dir.display()))?;
@@ -430,7 +558,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 );
             }
         }
-        Command::Get { key } => match client.get(key.clone()).await? {
+        Command::Get { key, at } => match client.get_as_of(key.clone(), &at.read_at()).await?.0 {
             Some(kv) => print_kv(&kv, json, true),
             None => {
                 eprintln!("key not found: {key}");
@@ -501,8 +629,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 return Ok(1);
             }
         }
-        Command::Scan { start, end, limit } => {
-            let (kvs, more) = client.scan(start, end, limit).await?;
+        Command::Scan { start, end, limit, at } => {
+            let (kvs, more) = client.scan_as_of(start, end, limit, &at.read_at()).await?;
             if json {
                 let items: Vec<_> = kvs.iter().map(kv_json).collect();
                 println!("{}", serde_json::json!({"kvs": items, "more": more}));
@@ -513,6 +641,17 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
         }
         Command::Status { hash } => return status(&client, json, hash).await,
+        Command::Snapshot(command) => return snapshot(&client, command, json).await,
+        Command::Compact { revision } => {
+            let compacted = client.compact(revision).await?;
+            if json {
+                println!("{}", serde_json::json!({"compacted": compacted, "requested": revision}));
+            } else if compacted < revision {
+                println!("compacted below revision {compacted} (a named snapshot holds the rest)");
+            } else {
+                println!("compacted below revision {compacted}");
+            }
+        }
         Command::TransferLeader { id } => {
             client.transfer_leader(id).await?;
             if !json {
@@ -583,6 +722,16 @@ async fn serve(s: ServerArgs, tls: Option<capukv::tls::TlsFiles>) -> anyhow::Res
         capukv::failpoints::arm_spec(spec)?;
     }
     let mut peers = HashMap::new();
+    if let (Some(name), Some(expect)) = (&s.dns, s.expect) {
+        let discovery = server::dns::DnsDiscovery {
+            name: name.clone(),
+            expect: expect as usize,
+            server: s.dns_server,
+            raft_port: s.raft_addr.port(),
+            timeout: Duration::from_secs(s.dns_timeout_secs),
+        };
+        peers = server::dns::discover(&discovery).await?;
+    }
     for p in &s.peers {
         let (id, addr) = p.split_once('=').with_context(|| format!("--peers entry {p:?} is not ID=HOST:PORT"))?;
         let id: u64 = id.trim().parse().with_context(|| format!("--peers entry {p:?}: {id:?} is not a node id"))?;
@@ -605,8 +754,62 @@ async fn serve(s: ServerArgs, tls: Option<capukv::tls::TlsFiles>) -> anyhow::Res
     cfg.tls = tls;
     cfg.max_value_bytes = s.max_value_bytes;
     cfg.request_timeout = Duration::from_millis(s.request_timeout_ms.max(1));
+    cfg.auto_compaction = server::AutoCompaction::parse(&s.auto_compaction_mode, &s.auto_compaction_retention)
+        .map_err(anyhow::Error::msg)?;
     server::run(cfg, shutdown_signal()).await?;
     Ok(())
+}
+
+async fn snapshot(client: &Client, command: SnapshotCommand, json: bool) -> anyhow::Result<u8> {
+    let snapshot_json = |s: &NamedSnapshot| serde_json::json!({"name": s.name, "revision": s.revision, "created_unix_ms": s.created_unix_ms});
+    match command {
+        SnapshotCommand::Create { name, rev } => {
+            let s = client.snapshot_create(&name, rev).await?;
+            if json {
+                println!("{}", snapshot_json(&s));
+            } else {
+                println!("snapshot {} pins revision {}", s.name, s.revision);
+            }
+        }
+        SnapshotCommand::List => {
+            let list = client.snapshot_list().await?;
+            if json {
+                let items: Vec<_> = list.snapshots.iter().map(snapshot_json).collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"snapshots": items, "revision": list.revision, "compacted": list.compacted})
+                );
+            } else {
+                println!("revision {}, compacted below {}", list.revision, list.compacted);
+                for s in &list.snapshots {
+                    println!("{}\t{}\t{}", s.name, s.revision, s.created_unix_ms);
+                }
+            }
+        }
+        SnapshotCommand::Delete { name } => {
+            let deleted = client.snapshot_delete(&name).await?;
+            if json {
+                println!("{}", serde_json::json!({"deleted": deleted}));
+            } else if deleted {
+                println!("deleted");
+            }
+            if !deleted {
+                eprintln!("no snapshot named {name}");
+                return Ok(1);
+            }
+        }
+        SnapshotCommand::Purge { below } => {
+            let deleted = client.snapshot_purge(below).await?;
+            if json {
+                println!("{}", serde_json::json!({"deleted": deleted}));
+            } else {
+                for name in &deleted {
+                    println!("deleted {name}");
+                }
+            }
+        }
+    }
+    Ok(0)
 }
 
 async fn member(client: &Client, command: MemberCommand, json: bool) -> anyhow::Result<u8> {

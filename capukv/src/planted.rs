@@ -28,6 +28,7 @@
 //! | `vote-not-durable` | a vote is written but not synced before the vote is granted | server, `Storage::persist` | two leaders in a term after a power loss: `power` |
 //! | `revision-from-keys` | the store revision is rebuilt on start from the keys' largest mod revision, forgetting revisions that deletes took: after a restart the node numbers changes again from a smaller revision, while every value stays right | server, `StateMachine::open` | `kill` with the `kv` workload (deletes): the revision check (a revision that goes back in real time, two changes at one revision), replica convergence |
 //! | `txn-split` | a transaction is proposed as two commands (the first half of its branch, then the rest): another command can come between them, so the transaction is neither atomic nor isolated | server, KV API `txn` | the `txn` workload under any nemesis (load alone interleaves them): the transactional checker names the anomaly (G-single read skew, G2, G1c, an intermediate read) |
+//! | `snapshot-without-history` | a follower that installs a snapshot keeps its current records and sessions but not the version history it carries: reads at past revisions on it find nothing | server, `StateMachine::restore` | a follower catching up by snapshot (`kill`, `partition` under load): replica-convergence check (the digest covers the history) |
 //! | `trust-damaged-log` | a node starts on whatever its damaged log still holds: RocksDB's default point-in-time WAL recovery (replay stops quietly at a bad record), and no durability-mark check | server, `Storage::open` | a node that lost synced entries votes and serves as if it had them: `corrupt`, lost-append/linearizability checks |
 
 use std::fmt;
@@ -51,10 +52,11 @@ pub enum Bug {
     TrustDamagedLog,
     RevisionFromKeys,
     TxnSplit,
+    SnapshotWithoutHistory,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 15] = [
+    pub const ALL: [Bug; 16] = [
         Bug::ReadIndexNoQuorum,
         Bug::ReadIndexBeforeTermCommit,
         Bug::CommitAlone,
@@ -70,6 +72,7 @@ impl Bug {
         Bug::TrustDamagedLog,
         Bug::RevisionFromKeys,
         Bug::TxnSplit,
+        Bug::SnapshotWithoutHistory,
     ];
 
     pub fn name(self) -> &'static str {
@@ -89,6 +92,7 @@ impl Bug {
             Bug::TrustDamagedLog => "trust-damaged-log",
             Bug::RevisionFromKeys => "revision-from-keys",
             Bug::TxnSplit => "txn-split",
+            Bug::SnapshotWithoutHistory => "snapshot-without-history",
         }
     }
 

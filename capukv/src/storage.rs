@@ -34,7 +34,14 @@ pub const CF_RAFT: &str = "raft_state";
 pub const CF_KV: &str = "kv";
 pub const CF_META: &str = "sm_meta";
 pub const CF_SESSIONS: &str = "sessions";
-const CFS: [&str; 5] = [CF_LOG, CF_RAFT, CF_KV, CF_META, CF_SESSIONS];
+/// Every version of every key, ordered by key then revision (see
+/// `state_machine::mvcc`).
+pub const CF_HISTORY: &str = "kv_history";
+/// The compacted revision and the named snapshots.
+pub const CF_MVCC: &str = "mvcc";
+const CFS: [&str; 7] = [CF_LOG, CF_RAFT, CF_KV, CF_META, CF_SESSIONS, CF_HISTORY, CF_MVCC];
+/// The state machine's families, flushed together.
+pub const STATE_MACHINE_CFS: [&str; 5] = [CF_KV, CF_META, CF_SESSIONS, CF_HISTORY, CF_MVCC];
 
 const KEY_HARD_STATE: &[u8] = b"hard_state";
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
@@ -588,7 +595,7 @@ impl Storage {
     pub fn flush_state_machine(&self) -> Result<(), StorageError> {
         let mut fo = FlushOptions::default();
         fo.set_wait(true);
-        let cfs = [self.cf(CF_KV), self.cf(CF_META), self.cf(CF_SESSIONS)];
+        let cfs: Vec<&ColumnFamily> = STATE_MACHINE_CFS.iter().map(|name| self.cf(name)).collect();
         self.db.flush_cfs_opt(&cfs, &fo).map_err(|e| self.io(e))
     }
 
@@ -608,6 +615,15 @@ fn has_database_files(dir: &Path) -> bool {
 
 fn open_error(dir: &Path, e: &rocksdb::Error) -> StorageError {
     let reason = e.to_string();
+    if reason.contains("Column family not found") {
+        return StorageError::Open {
+            dir: dir.into(),
+            reason: format!(
+                "{reason}: the directory was written by an older CapuKV (without version history); \
+                 start the node afresh with an empty data directory (it catches up from the cluster)"
+            ),
+        };
+    }
     if reason.contains("Corruption") || reason.contains("corrupt") {
         return StorageError::Corrupt { dir: dir.into(), file: "RocksDB files".into(), what: reason };
     }

@@ -29,7 +29,7 @@ pub fn append(key: impl Into<Bytes>, suffix: impl Into<Bytes>) -> proto::TxnOp {
 }
 
 pub fn get(key: impl Into<Bytes>) -> proto::TxnOp {
-    proto::TxnOp { op: Some(txn_op::Op::Get(proto::GetRequest { key: key.into(), mode: 0 })) }
+    proto::TxnOp { op: Some(txn_op::Op::Get(proto::GetRequest { key: key.into(), ..Default::default() })) }
 }
 
 pub fn delete(key: impl Into<Bytes>) -> proto::TxnOp {
@@ -37,7 +37,7 @@ pub fn delete(key: impl Into<Bytes>) -> proto::TxnOp {
 }
 
 pub fn range(start: impl Into<Bytes>, end: impl Into<Bytes>, limit: u64) -> proto::TxnOp {
-    let range = proto::ScanRequest { start: start.into(), end: end.into(), limit, mode: 0 };
+    let range = proto::ScanRequest { start: start.into(), end: end.into(), limit, ..Default::default() };
     proto::TxnOp { op: Some(txn_op::Op::Range(range)) }
 }
 
@@ -157,7 +157,7 @@ pub fn parse(compares: &[String], success: &[String], failure: &[String]) -> Res
         compares: compares.iter().map(|c| parse_compare(c)).collect::<Result<_, _>>()?,
         success: success.iter().map(|o| parse_op(o)).collect::<Result<_, _>>()?,
         failure: failure.iter().map(|o| parse_op(o)).collect::<Result<_, _>>()?,
-        id: None,
+        ..Default::default()
     })
 }
 

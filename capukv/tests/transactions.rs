@@ -24,7 +24,7 @@ async fn a_transaction_runs_one_branch_atomically_at_one_revision() {
         compares: vec![txn::absent("a"), txn::compare_value("seed", compare::Op::Equal, "0")],
         success: vec![txn::put("a", "1"), txn::append("log", "x,"), txn::append("log", "y,"), txn::get("log")],
         failure: vec![txn::get("a")],
-        id: None,
+        ..Default::default()
     };
     let r = c.txn(request.clone()).await.unwrap();
     assert!(r.succeeded);

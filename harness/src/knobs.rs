@@ -23,14 +23,28 @@ pub struct ServerKnobs {
     /// ([`crate::checks::raft_log`]). Off in run.json files from before it.
     #[serde(default)]
     pub keep_compacted_log: bool,
+    /// Revisions of version history the servers keep
+    /// (`--auto-compaction-retention`): small, so that compactions (one
+    /// replicated command each) run under the faults and the replica check
+    /// compares the histories they leave. 0 in run.json files from before
+    /// it: the server's default.
+    #[serde(default)]
+    pub history_retention: u64,
 }
 
 impl ServerKnobs {
     /// The harness's defaults: a 50 ms tick (as --tick-ms says), an election
     /// timeout of 10 ticks, a heartbeat every tick, a snapshot every 1000
-    /// entries.
+    /// entries, the last 2000 revisions of history kept.
     pub fn fixed(tick_ms: u64) -> ServerKnobs {
-        ServerKnobs { tick_ms, election_ticks: 10, heartbeat_ticks: 1, snapshot_every: 1000, keep_compacted_log: true }
+        ServerKnobs {
+            tick_ms,
+            election_ticks: 10,
+            heartbeat_ticks: 1,
+            snapshot_every: 1000,
+            keep_compacted_log: true,
+            history_retention: 2000,
+        }
     }
 
     /// The run's knobs, a pure function of its options and seed.
@@ -48,7 +62,15 @@ impl ServerKnobs {
                 // Small thresholds make snapshots (and catching up by them)
                 // happen within a short run.
                 let snapshot_every = [100, 250, 500, 1000, 2000][rng.random_range(0..5)];
-                ServerKnobs { tick_ms, election_ticks, heartbeat_ticks, snapshot_every, keep_compacted_log: true }
+                let history_retention = [500, 2000, 10_000][rng.random_range(0..3)];
+                ServerKnobs {
+                    tick_ms,
+                    election_ticks,
+                    heartbeat_ticks,
+                    snapshot_every,
+                    keep_compacted_log: true,
+                    history_retention,
+                }
             }
         }
     }
@@ -64,6 +86,12 @@ impl ServerKnobs {
         .into_iter()
         .flat_map(|(flag, v)| [flag.to_string(), v])
         .chain(self.keep_compacted_log.then(|| "--keep-compacted-log".to_string()))
+        .chain(
+            (self.history_retention > 0)
+                .then(|| ["--auto-compaction-retention".to_string(), self.history_retention.to_string()])
+                .into_iter()
+                .flatten(),
+        )
         .collect()
     }
 }
@@ -81,6 +109,10 @@ mod tests {
             assert!((30..=75).contains(&k.tick_ms), "{k:?}");
             assert!(k.election_ticks >= 4 * k.heartbeat_ticks && k.election_ticks <= 20, "{k:?}");
             assert!((100..=2000).contains(&k.snapshot_every), "{k:?}");
+            assert!([500, 2000, 10_000].contains(&k.history_retention), "{k:?}");
+            let args = k.args();
+            let flag = args.iter().position(|a| a == "--auto-compaction-retention").expect("the retention is passed");
+            assert_eq!(args[flag + 1], k.history_retention.to_string());
         }
         let distinct: std::collections::BTreeSet<_> = drawn.iter().map(|k| (k.tick_ms, k.snapshot_every)).collect();
         assert!(distinct.len() > 20, "the seed must vary them: {distinct:?}");

@@ -4,6 +4,7 @@
 //! duration; nothing runs after it.
 
 mod disk;
+mod history;
 mod table;
 mod target;
 
@@ -13,6 +14,7 @@ use bytes::Bytes;
 use rand::Rng;
 
 pub use disk::{FsyncReport, measure as measure_fsync};
+pub use history::{HistoryBenchConfig, HistoryCost, ReadLatency, measure_history};
 pub use table::{TableError, comparison_table};
 pub use target::{SyncCounts, Target};
 

@@ -20,13 +20,16 @@ use super::raft_loop::{Event, MemberChange, MemberView, Rejection, Reply};
 use super::transport::ApiAddrs;
 use crate::proto::{self, command, command_response};
 use crate::raft::{NodeId, Role};
-use crate::state_machine::{self, ApplyError};
+use crate::state_machine::{self, ApplyError, ReadAt, ReadError};
 use crate::storage::Storage;
 
 pub const LEADER_HEADER: &str = "x-capukv-leader";
 /// On a write refused because its session is unknown (never opened, or
 /// evicted): the session's id. Nothing was applied.
 pub const SESSION_EXPIRED_HEADER: &str = "x-capukv-session-expired";
+/// On a read (or snapshot) below the compacted revision: the oldest
+/// readable revision.
+pub const COMPACTED_HEADER: &str = "x-capukv-compacted-revision";
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -92,6 +95,11 @@ impl Api {
                 status.metadata_mut().insert(SESSION_EXPIRED_HEADER, client.to_string().parse().expect("digits"));
                 status
             }
+            Rejection::Applied(ApplyError::Compacted { requested, compacted }) => {
+                compacted_status(requested, compacted)
+            }
+            Rejection::Applied(e @ ApplyError::FutureRevision { .. }) => Status::out_of_range(e.to_string()),
+            Rejection::Applied(e @ ApplyError::SnapshotExists { .. }) => Status::already_exists(e.to_string()),
             Rejection::Applied(e) => Status::internal(e.to_string()),
             Rejection::Invalid(m) => Status::invalid_argument(m),
         }
@@ -108,7 +116,11 @@ impl Api {
         check_size("value", value, self.limits.max_value_bytes)
     }
 
-    async fn write(&self, op: command::Op, id: Option<proto::WriteId>) -> Result<command_response::Result, Status> {
+    pub(super) async fn write(
+        &self,
+        op: command::Op,
+        id: Option<proto::WriteId>,
+    ) -> Result<command_response::Result, Status> {
         let id = id.unwrap_or_default();
         let cmd = proto::Command { client_id: id.client_id, seq: id.seq, op: Some(op) };
         let command = Bytes::from(prost::Message::encode_to_vec(&cmd));
@@ -150,6 +162,35 @@ fn storage_status(e: crate::storage::StorageError) -> Status {
     Status::internal(e.to_string())
 }
 
+fn compacted_status(requested: u64, compacted: u64) -> Status {
+    let e = ApplyError::Compacted { requested, compacted };
+    let mut status = Status::out_of_range(e.to_string());
+    status.metadata_mut().insert(COMPACTED_HEADER, compacted.to_string().parse().expect("digits"));
+    status
+}
+
+fn read_status(e: ReadError) -> Status {
+    match e {
+        ReadError::Compacted { requested, compacted } => compacted_status(requested, compacted),
+        e @ ReadError::Future { .. } => Status::out_of_range(e.to_string()),
+        e @ ReadError::NoSnapshot(_) => Status::not_found(e.to_string()),
+        e @ ReadError::Invalid(_) => Status::invalid_argument(e.to_string()),
+        ReadError::Storage(e) => storage_status(e),
+    }
+}
+
+/// Where a request reads: now, a past revision or a named snapshot.
+fn read_at(revision: u64, snapshot: &str) -> Result<ReadAt, Status> {
+    if !snapshot.is_empty() {
+        state_machine::validate_snapshot_name(snapshot).map_err(Status::invalid_argument)?;
+    }
+    ReadAt::of(revision, snapshot).map_err(Status::invalid_argument)
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 macro_rules! expect_result {
     ($result:expr, $variant:ident) => {
         match $result {
@@ -164,8 +205,9 @@ impl proto::kv_server::Kv for Api {
     async fn get(&self, request: Request<proto::GetRequest>) -> Result<Response<proto::GetResponse>, Status> {
         let r = request.into_inner();
         self.check_key(&r.key)?;
+        let at = read_at(r.revision, &r.snapshot)?;
         self.read_barrier(r.mode).await?;
-        let (kv, revision) = state_machine::get(&self.storage, &r.key).map_err(storage_status)?;
+        let (kv, revision) = state_machine::get(&self.storage, &r.key, &at).map_err(read_status)?;
         Ok(Response::new(proto::GetResponse { kv, revision }))
     }
 
@@ -208,9 +250,10 @@ impl proto::kv_server::Kv for Api {
 
     async fn scan(&self, request: Request<proto::ScanRequest>) -> Result<Response<proto::ScanResponse>, Status> {
         let r = request.into_inner();
+        let at = read_at(r.revision, &r.snapshot)?;
         self.read_barrier(r.mode).await?;
         let (kvs, more, revision) =
-            state_machine::scan(&self.storage, &r.start, &r.end, r.limit).map_err(storage_status)?;
+            state_machine::scan(&self.storage, (&r.start, &r.end), r.limit, &at).map_err(read_status)?;
         Ok(Response::new(proto::ScanResponse { kvs, more, revision }))
     }
 
@@ -240,7 +283,7 @@ impl proto::kv_server::Kv for Api {
             let answer = tokio::task::spawn_blocking(move || state_machine::read_txn(&storage, &r))
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(storage_status)?;
+                .map_err(read_status)?;
             return Ok(Response::new(answer));
         }
         let id = r.id.take();
@@ -256,6 +299,56 @@ impl proto::kv_server::Kv for Api {
             return Ok(Response::new(answer));
         }
         expect_result!(self.write(command::Op::Txn(r), id).await?, Txn)
+    }
+
+    async fn compact(
+        &self,
+        request: Request<proto::CompactRequest>,
+    ) -> Result<Response<proto::CompactResponse>, Status> {
+        let r = request.into_inner();
+        if r.revision == 0 {
+            return Err(Status::invalid_argument("compact needs a revision above 0"));
+        }
+        expect_result!(self.write(command::Op::Compact(r), None).await?, Compact)
+    }
+
+    async fn snapshot_create(
+        &self,
+        request: Request<proto::SnapshotCreateRequest>,
+    ) -> Result<Response<proto::SnapshotCreateResponse>, Status> {
+        let mut r = request.into_inner();
+        state_machine::validate_snapshot_name(&r.name).map_err(Status::invalid_argument)?;
+        r.created_unix_ms = unix_ms();
+        let id = r.id.take();
+        expect_result!(self.write(command::Op::SnapshotCreate(r), id).await?, SnapshotCreate)
+    }
+
+    async fn snapshot_list(
+        &self,
+        request: Request<proto::SnapshotListRequest>,
+    ) -> Result<Response<proto::SnapshotListResponse>, Status> {
+        self.read_barrier(request.into_inner().mode).await?;
+        let (snapshots, compacted, revision) = state_machine::list_snapshots(&self.storage).map_err(storage_status)?;
+        Ok(Response::new(proto::SnapshotListResponse { snapshots, revision, compacted }))
+    }
+
+    async fn snapshot_delete(
+        &self,
+        request: Request<proto::SnapshotDeleteRequest>,
+    ) -> Result<Response<proto::SnapshotDeleteResponse>, Status> {
+        let mut r = request.into_inner();
+        state_machine::validate_snapshot_name(&r.name).map_err(Status::invalid_argument)?;
+        let id = r.id.take();
+        expect_result!(self.write(command::Op::SnapshotDelete(r), id).await?, SnapshotDelete)
+    }
+
+    async fn snapshot_purge(
+        &self,
+        request: Request<proto::SnapshotPurgeRequest>,
+    ) -> Result<Response<proto::SnapshotPurgeResponse>, Status> {
+        let mut r = request.into_inner();
+        let id = r.id.take();
+        expect_result!(self.write(command::Op::SnapshotPurge(r), id).await?, SnapshotPurge)
     }
 }
 

@@ -8,9 +8,13 @@
 //!   them are let through; [`members`]: who the members are and where they
 //!   listen.
 //! - [`api`]: the KV and Cluster services.
+//! - [`compactor`]: automatic compaction of the version history.
+//! - [`dns`]: founding peers found through DNS.
 
 pub mod api;
 pub mod apply;
+pub mod compactor;
+pub mod dns;
 pub mod join;
 pub mod members;
 pub mod peer_gate;
@@ -34,6 +38,12 @@ use crate::storage::{Identity, Storage, StorageError};
 use crate::tls::{NodeTls, TlsError, TlsFiles};
 use raft_loop::{Event, LoopConfig, RaftLoop};
 use transport::{RaftService, Transport};
+
+pub use compactor::AutoCompaction;
+
+/// Revisions of history a node keeps unless told otherwise: enough for
+/// reads a little in the past, bounded so that snapshots stay small.
+pub const DEFAULT_RETAINED_REVISIONS: u64 = 100_000;
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -68,6 +78,8 @@ pub struct ServerConfig {
     pub keep_compacted_log: bool,
     /// Mutual TLS on both ports ([`crate::tls`]); `None`: plain TCP.
     pub tls: Option<TlsFiles>,
+    /// How much version history to keep ([`compactor`]).
+    pub auto_compaction: AutoCompaction,
 }
 
 impl ServerConfig {
@@ -97,6 +109,7 @@ impl ServerConfig {
             max_sessions: crate::state_machine::MAX_SESSIONS,
             keep_compacted_log: false,
             tls: None,
+            auto_compaction: AutoCompaction::Revisions(DEFAULT_RETAINED_REVISIONS),
         }
     }
 }
@@ -309,6 +322,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
     // rather than by the decoder.
     let message_limit =
         (cfg.max_value_bytes + cfg.max_key_bytes).max(2 * crate::state_machine::MAX_TXN_BYTES) + (64 << 10);
+    let compactor = tokio::spawn(compactor::run(api.clone(), cfg.auto_compaction));
     let kv_service = proto::kv_server::KvServer::new(api.clone()).max_decoding_message_size(message_limit);
     let cluster_service = proto::cluster_server::ClusterServer::new(api);
 
@@ -341,6 +355,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
         _ = shutdown => false,
         _ = loop_done_rx => true,
     };
+    compactor.abort();
     let _ = stop_tx.send(());
     let _ = events_tx.send(Event::Shutdown);
     let loop_result = tokio::task::spawn_blocking(move || loop_thread.join())

@@ -16,7 +16,7 @@
 //! it describes, so a crash never leaves one without the other. Reads come
 //! from any thread straight from RocksDB; only the Raft loop applies.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes};
@@ -25,10 +25,12 @@ use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 
 use crate::proto::{self, command, command_response};
 use crate::raft::{Entry, EntryKind, Index, Snapshot};
-use crate::storage::{CF_KV, CF_META, CF_SESSIONS, Storage, StorageError};
+use crate::storage::{CF_HISTORY, CF_KV, CF_META, CF_MVCC, CF_SESSIONS, Storage, StorageError};
 
+mod mvcc;
 mod txn;
 
+pub use mvcc::{MAX_SNAPSHOT_NAME_BYTES, ReadAt, ReadError, list as list_snapshots, validate_snapshot_name};
 pub use txn::{MAX_TXN_BYTES, MAX_TXN_OPS, read_txn, reads_only, validate_txn};
 
 const KEY_APPLIED: &[u8] = b"applied";
@@ -36,7 +38,10 @@ const KEY_APPLIED: &[u8] = b"applied";
 /// version (sessions opened by `OpenSession`); see [`StateMachine::open`].
 const KEY_SESSION_RULES: &[u8] = b"session-rules-v2";
 const KEY_REVISION: &[u8] = b"revision";
-const SNAPSHOT_MAGIC: &[u8] = b"CAPUKV-SNAPSHOT-1";
+/// Version 2 carries the version history and named snapshots.
+const SNAPSHOT_MAGIC: &[u8] = b"CAPUKV-SNAPSHOT-2";
+/// The families a snapshot carries, in its order.
+const SNAPSHOT_CFS: [&str; 4] = [CF_KV, CF_SESSIONS, CF_HISTORY, CF_MVCC];
 /// Larger than any key (keys are at most 4 KiB), to delete a whole range.
 const KEY_RANGE_END: [u8; 4097] = [0xff; 4097];
 
@@ -61,6 +66,12 @@ pub enum ApplyError {
         "write {seq} names session {client}, which the cluster never opened or has evicted: nothing was applied; open a new session"
     )]
     SessionExpired { client: u64, seq: u64 },
+    #[error("revision {requested} was compacted: the oldest readable revision is {compacted}")]
+    Compacted { requested: u64, compacted: u64 },
+    #[error("revision {requested} is in the future: the store is at revision {current}")]
+    FutureRevision { requested: u64, current: u64 },
+    #[error("a snapshot named {name:?} exists")]
+    SnapshotExists { name: String },
 }
 
 /// A key's record.
@@ -120,6 +131,9 @@ pub struct StateMachine {
     sessions: HashMap<u64, Session>,
     by_age: BTreeSet<(Index, u64)>,
     max_sessions: usize,
+    /// Versions below it are discarded (see [`mvcc`]).
+    compacted: u64,
+    snapshots: BTreeMap<String, proto::NamedSnapshot>,
 }
 
 /// Changes of one batch of entries, readable before they are written.
@@ -131,6 +145,8 @@ struct Batch<'a> {
     responses: HashMap<u64, proto::CommandResponse>,
     /// While a transaction runs: its revision, and how to undo it.
     txn: Option<txn::Running>,
+    /// Versions written in this batch, by version key (see [`mvcc`]).
+    versions: BTreeMap<Vec<u8>, Option<Record>>,
 }
 
 impl StateMachine {
@@ -156,6 +172,7 @@ impl StateMachine {
                  start the cluster afresh with empty data directories",
             ));
         }
+        let (compacted, snapshots) = mvcc::load(&storage)?;
         let mut sm = StateMachine {
             storage,
             applied,
@@ -163,6 +180,8 @@ impl StateMachine {
             sessions: HashMap::new(),
             by_age: BTreeSet::new(),
             max_sessions,
+            compacted,
+            snapshots,
         };
         let mut sessions = Vec::new();
         for item in sm.storage.db.iterator_cf(sm.storage.cf(CF_SESSIONS), IteratorMode::Start) {
@@ -213,6 +232,7 @@ impl StateMachine {
             overlay: HashMap::new(),
             responses: HashMap::new(),
             txn: None,
+            versions: BTreeMap::new(),
         };
         let mut results = Vec::with_capacity(entries.len());
         for entry in entries {
@@ -223,13 +243,17 @@ impl StateMachine {
                 results.push((entry.index, result));
             }
         }
-        let Batch { sm, mut batch, overlay, .. } = b;
+        let Batch { sm, mut batch, overlay, versions, .. } = b;
         let kv = sm.storage.cf(CF_KV);
         for (key, record) in overlay {
             match record {
                 Some(r) => batch.put_cf(kv, &key, r.encode()),
                 None => batch.delete_cf(kv, &key),
             }
+        }
+        let history = sm.storage.cf(CF_HISTORY);
+        for (key, record) in versions {
+            batch.put_cf(history, key, mvcc::encode_version(&record));
         }
         let meta = sm.storage.cf(CF_META);
         batch.put_cf(meta, KEY_APPLIED, sm.applied.to_le_bytes());
@@ -252,6 +276,9 @@ impl StateMachine {
     pub fn restore(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
         let bad = |what: &str| self.storage.corrupt(format!("snapshot at index {}: {what}", snapshot.meta.index));
         let mut raw = &snapshot.data[..];
+        if raw.starts_with(b"CAPUKV-SNAPSHOT-1") {
+            return Err(bad("a snapshot of an older CapuKV, without version history"));
+        }
         if !raw.starts_with(SNAPSHOT_MAGIC) {
             return Err(bad("not a CapuKV snapshot"));
         }
@@ -274,12 +301,20 @@ impl StateMachine {
             return Err(bad("its data is of another index"));
         }
         let mut batch = WriteBatch::default();
-        let (kv, sessions, meta) = (self.storage.cf(CF_KV), self.storage.cf(CF_SESSIONS), self.storage.cf(CF_META));
-        batch.delete_range_cf(kv, &b""[..], &KEY_RANGE_END[..]);
-        batch.delete_range_cf(sessions, &b""[..], &KEY_RANGE_END[..]);
+        let meta = self.storage.cf(CF_META);
         let mut restored_sessions = Vec::new();
-        for (is_sessions, cf) in [(false, kv), (true, sessions)] {
+        for name in SNAPSHOT_CFS {
+            let cf = self.storage.cf(name);
+            let is_sessions = name == CF_SESSIONS;
+            batch.delete_range_cf(cf, &b""[..], &KEY_RANGE_END[..]);
             let n = take_u64(&mut raw).ok_or_else(|| bad("truncated"))?;
+            #[allow(unused_mut)]
+            let mut keep = true;
+            // Planted: the history the snapshot carries is read and dropped.
+            #[cfg(feature = "planted-bugs")]
+            if name == CF_HISTORY && crate::planted::active(crate::planted::Bug::SnapshotWithoutHistory) {
+                keep = false;
+            }
             for _ in 0..n {
                 let k = take_bytes(&mut raw).ok_or_else(|| bad("truncated"))?;
                 let v = take_bytes(&mut raw).ok_or_else(|| bad("truncated"))?;
@@ -288,7 +323,9 @@ impl StateMachine {
                     let (seq, last_index) = session_header(&v).ok_or_else(|| bad("bad session"))?;
                     restored_sessions.push((client, Session { seq, last_index }));
                 }
-                batch.put_cf(cf, k, v);
+                if keep {
+                    batch.put_cf(cf, k, v);
+                }
             }
         }
         batch.put_cf(meta, KEY_APPLIED, applied.to_le_bytes());
@@ -302,6 +339,7 @@ impl StateMachine {
         for (client, s) in restored_sessions {
             self.remember(client, s);
         }
+        (self.compacted, self.snapshots) = mvcc::load(&self.storage)?;
         Ok(())
     }
 }
@@ -315,6 +353,7 @@ impl Batch<'_> {
     }
 
     fn write(&mut self, key: Bytes, record: Option<Record>) {
+        self.record_version(&key, record.clone());
         let before = self.overlay.insert(key.clone(), record);
         if let Some(t) = &mut self.txn {
             t.undo.entry(key).or_insert(before);
@@ -396,6 +435,16 @@ impl Batch<'_> {
                 Ok(response) => R::Txn(response),
                 Err(refused) => return Ok(Err(refused)),
             },
+            command::Op::Compact(c) => match self.compact(c)? {
+                Ok(response) => R::Compact(response),
+                Err(refused) => return Ok(Err(refused)),
+            },
+            command::Op::SnapshotCreate(c) => match self.snapshot_create(c) {
+                Ok(response) => R::SnapshotCreate(response),
+                Err(refused) => return Ok(Err(refused)),
+            },
+            command::Op::SnapshotDelete(d) => R::SnapshotDelete(self.snapshot_delete(d)),
+            command::Op::SnapshotPurge(p) => R::SnapshotPurge(self.snapshot_purge(p)),
             command::Op::Put(p) => {
                 let previous = self.read(&p.key)?;
                 let record = self.written(&previous, p.value);
@@ -545,11 +594,26 @@ fn scan_keys(storage: &Storage, start: &[u8], end: &[u8]) -> Result<Vec<Bytes>, 
 
 // --- Reads (any thread) -------------------------------------------------------
 
-/// The key's current record, and the store's revision.
-pub fn get(storage: &Storage, key: &[u8]) -> Result<(Option<proto::KeyValue>, u64), StorageError> {
-    let snapshot = storage.db.snapshot();
-    let revision = revision_at(storage, &snapshot)?;
-    Ok((record_at(storage, &snapshot, key)?.map(|r| r.to_kv(key)), revision))
+/// The key's record as of `at`, and the store's revision.
+pub fn get(storage: &Storage, key: &[u8], at: &ReadAt) -> Result<(Option<proto::KeyValue>, u64), ReadError> {
+    let view = storage.db.snapshot();
+    let revision = revision_at(storage, &view)?;
+    let point = mvcc::resolve(storage, &view, at, revision)?;
+    Ok((record_in(storage, &view, key, point)?.map(|r| r.to_kv(key)), revision))
+}
+
+/// The key's record in a point-in-time view, now (`None`) or as of a
+/// revision.
+fn record_in(
+    storage: &Storage,
+    view: &rocksdb::Snapshot<'_>,
+    key: &[u8],
+    point: Option<u64>,
+) -> Result<Option<Record>, StorageError> {
+    match point {
+        None => record_at(storage, view, key),
+        Some(revision) => mvcc::version_at(storage, view, key, revision),
+    }
 }
 
 /// The key's record in a point-in-time view.
@@ -558,17 +622,33 @@ fn record_at(storage: &Storage, view: &rocksdb::Snapshot<'_>, key: &[u8]) -> Res
 }
 
 /// Keys in `[start, end)` (`end` empty: to the end), at most `limit` (0: no
-/// limit), read from one consistent snapshot. Returns whether more remain.
+/// limit), as of `at`, read from one consistent snapshot. Returns whether
+/// more remain, and the store's revision.
 pub fn scan(
     storage: &Storage,
-    start: &[u8],
-    end: &[u8],
+    (start, end): (&[u8], &[u8]),
     limit: u64,
-) -> Result<(Vec<proto::KeyValue>, bool, u64), StorageError> {
-    let snapshot = storage.db.snapshot();
-    let revision = revision_at(storage, &snapshot)?;
-    let (kvs, more) = scan_at(storage, &snapshot, start, end, limit)?;
+    at: &ReadAt,
+) -> Result<(Vec<proto::KeyValue>, bool, u64), ReadError> {
+    let view = storage.db.snapshot();
+    let revision = revision_at(storage, &view)?;
+    let point = mvcc::resolve(storage, &view, at, revision)?;
+    let (kvs, more) = scan_in(storage, &view, (start, end), limit, point)?;
     Ok((kvs, more, revision))
+}
+
+/// [`scan`] in a point-in-time view, now (`None`) or as of a revision.
+fn scan_in(
+    storage: &Storage,
+    view: &rocksdb::Snapshot<'_>,
+    (start, end): (&[u8], &[u8]),
+    limit: u64,
+    point: Option<u64>,
+) -> Result<(Vec<proto::KeyValue>, bool), StorageError> {
+    match point {
+        None => scan_at(storage, view, start, end, limit),
+        Some(revision) => mvcc::scan_versions_at(storage, view, (start, end), limit, revision),
+    }
 }
 
 /// [`scan`] in a point-in-time view.
@@ -603,8 +683,17 @@ fn revision_at(storage: &Storage, snapshot: &rocksdb::Snapshot<'_>) -> Result<u6
 }
 
 fn word_at(storage: &Storage, snapshot: &rocksdb::Snapshot<'_>, key: &[u8]) -> Result<u64, StorageError> {
-    let raw = snapshot.get_cf(storage.cf(CF_META), key).map_err(|e| storage.corrupt(e.to_string()))?;
-    Ok(raw.and_then(|r| r.try_into().ok()).map_or(0, u64::from_le_bytes))
+    word_at_cf(storage, snapshot, CF_META, key)
+}
+
+/// A little-endian word of family `cf` in a view (absent: 0).
+fn word_at_cf(storage: &Storage, view: &rocksdb::Snapshot<'_>, cf: &str, key: &[u8]) -> Result<u64, StorageError> {
+    match view.get_cf(storage.cf(cf), key).map_err(|e| storage.corrupt(e.to_string()))? {
+        None => Ok(0),
+        Some(raw) => raw.try_into().map(u64::from_le_bytes).map_err(|_| {
+            storage.corrupt(format!("state machine record {:?} is truncated", String::from_utf8_lossy(key)))
+        }),
+    }
 }
 
 /// The whole state as of now, with the index it was applied to, for log
@@ -630,8 +719,8 @@ struct Encoded {
     applied: Index,
     revision: u64,
     data: Vec<u8>,
-    /// Records of the `kv` and `sessions` families.
-    counts: [u64; 2],
+    /// Records of each of [`SNAPSHOT_CFS`].
+    counts: [u64; 4],
 }
 
 fn encode_view(storage: &Storage, view: &rocksdb::Snapshot<'_>) -> Result<Encoded, StorageError> {
@@ -641,8 +730,8 @@ fn encode_view(storage: &Storage, view: &rocksdb::Snapshot<'_>) -> Result<Encode
     out.extend_from_slice(SNAPSHOT_MAGIC);
     out.put_u64_le(applied);
     out.put_u64_le(revision);
-    let mut counts = [0; 2];
-    for (i, cf) in [CF_KV, CF_SESSIONS].into_iter().enumerate() {
+    let mut counts = [0; 4];
+    for (i, cf) in SNAPSHOT_CFS.into_iter().enumerate() {
         let mut items = Vec::new();
         for item in view.iterator_cf(storage.cf(cf), IteratorMode::Start) {
             items.push(item.map_err(|e| storage.corrupt(e.to_string()))?);
@@ -689,7 +778,7 @@ mod tests {
         dir: std::path::PathBuf,
         sm: Option<StateMachine>,
         pub(super) storage: Option<Arc<Storage>>,
-        next: Index,
+        pub(super) next: Index,
     }
 
     impl Fixture {
@@ -756,7 +845,7 @@ mod tests {
     }
 
     pub(super) fn value_of(f: &Fixture, key: &str) -> Option<Bytes> {
-        get(f.storage.as_ref().unwrap(), key.as_bytes()).unwrap().0.map(|kv| kv.value)
+        get(f.storage.as_ref().unwrap(), key.as_bytes(), &ReadAt::Head).unwrap().0.map(|kv| kv.value)
     }
 
     #[test]
@@ -838,7 +927,7 @@ mod tests {
         f.apply(0, 0, put("b", "1", false)).unwrap();
         // Without the previous pair in the answer, the write is the same.
         assert_eq!(previous(f.apply(0, 0, put("a", "2", true)).unwrap()), (None, 3));
-        let (kv, revision) = get(f.storage.as_ref().unwrap(), b"a").unwrap();
+        let (kv, revision) = get(f.storage.as_ref().unwrap(), b"a", &ReadAt::Head).unwrap();
         let kv = kv.unwrap();
         assert_eq!((kv.create_revision, kv.mod_revision, kv.version, revision), (1, 3, 2, 3));
         assert_eq!(previous(f.apply(0, 0, put("a", "2b", false)).unwrap()), (Some(Bytes::from("2")), 4));

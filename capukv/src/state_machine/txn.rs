@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 use rocksdb::{Direction, IteratorMode};
 
-use super::{ApplyError, Batch, Record};
+use super::{ApplyError, Batch, ReadAt, ReadError, Record};
 use crate::proto::{self, command, command_response, compare, txn_op, txn_op_response};
 use crate::raft::Index;
 use crate::storage::{CF_KV, StorageError};
@@ -75,6 +75,17 @@ pub fn validate_txn(t: &proto::TxnRequest, max_key: usize, max_value: usize) -> 
             _ => return Err(format!("{at}: a {} compare needs a number", target.as_str_name())),
         }
     }
+    if ReadAt::of(t.revision, &t.snapshot)? != ReadAt::Head && !reads_only(t) {
+        return Err("only a transaction of reads may read at a past revision or a snapshot".into());
+    }
+    let read_at_given = |revision: u64, snapshot: &str, at: &str| -> Result<(), String> {
+        if revision != 0 || !snapshot.is_empty() {
+            return Err(format!(
+                "{at}: an operation in a transaction reads where the transaction does (give the revision or snapshot on the transaction)"
+            ));
+        }
+        Ok(())
+    };
     for (branch, ops) in [("success", &t.success), ("failure", &t.failure)] {
         for (i, op) in ops.iter().enumerate() {
             let at = format!("{branch} operation {i}");
@@ -98,8 +109,11 @@ pub fn validate_txn(t: &proto::TxnRequest, max_key: usize, max_value: usize) -> 
                     id_given(&d.id)?;
                 }
                 Some(txn_op::Op::DeleteRange(d)) => id_given(&d.id)?,
-                Some(txn_op::Op::Get(g)) => key(&g.key, &at)?,
-                Some(txn_op::Op::Range(_)) => {}
+                Some(txn_op::Op::Get(g)) => {
+                    key(&g.key, &at)?;
+                    read_at_given(g.revision, &g.snapshot, &at)?;
+                }
+                Some(txn_op::Op::Range(r)) => read_at_given(r.revision, &r.snapshot, &at)?,
                 Some(txn_op::Op::Append(a)) => {
                     key(&a.key, &at)?;
                     value(&a.suffix, &at)?;
@@ -119,14 +133,17 @@ pub fn reads_only(t: &proto::TxnRequest) -> bool {
 }
 
 /// A [`reads_only`] transaction on one point-in-time view of the state
-/// machine: every compare and read at the same revision, the one it names.
-pub fn read_txn(storage: &crate::storage::Storage, t: &proto::TxnRequest) -> Result<proto::TxnResponse, StorageError> {
+/// machine: every compare and read at the same revision, the current one or
+/// the past one the request names.
+pub fn read_txn(storage: &crate::storage::Storage, t: &proto::TxnRequest) -> Result<proto::TxnResponse, ReadError> {
     use txn_op_response::Result as T;
+    let at = ReadAt::of(t.revision, &t.snapshot).map_err(ReadError::Invalid)?;
     let view = storage.db.snapshot();
     let revision = super::revision_at(storage, &view)?;
+    let point = super::mvcc::resolve(storage, &view, &at, revision)?;
     let mut succeeded = true;
     for c in &t.compares {
-        if !holds(c, super::record_at(storage, &view, &c.key)?.as_ref()) {
+        if !holds(c, super::record_in(storage, &view, &c.key, point)?.as_ref()) {
             succeeded = false;
             break;
         }
@@ -136,11 +153,11 @@ pub fn read_txn(storage: &crate::storage::Storage, t: &proto::TxnRequest) -> Res
     for op in ops {
         let result = match &op.op {
             Some(txn_op::Op::Get(g)) => {
-                let kv = super::record_at(storage, &view, &g.key)?.map(|r| r.to_kv(&g.key));
+                let kv = super::record_in(storage, &view, &g.key, point)?.map(|r| r.to_kv(&g.key));
                 T::Get(proto::GetResponse { kv, revision })
             }
             Some(txn_op::Op::Range(r)) => {
-                let (kvs, more) = super::scan_at(storage, &view, &r.start, &r.end, r.limit)?;
+                let (kvs, more) = super::scan_in(storage, &view, (&r.start, &r.end), r.limit, point)?;
                 T::Range(proto::ScanResponse { kvs, more, revision })
             }
             _ => unreachable!("callers serve only transactions that pass reads_only"),
@@ -213,6 +230,7 @@ impl Batch<'_> {
         }
         let running = self.txn.take().expect("set above");
         if let Some(refused) = refused {
+            self.versions.retain(|k, _| super::mvcc::revision_of(k) != Some(running.revision));
             for (key, before) in running.undo {
                 match before {
                     Some(record) => self.overlay.insert(key, record),
@@ -339,7 +357,7 @@ mod tests {
     use crate::txn as build;
 
     fn txn(compares: Vec<proto::Compare>, success: Vec<proto::TxnOp>, failure: Vec<proto::TxnOp>) -> command::Op {
-        command::Op::Txn(proto::TxnRequest { compares, success, failure, id: None })
+        command::Op::Txn(proto::TxnRequest { compares, success, failure, ..Default::default() })
     }
 
     fn answer(r: super::super::CommandResult) -> proto::TxnResponse {
@@ -511,7 +529,7 @@ mod tests {
             compares: vec![build::compare_value("a", compare::Op::Equal, "1")],
             success: vec![build::get("b"), build::range("a", "", 0), build::get("none")],
             failure: vec![build::get("a")],
-            id: None,
+            ..Default::default()
         };
         assert!(reads_only(&t));
         assert!(!reads_only(&proto::TxnRequest { failure: vec![build::put("x", "y")], ..t.clone() }));

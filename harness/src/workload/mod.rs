@@ -158,6 +158,8 @@ fn certainly_not_applied(error: &ClientError) -> bool {
         // The session expired on this attempt, and no earlier one may have
         // reached a leader (that would be Indefinite); or the write was never sent.
         ClientError::NoEndpoints | ClientError::SessionExpired { .. } | ClientError::NoSession(_) => true,
+        // Refused, this attempt and (else it would be Indefinite) every earlier one.
+        ClientError::Compacted { .. } => true,
         ClientError::BadEndpoint { .. } | ClientError::Timeout { .. } | ClientError::Indefinite { .. } => false,
     }
 }
