@@ -136,3 +136,30 @@ fn the_table_names_a_broken_line_and_fsync_probe_reports_its_rounds() {
     assert_eq!(code, 2);
     assert!(err.contains("measuring fdatasync in /nonexistent/capukv"), "{err}");
 }
+
+#[test]
+fn bench_history_prints_space_per_version_and_reads_at_head_and_in_the_past() {
+    let dir = std::env::temp_dir().join(format!("capukv-bench-history-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(BIN)
+        .args(["--json", "bench-history", "--keys", "200", "--versions", "5", "--value-size", "64", "--reads", "200"])
+        .arg("--dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cost: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cost["versions"], 1000);
+    // A version holds at least its value (compressed data would be smaller,
+    // but random letters barely compress).
+    let per_version = cost["history_bytes_per_version"].as_f64().unwrap();
+    assert!(per_version > 40.0 && per_version < 1000.0, "{cost}");
+    let reads = cost["reads"].as_array().unwrap();
+    assert_eq!(reads.len(), 4, "get and range, at head and in the past: {cost}");
+    for r in reads {
+        assert_eq!(r["reads"], 200);
+        assert!(r["p50_us"].as_f64().unwrap() <= r["p99_us"].as_f64().unwrap(), "{r}");
+        assert!(r["mean_us"].as_f64().unwrap() > 0.0, "{r}");
+    }
+}

@@ -77,22 +77,32 @@ impl ServerKnobs {
 
     /// The `capukv server` arguments that set them.
     pub fn args(&self) -> Vec<String> {
-        [
-            ("--tick-ms", self.tick_ms.to_string()),
-            ("--election-ticks", self.election_ticks.to_string()),
-            ("--heartbeat-ticks", self.heartbeat_ticks.to_string()),
-            ("--snapshot-every", self.snapshot_every.to_string()),
-        ]
-        .into_iter()
-        .flat_map(|(flag, v)| [flag.to_string(), v])
-        .chain(self.keep_compacted_log.then(|| "--keep-compacted-log".to_string()))
-        .chain(
-            (self.history_retention > 0)
-                .then(|| ["--auto-compaction-retention".to_string(), self.history_retention.to_string()])
-                .into_iter()
-                .flatten(),
-        )
-        .collect()
+        let mut args = vec![
+            "--tick-ms".to_string(),
+            self.tick_ms.to_string(),
+            "--snapshot-every".to_string(),
+            self.snapshot_every.to_string(),
+        ];
+        args.extend(self.args_besides_tick_and_snapshot());
+        args
+    }
+
+    /// [`ServerKnobs::args`] but `--tick-ms` and `--snapshot-every`, for a
+    /// runtime that passes those two itself.
+    pub fn args_besides_tick_and_snapshot(&self) -> Vec<String> {
+        let mut args = vec![
+            "--election-ticks".to_string(),
+            self.election_ticks.to_string(),
+            "--heartbeat-ticks".to_string(),
+            self.heartbeat_ticks.to_string(),
+        ];
+        if self.keep_compacted_log {
+            args.push("--keep-compacted-log".into());
+        }
+        if self.history_retention > 0 {
+            args.extend(["--auto-compaction-retention".to_string(), self.history_retention.to_string()]);
+        }
+        args
     }
 }
 

@@ -351,17 +351,7 @@ pub async fn run(mut options: RunOptions, settings: RunSettings) -> anyhow::Resu
         binary,
         tick_ms: knobs.tick_ms,
         snapshot_every: knobs.snapshot_every,
-        extra_args: [
-            server_args(&options),
-            vec![
-                "--election-ticks".into(),
-                knobs.election_ticks.to_string(),
-                "--heartbeat-ticks".into(),
-                knobs.heartbeat_ticks.to_string(),
-            ],
-            knobs.keep_compacted_log.then(|| "--keep-compacted-log".to_string()).into_iter().collect(),
-        ]
-        .concat(),
+        extra_args: [server_args(&options), knobs.args_besides_tick_and_snapshot()].concat(),
         lazyfs: options.lazyfs().then_some(lazyfs::Options { torn_writes: options.torn_writes, seed }),
         faketime: if options.faketime() && options.runtime == RuntimeKind::Netns {
             Some(crate::runtime::netns::find_faketime().map_err(anyhow::Error::msg)?)

@@ -124,8 +124,8 @@ fn run(dir: &Path, cfg: HistoryBenchConfig) -> Result<HistoryCost, StorageError>
             what: what.into(),
             reads: us.len(),
             mean_us,
-            p50_us: percentile(&us, 50.0),
-            p99_us: percentile(&us, 99.0),
+            p50_us: percentile(&us, 0.5),
+            p99_us: percentile(&us, 0.99),
         });
         Ok::<(), StorageError>(())
     };
