@@ -727,6 +727,21 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_of_a_capukv_without_version_history_is_refused_with_what_to_do() {
+        let dir = TempDir::new("old-families");
+        {
+            // The families of the CapuKV before version history.
+            let mut opts = Options::default();
+            opts.create_if_missing(true);
+            opts.create_missing_column_families(true);
+            let old = [CF_LOG, CF_RAFT, CF_KV, CF_META, CF_SESSIONS];
+            DB::open_cf(&opts, &dir.0, old).unwrap();
+        }
+        let err = Storage::open(&dir.0, &identity()).err().expect("refused").to_string();
+        assert!(err.contains("older CapuKV") && err.contains(CF_HISTORY), "{err}");
+    }
+
+    #[test]
     fn a_damaged_record_inside_the_wal_is_corruption_not_the_end_of_the_log() {
         let dir = TempDir::new("wal-flip");
         write_log(&dir.0, 60);
