@@ -8,10 +8,9 @@
 //! one base and a sequence of appends, that read names its base and the
 //! appends before it: in every linearization, that base is the last write
 //! before the read and those appends, in that order, the only ones between.
-//! (Bases invoked after the read returned are not candidates. A read that
-//! two bases could spell, as when a written value looks like appended
-//! elements, two writes wrote the same value, or a delete and the initial
-//! absence both explain an absent key, leaves the key to the search.) Then:
+//! (Not candidates: bases invoked after the read returned, and bases another
+//! base certainly overwrote before the read was invoked, one invoked after
+//! they returned that returned itself before the read began.) Then:
 //!
 //! 1. A read that no base and appends spell, or that holds an append twice,
 //!    has no place. Each append a read holds belongs to that read's base,
@@ -41,13 +40,23 @@
 //!
 //! A valid verdict comes with the order found, which is replayed on the
 //! model (every result as the model gives it, every operation invoked
-//! before anything after it returned) before it is trusted. Time and memory
+//! before anything after it returned) before it is trusted.
+//!
+//! A read that two bases could spell with different appends (a written
+//! value that looks like appended elements) leaves the key to the search.
+//! One that two bases could spell with the same appends (two writes of one
+//! value; an absent key, or appends to one, once the key has deletes) is
+//! given one by a guess ([`Guess`]: the reads of one first append share a
+//! base no other first append has, paired latest with latest; the base
+//! invoked last, or returned last before the reads began): if an order
+//! follows that the replay accepts, the key is valid, and otherwise it is
+//! left to the search, as a contradiction may come from the guess alone. Time and memory
 //! are about linear in the size of the key's history (sorting aside, and
 //! trying each distinct length of base text and appended text where a read
 //! is spelled out). Compare-and-set, appends that repeat or share a prefix,
 //! and reads two bases could spell are left to the search.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::append_inference::Inference;
 use crate::operation::{Input, Operation, Output};
@@ -101,6 +110,50 @@ struct Shape<'a> {
     base_lengths: Vec<usize>,
     /// Completed reads.
     reads: Vec<usize>,
+    overwrites: Overwrites,
+}
+
+/// Which bases another base certainly overwrote before a given time: a
+/// base `x` that was invoked after `b` returned and returned itself before
+/// then lies between them in every linearization.
+struct Overwrites {
+    /// Completed bases' (invocation, return, op), by invocation...
+    by_call: Vec<(u64, u64, usize)>,
+    /// ...and the earliest (return, op) among each one and those after it.
+    earliest_return_from: Vec<(u64, usize)>,
+}
+
+impl Overwrites {
+    fn new(ops: &[Operation], bases: &[Base]) -> Overwrites {
+        let mut by_call: Vec<(u64, u64, usize)> =
+            bases.iter().filter_map(|&b| b.and_then(|op| Some((ops[op].call, ops[op].ret?, op)))).collect();
+        by_call.sort_unstable();
+        let mut earliest_return_from = vec![(u64::MAX, usize::MAX); by_call.len() + 1];
+        for i in (0..by_call.len()).rev() {
+            earliest_return_from[i] = earliest_return_from[i + 1].min((by_call[i].1, by_call[i].2));
+        }
+        Overwrites { by_call, earliest_return_from }
+    }
+
+    /// Another base that certainly took effect after `base` and before
+    /// `time` (a history position), if any: then nothing that began at
+    /// `time` or later saw `base`. The initial value is overwritten by any
+    /// base that returned before `time`; an info base never is.
+    fn overwriter(&self, ops: &[Operation], base: Base, time: u64) -> Option<usize> {
+        let from = match base {
+            None => 0,
+            Some(op) => {
+                let ret = ops[op].ret?;
+                self.by_call.partition_point(|&(call, _, _)| call <= ret)
+            }
+        };
+        let (ret, op) = self.earliest_return_from[from];
+        (ret < time).then_some(op)
+    }
+
+    fn overwritten(&self, ops: &[Operation], base: Base, time: u64) -> bool {
+        self.overwriter(ops, base, time).is_some()
+    }
 }
 
 fn shape<'a>(ops: &'a [Operation], initial: &Option<Value>) -> Option<Shape<'a>> {
@@ -136,6 +189,7 @@ fn shape<'a>(ops: &'a [Operation], initial: &Option<Value>) -> Option<Shape<'a>>
     let mut append_lengths: Vec<usize> = texts.iter().map(|t| t.len()).collect();
     append_lengths.sort_unstable();
     append_lengths.dedup();
+    let overwrites = Overwrites::new(ops, &bases);
     let mut bases_by_text: HashMap<String, Vec<Base>> = HashMap::new();
     for base in bases {
         bases_by_text.entry(base_text(ops, initial, base)).or_default().push(base);
@@ -143,7 +197,7 @@ fn shape<'a>(ops: &'a [Operation], initial: &Option<Value>) -> Option<Shape<'a>>
     let mut base_lengths: Vec<usize> = bases_by_text.keys().map(String::len).collect();
     base_lengths.sort_unstable();
     base_lengths.dedup();
-    Some(Shape { appends, append_lengths, bases_by_text, base_lengths, reads })
+    Some(Shape { appends, append_lengths, bases_by_text, base_lengths, reads, overwrites })
 }
 
 /// The appends that spell `rest` in order (a prefix code spells it in at
@@ -160,28 +214,46 @@ fn spell_appends(shape: &Shape, rest: &str) -> Option<Vec<usize>> {
     Some(out)
 }
 
-/// Every way the read's result can be spelled: up to two (two already
-/// make it ambiguous), and whether a spelling held an append twice.
-fn spellings(ops: &[Operation], initial: &Option<Value>, shape: &Shape, read: &Operation) -> (Vec<Spelling>, bool) {
+/// Every way a read's result can be spelled by a base it may have seen.
+#[derive(Default)]
+struct Spellings {
+    found: Vec<Spelling>,
+    /// A spelling held an append twice.
+    twice: bool,
+    /// A base that spells it (with appends after it, or not) but cannot be
+    /// the one it saw, and the base that certainly overwrote it before the
+    /// read was invoked (`None`: it was invoked after the read returned).
+    excluded: Option<(Base, bool, Option<usize>)>,
+}
+
+fn spellings(ops: &[Operation], initial: &Option<Value>, shape: &Shape, read: &Operation) -> Spellings {
     let Output::Read(seen) = &read.output else { unreachable!("completed reads only") };
-    // A base invoked after the read returned cannot be the one it saw.
+    let mut out = Spellings::default();
+    // A base invoked after the read returned cannot be the one it saw, nor
+    // one another base certainly overwrote before the read was invoked.
     let ret = read.ret.expect("completed reads only");
-    let before = |base: &Base| base.is_none_or(|op| ops[op].call < ret);
-    let mut found = Vec::new();
-    let mut twice = false;
+    let add = |out: &mut Spellings, base: Base, appends: Vec<usize>| {
+        if base.is_some_and(|op| ops[op].call > ret) {
+            out.excluded.get_or_insert((base, !appends.is_empty(), None));
+        } else if let Some(by) = shape.overwrites.overwriter(ops, base, read.call) {
+            out.excluded.get_or_insert((base, !appends.is_empty(), Some(by)));
+        } else {
+            out.found.push(Spelling { base, appends });
+        }
+    };
     // No append since the base: the base's value itself.
     let text = seen.as_ref().map(Value::text).unwrap_or_default();
     if let Some(bases) = shape.bases_by_text.get(&text) {
-        for &base in bases.iter().filter(|b| before(b)) {
+        for &base in bases {
             if base_value(ops, initial, base) == seen.as_ref() {
-                found.push(Spelling { base, appends: Vec::new() });
+                add(&mut out, base, Vec::new());
             }
         }
     }
     // At least one append since the base: the value is text.
     if let Some(Value::Str(s)) = seen {
         for &len in &shape.base_lengths {
-            if found.len() > 1 || len >= s.len() {
+            if len >= s.len() {
                 break;
             }
             let (Some(head), Some(rest)) = (s.get(..len), s.get(len..)) else { continue };
@@ -190,16 +262,103 @@ fn spellings(ops: &[Operation], initial: &Option<Value>, shape: &Shape, read: &O
             let mut sorted = appends.clone();
             sorted.sort_unstable();
             if sorted.windows(2).any(|w| w[0] == w[1]) {
-                twice = true;
+                out.twice = true;
                 continue;
             }
-            for &base in bases.iter().filter(|b| before(b)) {
-                found.push(Spelling { base, appends: appends.clone() });
+            for &base in bases {
+                add(&mut out, base, appends.clone());
             }
         }
     }
-    (found, twice)
+    out
 }
+
+/// Gives each ambiguous read a base by `guess`. The reads that hold the
+/// same first append share one (that append follows one base): a candidate
+/// for each of them, invoked before that append returned, the base an
+/// unambiguous read put that append after if one did, and otherwise one no
+/// other first append follows (the units latest to return choosing first,
+/// so that bases are paired with appends in time order). A read of no
+/// append is guessed alone, among all its candidates.
+fn resolve(
+    ops: &[Operation],
+    overwrites: &Overwrites,
+    guess: Guess,
+    ambiguous: Vec<Ambiguous>,
+    reads_of: &mut HashMap<Base, Vec<(usize, Vec<usize>)>>,
+) {
+    let mut known: HashMap<usize, Base> = HashMap::new();
+    for (&base, reads) in reads_of.iter() {
+        for (_, appends) in reads {
+            if let Some(&first) = appends.first() {
+                known.insert(first, base);
+            }
+        }
+    }
+    let mut used: BTreeSet<Base> = known.values().copied().collect();
+    let mut first_after: HashMap<Base, usize> = known.iter().map(|(&a, &b)| (b, a)).collect();
+    let mut units: BTreeMap<(Option<usize>, usize), Vec<Ambiguous>> = BTreeMap::new();
+    for (read, found) in ambiguous {
+        let first = found[0].appends.first().copied();
+        // Reads of no append are units of their own.
+        let unit = if first.is_some() { 0 } else { read };
+        units.entry((first, unit)).or_default().push((read, found));
+    }
+    // (deadline, start, first append, candidates, fallback, reads) of each unit.
+    let mut pending = Vec::new();
+    for ((first, _), unit) in units {
+        let mut candidates: Vec<Base> = unit[0].1.iter().map(|s| s.base).collect();
+        for (_, found) in &unit[1..] {
+            candidates.retain(|b| found.iter().any(|s| s.base == *b));
+        }
+        // The base precedes every read and append of the unit, and no other
+        // base certainly came between.
+        let longest = unit.iter().map(|(_, found)| &found[0].appends).max_by_key(|a| a.len()).expect("a read");
+        let members = unit.iter().map(|(read, _)| *read).chain(longest.iter().copied());
+        let deadline = members.clone().map(|op| ops[op].ret.unwrap_or(u64::MAX)).min().unwrap_or(u64::MAX);
+        let latest = members.map(|op| ops[op].call).max().unwrap_or(0);
+        candidates.retain(|b| b.is_none_or(|op| ops[op].call < deadline) && !overwrites.overwritten(ops, *b, latest));
+        if let Some(base) = first.and_then(|f| known.get(&f)).filter(|b| candidates.contains(b)) {
+            candidates = vec![*base];
+        }
+        let start = unit.iter().map(|(read, _)| ops[*read].call).min().expect("a unit has a read");
+        let fallback = unit[0].1[0].base;
+        pending.push((deadline, start, first, candidates, fallback, unit));
+    }
+    // Units with appends first (they claim bases), latest deadline first.
+    pending.sort_by_key(|(deadline, _, first, ..)| (first.is_none(), std::cmp::Reverse(*deadline)));
+    for (_, start, first, mut candidates, fallback, unit) in pending {
+        match first {
+            Some(first) if !known.contains_key(&first) => candidates.retain(|b| !used.contains(b)),
+            Some(_) => {}
+            // A read of no append comes before the first append after its base.
+            None => candidates.retain(|b| first_after.get(b).is_none_or(|&a| ops[a].ret.is_none_or(|r| r > start))),
+        }
+        let latest_invoked = candidates.iter().copied().max_by_key(|b| b.map(|op| ops[op].call));
+        let choice = match guess {
+            Guess::LatestInvoked => latest_invoked,
+            Guess::LatestReturned => candidates
+                .iter()
+                .copied()
+                .filter(|b| b.is_none_or(|op| ops[op].ret.is_some_and(|r| r < start)))
+                .max_by_key(|b| b.map(|op| ops[op].ret))
+                .or(latest_invoked),
+        };
+        // No candidate fits: any base, for the checks or the replay to refuse.
+        let base = choice.unwrap_or(fallback);
+        if let Some(first) = first {
+            known.insert(first, base);
+            used.insert(base);
+            first_after.insert(base, first);
+        }
+        for (read, mut found) in unit {
+            reads_of.entry(base).or_default().push((read, found.swap_remove(0).appends));
+        }
+    }
+}
+
+/// A read several bases could spell, and its spellings.
+type Ambiguous = (usize, Vec<Spelling>);
 
 /// One step of a block: operations the order fixes only as a group.
 type Group = Vec<usize>;
@@ -218,48 +377,107 @@ struct Item {
 
 const BEFORE_ALL: usize = usize::MAX;
 
+/// Why [`infer`] found no linearization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The key is not of the inference's shape.
+    Shape,
+    /// A read two bases could spell (with the same appends after either).
+    Ambiguous,
+    /// No linearization: why, and the operation that has no place.
+    Refuted(String, usize),
+}
+
+/// How a read that several bases could spell is given one, when guessing:
+/// the guess is only a way to find an order, which the replay then checks,
+/// so a wrong one costs a verdict, never a wrong one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guess {
+    /// The candidate invoked last.
+    LatestInvoked,
+    /// The candidate that returned last before the reads were invoked,
+    /// else the one invoked last.
+    LatestReturned,
+}
+
 /// Decides the key whose operations are `ops` (in the order of their ids),
-/// starting from `initial`.
+/// starting from `initial`. A key whose reads are ambiguous (as reads of an
+/// absent key are once it has deletes) is valid if a guess of each such
+/// read's base leads to an order the replay accepts, and left to the search
+/// otherwise.
 pub fn decide(ops: &[Operation], initial: &Option<Value>) -> Inference {
-    match infer(ops, initial) {
-        Ok(order) => match replay(ops, initial, &order) {
-            Ok(()) => Inference::Valid,
-            // Never trusted: a flaw of this inference, left to the search.
-            Err(_) => Inference::Undecided,
-        },
-        Err(Some((why, op))) => Inference::Invalid { why, op },
-        Err(None) => Inference::Undecided,
+    let trusted = |order: &Vec<usize>| replay(ops, initial, order).is_ok();
+    match infer(ops, initial, None) {
+        // Never trusted unreplayed: a flaw of this inference is left to the search.
+        Ok(order) if trusted(&order) => Inference::Valid,
+        Ok(_) | Err(Failure::Shape) => Inference::Undecided,
+        Err(Failure::Refuted(why, op)) => Inference::Invalid { why, op },
+        Err(Failure::Ambiguous) => {
+            let valid = [Guess::LatestInvoked, Guess::LatestReturned]
+                .into_iter()
+                .any(|guess| infer(ops, initial, Some(guess)).is_ok_and(|order| trusted(&order)));
+            if valid { Inference::Valid } else { Inference::Undecided }
+        }
     }
 }
 
 /// A linearization (operation indices, info operations no read saw left
-/// out); `Err(Some(why, op))` when there is none, `Err(None)` when the key
-/// is not of the inference's shape.
-pub fn infer(ops: &[Operation], initial: &Option<Value>) -> Result<Vec<usize>, Option<(String, usize)>> {
-    let shape = shape(ops, initial).ok_or(None)?;
+/// out), or why none was found. With `guess`, a read several bases could
+/// spell (with the same appends) is given one, and a contradiction refutes
+/// only that guess.
+pub fn infer(ops: &[Operation], initial: &Option<Value>, guess: Option<Guess>) -> Result<Vec<usize>, Failure> {
+    let refuted = Failure::Refuted;
+    let shape = shape(ops, initial).ok_or(Failure::Shape)?;
 
     // 1. Each read's base and appends.
     let mut reads_of: HashMap<Base, Vec<(usize, Vec<usize>)>> = HashMap::new();
+    let mut ambiguous: Vec<Ambiguous> = Vec::new();
     for &read in &shape.reads {
-        let (mut found, twice) = spellings(ops, initial, &shape, &ops[read]);
+        let Spellings { mut found, twice, excluded } = spellings(ops, initial, &shape, &ops[read]);
         match found.len() {
+            0 if excluded.is_some() => {
+                let (base, appended, by) = excluded.expect("some");
+                let seen = format!(
+                    "{} can only have seen {}{}",
+                    describe(&ops[read]),
+                    describe_base(ops, initial, base),
+                    if appended { " and appends after it" } else { "" }
+                );
+                let why = match (by, base) {
+                    (Some(by), None) => {
+                        format!("{seen}, but {} had returned before the read was invoked", describe(&ops[by]))
+                    }
+                    (Some(by), Some(_)) => format!(
+                        "{seen}, but {} was invoked after that returned and returned before the read was invoked: it overwrote it",
+                        describe(&ops[by])
+                    ),
+                    (None, _) => format!("{seen}, which was invoked after the read returned"),
+                };
+                return Err(refuted(why, read));
+            }
             0 if twice => {
                 let why = format!("{} read a value that holds an append twice", describe(&ops[read]));
-                return Err(Some((why, read)));
+                return Err(refuted(why, read));
             }
             0 => {
                 let why = format!(
                     "{} read a value that no write, delete or initial value followed by appends leaves",
                     describe(&ops[read])
                 );
-                return Err(Some((why, read)));
+                return Err(refuted(why, read));
             }
             1 => {
                 let Spelling { base, appends } = found.pop().expect("one");
                 reads_of.entry(base).or_default().push((read, appends));
             }
-            _ => return Err(None),
+            _ if guess.is_some() && found.iter().all(|f| f.appends == found[0].appends) => {
+                ambiguous.push((read, found));
+            }
+            _ => return Err(Failure::Ambiguous),
         }
+    }
+    if let Some(guess) = guess {
+        resolve(ops, &shape.overwrites, guess, ambiguous, &mut reads_of);
     }
     let mut owner: HashMap<usize, (Base, usize)> = HashMap::new();
     let mut blocks: Vec<(Base, Vec<Group>)> = Vec::new();
@@ -279,7 +497,7 @@ pub fn infer(ops: &[Operation], initial: &Option<Value>) -> Result<Vec<usize>, O
                     describe(&ops[by]),
                     describe_base(ops, initial, other)
                 );
-                return Err(Some((why, longest_read)));
+                return Err(refuted(why, longest_read));
             }
         }
         // Groups: the base, the reads of it alone, the first append, ...
@@ -301,7 +519,7 @@ pub fn infer(ops: &[Operation], initial: &Option<Value>) -> Result<Vec<usize>, O
                         describe(&ops[longest_read]),
                         describe_base(ops, initial, base)
                     );
-                    return Err(Some((why, *read)));
+                    return Err(refuted(why, *read));
                 }
                 group.push(*read);
             }
@@ -334,7 +552,7 @@ pub fn infer(ops: &[Operation], initial: &Option<Value>) -> Result<Vec<usize>, O
                         describe_base(ops, initial, base),
                         why_after(&ops[op], &ops[by])
                     );
-                    return Err(Some((why, op)));
+                    return Err(refuted(why, op));
                 }
                 if group_latest.is_none_or(|(c, _)| call > c) {
                     group_latest = Some((call, op));
@@ -388,7 +606,8 @@ pub fn infer(ops: &[Operation], initial: &Option<Value>) -> Result<Vec<usize>, O
         let Some(pick) = pick else {
             // `m` and the second must each precede the other.
             let (_, n) = second.expect("two items are left");
-            return Err(Some(cycle(ops, initial, &items[m], &items[n])));
+            let (why, op) = cycle(ops, initial, &items[m], &items[n]);
+            return Err(refuted(why, op));
         };
         by_return.remove(&(items[pick].first_return, pick));
         by_call.remove(&(items[pick].last_call, pick));
