@@ -46,11 +46,14 @@
 //! value that looks like appended elements) leaves the key to the search.
 //! One that two bases could spell with the same appends (two writes of one
 //! value; an absent key, or appends to one, once the key has deletes) is
-//! given one by a guess ([`Guess`]: the reads of one first append share a
-//! base no other first append has, paired latest with latest; the base
-//! invoked last, or returned last before the reads began): if an order
-//! follows that the replay accepts, the key is valid, and otherwise it is
-//! left to the search, as a contradiction may come from the guess alone. Time and memory
+//! given one by a guess: the reads of one first append share a base no
+//! other first append has, latest to return choosing first; each takes the
+//! first candidate, in the [`Guess`]'s order of preference (invoked last,
+//! or returned last before the reads began), whose block or lone operation
+//! it can join without a contradiction with the items known so far. If an
+//! order follows that the replay accepts, the key is valid, and otherwise
+//! it is left to the search, as a contradiction may come from the guess
+//! alone. Time and memory
 //! are about linear in the size of the key's history (sorting aside, and
 //! trying each distinct length of base text and appended text where a read
 //! is spelled out). Compare-and-set, appends that repeat or share a prefix,
@@ -273,18 +276,70 @@ fn spellings(ops: &[Operation], initial: &Option<Value>, shape: &Shape, read: &O
     out
 }
 
-/// Gives each ambiguous read a base by `guess`. The reads that hold the
-/// same first append share one (that append follows one base): a candidate
-/// for each of them, invoked before that append returned, the base an
-/// unambiguous read put that append after if one did, and otherwise one no
-/// other first append follows (the units latest to return choosing first,
-/// so that bases are paired with appends in time order). A read of no
-/// append is guessed alone, among all its candidates.
-fn resolve(
+/// Reads that must share one base, to be guessed together.
+struct Unit {
+    /// The first append they hold (`None`: they hold none, and are one read).
+    first: Option<usize>,
+    /// The reads with their appends, and every read and append of the unit.
+    reads: Vec<(usize, Vec<usize>)>,
+    members: Vec<usize>,
+    /// The bases it may have seen, in the guess's order of preference, and
+    /// one to take when none fits.
+    candidates: Vec<Base>,
+    fallback: Base,
+}
+
+/// Groups the ambiguous reads into units, each with the bases it may have
+/// seen, in the order [`place_units`] places them: the reads that hold the
+/// same first append share one base (that append follows one base), to be
+/// invoked before any of them or their appends returned and certainly not
+/// overwritten before the last of them was invoked; units with appends
+/// first (they claim bases), latest to return first (so that bases are
+/// paired with appends in time order); then each read of no append alone.
+fn units(ops: &[Operation], overwrites: &Overwrites, guess: Guess, ambiguous: Vec<Ambiguous>) -> Vec<Unit> {
+    let mut by_first: BTreeMap<(Option<usize>, usize), Vec<Ambiguous>> = BTreeMap::new();
+    for (read, found) in ambiguous {
+        let first = found[0].appends.first().copied();
+        let unit = if first.is_some() { 0 } else { read };
+        by_first.entry((first, unit)).or_default().push((read, found));
+    }
+    let mut units = Vec::new();
+    for ((first, _), unit) in by_first {
+        let mut candidates: Vec<Base> = unit[0].1.iter().map(|s| s.base).collect();
+        for (_, found) in &unit[1..] {
+            candidates.retain(|b| found.iter().any(|s| s.base == *b));
+        }
+        let longest = unit.iter().map(|(_, found)| &found[0].appends).max_by_key(|a| a.len()).expect("a read");
+        let members: Vec<usize> = unit.iter().map(|(read, _)| *read).chain(longest.iter().copied()).collect();
+        let deadline = members.iter().map(|&op| ops[op].ret.unwrap_or(u64::MAX)).min().unwrap_or(u64::MAX);
+        let latest = members.iter().map(|&op| ops[op].call).max().unwrap_or(0);
+        candidates.retain(|b| b.is_none_or(|op| ops[op].call < deadline) && !overwrites.overwritten(ops, *b, latest));
+        let start = unit.iter().map(|(read, _)| ops[*read].call).min().expect("a unit has a read");
+        let rank = |b: &Base| {
+            let returned = b.map_or(Some(0), |op| ops[op].ret.filter(|&r| r < start));
+            match (guess, returned) {
+                (Guess::LatestReturned, Some(ret)) => (true, ret),
+                _ => (false, b.map_or(0, |op| ops[op].call + 1)),
+            }
+        };
+        candidates.sort_by_key(|b| std::cmp::Reverse(rank(b)));
+        let fallback = unit[0].1[0].base;
+        let reads = unit.into_iter().map(|(read, mut found)| (read, found.swap_remove(0).appends)).collect();
+        units.push((deadline, Unit { first, reads, members, candidates, fallback }));
+    }
+    units.sort_by_key(|(deadline, unit)| (unit.first.is_none(), std::cmp::Reverse(*deadline)));
+    units.into_iter().map(|(_, unit)| unit).collect()
+}
+
+/// Gives each unit the first of its candidates whose item it can join
+/// without making that item and another each precede the other (`items`:
+/// those of the unambiguous reads), and a base no other first append
+/// follows unless an unambiguous read put its first append after one; a
+/// read of no append must come before the first append after its base.
+fn place_units(
     ops: &[Operation],
-    overwrites: &Overwrites,
-    guess: Guess,
-    ambiguous: Vec<Ambiguous>,
+    items: &mut [Item],
+    units: Vec<Unit>,
     reads_of: &mut HashMap<Base, Vec<(usize, Vec<usize>)>>,
 ) {
     let mut known: HashMap<usize, Base> = HashMap::new();
@@ -295,64 +350,73 @@ fn resolve(
             }
         }
     }
-    let mut used: BTreeSet<Base> = known.values().copied().collect();
     let mut first_after: HashMap<Base, usize> = known.iter().map(|(&a, &b)| (b, a)).collect();
-    let mut units: BTreeMap<(Option<usize>, usize), Vec<Ambiguous>> = BTreeMap::new();
-    for (read, found) in ambiguous {
-        let first = found[0].appends.first().copied();
-        // Reads of no append are units of their own.
-        let unit = if first.is_some() { 0 } else { read };
-        units.entry((first, unit)).or_default().push((read, found));
-    }
-    // (deadline, start, first append, candidates, fallback, reads) of each unit.
-    let mut pending = Vec::new();
-    for ((first, _), unit) in units {
-        let mut candidates: Vec<Base> = unit[0].1.iter().map(|s| s.base).collect();
-        for (_, found) in &unit[1..] {
-            candidates.retain(|b| found.iter().any(|s| s.base == *b));
+    let item_of = |items: &[Item], base: Base| {
+        items.iter().position(|it| match (it.base, base) {
+            (Some(b), _) => b == base,
+            (None, Some(op)) => it.groups.first().and_then(|g| g.first()) == Some(&op),
+            (None, None) => false,
+        })
+    };
+    // The block of the initial value, if no unambiguous read saw it.
+    let mut added: Vec<Item> = Vec::new();
+    for mut unit in units {
+        match unit.first {
+            Some(first) => match known.get(&first) {
+                Some(base) => unit.candidates.retain(|b| b == base),
+                None => unit.candidates.retain(|b| !first_after.contains_key(b)),
+            },
+            None => {
+                let start = ops[unit.reads[0].0].call;
+                unit.candidates.retain(|b| first_after.get(b).is_none_or(|&a| ops[a].ret.is_none_or(|r| r > start)));
+            }
         }
-        // The base precedes every read and append of the unit, and no other
-        // base certainly came between.
-        let longest = unit.iter().map(|(_, found)| &found[0].appends).max_by_key(|a| a.len()).expect("a read");
-        let members = unit.iter().map(|(read, _)| *read).chain(longest.iter().copied());
-        let deadline = members.clone().map(|op| ops[op].ret.unwrap_or(u64::MAX)).min().unwrap_or(u64::MAX);
-        let latest = members.map(|op| ops[op].call).max().unwrap_or(0);
-        candidates.retain(|b| b.is_none_or(|op| ops[op].call < deadline) && !overwrites.overwritten(ops, *b, latest));
-        if let Some(base) = first.and_then(|f| known.get(&f)).filter(|b| candidates.contains(b)) {
-            candidates = vec![*base];
-        }
-        let start = unit.iter().map(|(read, _)| ops[*read].call).min().expect("a unit has a read");
-        let fallback = unit[0].1[0].base;
-        pending.push((deadline, start, first, candidates, fallback, unit));
-    }
-    // Units with appends first (they claim bases), latest deadline first.
-    pending.sort_by_key(|(deadline, _, first, ..)| (first.is_none(), std::cmp::Reverse(*deadline)));
-    for (_, start, first, mut candidates, fallback, unit) in pending {
-        match first {
-            Some(first) if !known.contains_key(&first) => candidates.retain(|b| !used.contains(b)),
-            Some(_) => {}
-            // A read of no append comes before the first append after its base.
-            None => candidates.retain(|b| first_after.get(b).is_none_or(|&a| ops[a].ret.is_none_or(|r| r > start))),
-        }
-        let latest_invoked = candidates.iter().copied().max_by_key(|b| b.map(|op| ops[op].call));
-        let choice = match guess {
-            Guess::LatestInvoked => latest_invoked,
-            Guess::LatestReturned => candidates
+        let first_return = unit.members.iter().filter_map(|&op| Some((ops[op].ret? + 1, op))).min();
+        let first_return = first_return.unwrap_or((u64::MAX, BEFORE_ALL));
+        let last_call = unit.members.iter().map(|&op| (ops[op].call + 1, op)).max().expect("a read");
+        let own = |x: &Item| x.base.is_none() && x.groups.len() == 1 && unit.members.contains(&x.groups[0][0]);
+        let fits = |items: &[Item], added: &[Item], base: Base| {
+            let at = item_of(items, base);
+            let (f, g) = match at {
+                Some(i) => (items[i].first_return, items[i].last_call),
+                None if base.is_none() => {
+                    added.first().map_or(((0, BEFORE_ALL), (0, BEFORE_ALL)), |it| (it.first_return, it.last_call))
+                }
+                None => return false,
+            };
+            let (f, g) = (f.min(first_return), g.max(last_call));
+            items
                 .iter()
-                .copied()
-                .filter(|b| b.is_none_or(|op| ops[op].ret.is_some_and(|r| r < start)))
-                .max_by_key(|b| b.map(|op| ops[op].ret))
-                .or(latest_invoked),
+                .enumerate()
+                .filter(|&(i, x)| Some(i) != at && !own(x))
+                .all(|(_, x)| !(f < x.last_call && x.first_return < g))
         };
-        // No candidate fits: any base, for the checks or the replay to refuse.
-        let base = choice.unwrap_or(fallback);
-        if let Some(first) = first {
+        let base = unit.candidates.iter().copied().find(|&b| fits(items, &added, b));
+        let base = base.or(unit.candidates.first().copied()).unwrap_or(unit.fallback);
+        match item_of(items, base) {
+            Some(i) => {
+                items[i].first_return = items[i].first_return.min(first_return);
+                items[i].last_call = items[i].last_call.max(last_call);
+                items[i].base = Some(base);
+            }
+            None if base.is_none() => match added.first_mut() {
+                Some(it) => it.last_call = it.last_call.max(last_call),
+                None => {
+                    added.push(Item { base: Some(None), groups: Vec::new(), first_return: (0, BEFORE_ALL), last_call })
+                }
+            },
+            None => {}
+        }
+        // The unit's appends no longer stand alone.
+        for x in items.iter_mut().filter(|x| own(x)) {
+            (x.first_return, x.last_call) = ((u64::MAX, BEFORE_ALL), (0, 0));
+        }
+        if let Some(first) = unit.first {
             known.insert(first, base);
-            used.insert(base);
             first_after.insert(base, first);
         }
-        for (read, mut found) in unit {
-            reads_of.entry(base).or_default().push((read, found.swap_remove(0).appends));
+        for (read, appends) in unit.reads {
+            reads_of.entry(base).or_default().push((read, appends));
         }
     }
 }
@@ -477,8 +541,24 @@ pub fn infer(ops: &[Operation], initial: &Option<Value>, guess: Option<Guess>) -
         }
     }
     if let Some(guess) = guess {
-        resolve(ops, &shape.overwrites, guess, ambiguous, &mut reads_of);
+        let units = units(ops, &shape.overwrites, guess, ambiguous);
+        if !units.is_empty() {
+            let mut items = items(ops, initial, reads_of.clone())?;
+            place_units(ops, &mut items, units, &mut reads_of);
+        }
     }
+    let items = items(ops, initial, reads_of)?;
+    place(ops, initial, &items)
+}
+
+/// The blocks of the bases the reads saw, and the acknowledged changes no
+/// read saw; or the first contradiction within a block.
+fn items(
+    ops: &[Operation],
+    initial: &Option<Value>,
+    mut reads_of: HashMap<Base, Vec<(usize, Vec<usize>)>>,
+) -> Result<Vec<Item>, Failure> {
+    let refuted = Failure::Refuted;
     let mut owner: HashMap<usize, (Base, usize)> = HashMap::new();
     let mut blocks: Vec<(Base, Vec<Group>)> = Vec::new();
     let mut bases: Vec<Base> = reads_of.keys().copied().collect();
@@ -585,7 +665,12 @@ pub fn infer(ops: &[Operation], initial: &Option<Value>, guess: Option<Guess>) -
             });
         }
     }
+    Ok(items)
+}
 
+/// An order of the items in which no operation returned before one placed
+/// earlier was invoked; or two items that must each precede the other.
+fn place(ops: &[Operation], initial: &Option<Value>, items: &[Item]) -> Result<Vec<usize>, Failure> {
     // 3, between items: place one whenever nothing must precede it.
     let mut by_return: BTreeSet<((u64, usize), usize)> =
         items.iter().enumerate().map(|(i, it)| (it.first_return, i)).collect();
@@ -607,7 +692,7 @@ pub fn infer(ops: &[Operation], initial: &Option<Value>, guess: Option<Guess>) -
             // `m` and the second must each precede the other.
             let (_, n) = second.expect("two items are left");
             let (why, op) = cycle(ops, initial, &items[m], &items[n]);
-            return Err(refuted(why, op));
+            return Err(Failure::Refuted(why, op));
         };
         by_return.remove(&(items[pick].first_return, pick));
         by_call.remove(&(items[pick].last_call, pick));
