@@ -51,9 +51,11 @@
 //! first candidate, in the [`Guess`]'s order of preference (invoked last,
 //! or returned last before the reads began), whose block or lone operation
 //! it can join without a contradiction with the items known so far. If an
-//! order follows that the replay accepts, the key is valid, and otherwise
-//! it is left to the search, as a contradiction may come from the guess
-//! alone. Time and memory
+//! order follows that the replay accepts, the key is valid. A
+//! contradiction under a guess may come from the guess alone; but one
+//! found with the ambiguous reads left out holds for the whole key (a
+//! linearization of the key, without those reads, is one of the rest).
+//! Otherwise the key is left to the search. Time and memory
 //! are about linear in the size of the key's history (sorting aside, and
 //! trying each distinct length of base text and appended text where a read
 //! is spelled out). Compare-and-set, appends that repeat or share a prefix,
@@ -480,9 +482,66 @@ pub fn decide(ops: &[Operation], initial: &Option<Value>) -> Inference {
             let valid = [Guess::LatestInvoked, Guess::LatestReturned]
                 .into_iter()
                 .any(|guess| infer(ops, initial, Some(guess)).is_ok_and(|order| trusted(&order)));
-            if valid { Inference::Valid } else { Inference::Undecided }
+            if valid {
+                return Inference::Valid;
+            }
+            // Without the ambiguous reads: a read left out of a linearization
+            // leaves one of the rest, so a contradiction among the rest
+            // refutes the whole key.
+            let Some((kept, ambiguous)) = unambiguous(ops, initial) else { return Inference::Undecided };
+            let rest: Vec<Operation> = kept.iter().map(|&i| ops[i].clone()).collect();
+            if let Err(Failure::Refuted(why, op)) = infer(&rest, initial, None) {
+                let why = format!("{why} (found with the reads several writes or deletes could explain left out)");
+                return Inference::Invalid { why, op: kept[op] };
+            }
+            // Then with one of them, given each of its bases in turn: if
+            // every one is refuted, so is the whole key.
+            for (read, bases) in ambiguous.into_iter().take(AMBIGUOUS_READS_TRIED) {
+                let mut with: Vec<usize> = kept.iter().copied().chain([read]).collect();
+                with.sort_unstable();
+                let rest: Vec<Operation> = with.iter().map(|&i| ops[i].clone()).collect();
+                let at = with.binary_search(&read).expect("kept");
+                let (mut why, tried) = (Vec::new(), bases.len());
+                for base in bases {
+                    let base = base.map(|op| with.binary_search(&op).expect("bases are kept"));
+                    match infer_with(&rest, initial, None, Some((at, base))) {
+                        Err(Failure::Refuted(reason, _)) => why.push(reason),
+                        _ => break,
+                    }
+                }
+                if why.len() == tried {
+                    let why = format!(
+                        "{} has no base that fits: {}",
+                        describe(&ops[read]),
+                        why.iter().map(|w| format!("({w})")).collect::<Vec<_>>().join(", or ")
+                    );
+                    return Inference::Invalid { why, op: read };
+                }
+            }
+            Inference::Undecided
         }
     }
+}
+
+/// How many ambiguous reads [`decide`] tries, one at a time, with each of
+/// their bases, to refute a key no guess linearized.
+const AMBIGUOUS_READS_TRIED: usize = 64;
+
+/// The operations but for the reads several bases could spell, by index,
+/// and those reads with their bases; `None` if the key is not of the
+/// inference's shape.
+#[allow(clippy::type_complexity)]
+fn unambiguous(ops: &[Operation], initial: &Option<Value>) -> Option<(Vec<usize>, Vec<(usize, Vec<Base>)>)> {
+    let shape = shape(ops, initial)?;
+    let mut ambiguous = Vec::new();
+    for &read in &shape.reads {
+        let found = spellings(ops, initial, &shape, &ops[read]).found;
+        if found.len() > 1 {
+            ambiguous.push((read, found.iter().map(|s| s.base).collect()));
+        }
+    }
+    let left_out: BTreeSet<usize> = ambiguous.iter().map(|(r, _)| *r).collect();
+    Some(((0..ops.len()).filter(|i| !left_out.contains(i)).collect(), ambiguous))
 }
 
 /// A linearization (operation indices, info operations no read saw left
@@ -490,6 +549,17 @@ pub fn decide(ops: &[Operation], initial: &Option<Value>) -> Inference {
 /// spell (with the same appends) is given one, and a contradiction refutes
 /// only that guess.
 pub fn infer(ops: &[Operation], initial: &Option<Value>, guess: Option<Guess>) -> Result<Vec<usize>, Failure> {
+    infer_with(ops, initial, guess, None)
+}
+
+/// [`infer`], with one read (by index) given one of the bases that could
+/// spell it.
+fn infer_with(
+    ops: &[Operation],
+    initial: &Option<Value>,
+    guess: Option<Guess>,
+    force: Option<(usize, Base)>,
+) -> Result<Vec<usize>, Failure> {
     let refuted = Failure::Refuted;
     let shape = shape(ops, initial).ok_or(Failure::Shape)?;
 
@@ -498,6 +568,11 @@ pub fn infer(ops: &[Operation], initial: &Option<Value>, guess: Option<Guess>) -
     let mut ambiguous: Vec<Ambiguous> = Vec::new();
     for &read in &shape.reads {
         let Spellings { mut found, twice, excluded } = spellings(ops, initial, &shape, &ops[read]);
+        if let Some((forced, base)) = force
+            && forced == read
+        {
+            found.retain(|s| s.base == base);
+        }
         match found.len() {
             0 if excluded.is_some() => {
                 let (base, appended, by) = excluded.expect("some");
