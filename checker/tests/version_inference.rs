@@ -441,3 +441,42 @@ fn a_contradiction_without_the_ambiguous_reads_refutes_the_key() {
     let why = refuted(&h);
     assert!(why.contains("it overwrote it") && why.contains("left out"), "{why}");
 }
+
+/// Writes of repeated integers (values drawn from a few), beside appends
+/// and deletes: reads that several writes explain abound, so the guesses
+/// and the refutations that must hold for every guess are what decide.
+/// Wherever both decide, the inference and the search agree.
+#[test]
+fn with_repeated_values_the_guesses_never_contradict_the_search() {
+    let mixes = ["rrwa", "rrwad", "rrw", "rrwd"];
+    let (mut compared, mut decided, mut keys, mut invalid) = (0, 0, 0, 0);
+    for seed in 0..4_000u64 {
+        let mut cfg = Synth::new(seed + 100_000, ModelKind::Kv);
+        cfg.values = 2 + (seed % 4) as i64;
+        cfg.mix = Some(mixes[(seed / 4 % 4) as usize].to_string());
+        cfg.concurrency = 3 + (seed / 3 % 6) as usize;
+        cfg.operations = 10 + (seed / 7 % 30) as usize;
+        cfg.info = [0.0, 0.1, 0.3][(seed / 5 % 3) as usize];
+        if seed % 3 != 0 {
+            (cfg.stale_read, cfg.lost_write) = (0.1, 0.05);
+        }
+        let ops = pair(&generate(&cfg)).expect("synthetic histories are well formed");
+        for key_ops in ops.by_key.values() {
+            keys += 1;
+            let inferred = match decide(key_ops, &None) {
+                Inference::Valid => true,
+                Inference::Invalid { .. } => false,
+                Inference::Undecided => continue,
+            };
+            decided += 1;
+            if let Some(searched) = searched(key_ops) {
+                assert_eq!(inferred, searched, "seed {seed}");
+                compared += 1;
+                invalid += usize::from(!searched);
+            }
+        }
+    }
+    println!("{decided} of {keys} keys decided, {compared} compared with the search ({invalid} invalid)");
+    assert!(decided * 10 > keys * 8, "most are decided ({decided} of {keys})");
+    assert!(compared > 2_000 && invalid > 300, "and compared ({compared}, {invalid} invalid)");
+}
