@@ -18,6 +18,7 @@ use crate::revisions::{self, RevisionReport};
 use crate::search::{CANCELLED, Counterexample, Limits, Outcome, search};
 use crate::settlement::{Settlement, SettlementEffect};
 use crate::value::Value;
+use crate::version_inference;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -56,11 +57,11 @@ pub struct KeyReport {
     pub key: Option<Key>,
     pub verdict: Verdict,
     pub operations: usize,
-    /// Why the verdict is unknown; for a key the append inference proved
+    /// Why the verdict is unknown; for a key an inference (append or version) proved
     /// invalid, the contradiction it found.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Keys the append inference refuted: the operation (index in `ops`)
+    /// Keys an inference refuted: the operation (index in `ops`)
     /// that has no place in any order, whether or not a counterexample was
     /// found in time to draw.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -235,6 +236,11 @@ fn input_name(input: &Input) -> &'static str {
 /// counterexample the report draws (the verdict does not wait on it).
 const EXPLAIN_FOR: Duration = Duration::from_secs(5);
 
+/// The same for a key of writes and appends the version inference proved
+/// invalid: the search rarely finds such a key's counterexample at all (the
+/// reason the inference exists), so it is not waited on for long.
+const EXPLAIN_VERSIONS_FOR: Duration = Duration::from_millis(300);
+
 fn check_key(
     key: &Option<Key>,
     ops: &[Operation],
@@ -247,17 +253,21 @@ fn check_key(
         return valid(key, ops);
     }
     if model == ModelKind::Kv {
-        match append_inference::decide(ops, initial) {
+        // Append-only keys first; then keys whose reads name their write.
+        let (inference, explain_for) = match append_inference::decide(ops, initial) {
+            Inference::Undecided => (version_inference::decide(ops, initial), EXPLAIN_VERSIONS_FOR),
+            decided => (decided, EXPLAIN_FOR),
+        };
+        match inference {
             Inference::Valid => return valid(key, ops),
             Inference::Invalid { why, op: refuted } => {
-                let explain = Limits::new(limits.deadline.min(Instant::now() + EXPLAIN_FOR), limits.memory_bytes / 4);
+                let explain = Limits::new(limits.deadline.min(Instant::now() + explain_for), limits.memory_bytes / 4);
                 let (verdict, reason, counterexample) = match search(ops, Kv(initial.clone()), &explain, true) {
                     Outcome::NotLinearizable(cx) => (Verdict::Invalid, why, Some(cx)),
                     Outcome::Unknown(_) => (Verdict::Invalid, why, None),
                     // Never a verdict the two disagree on: that is a bug of this crate.
                     Outcome::Linearizable => {
-                        let reason =
-                            format!("checker bug: the search linearized a key the append inference refutes ({why})");
+                        let reason = format!("checker bug: the search linearized a key the inference refutes ({why})");
                         (Verdict::Unknown, reason, None)
                     }
                 };

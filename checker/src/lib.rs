@@ -12,7 +12,9 @@
 //! - [`operation`]: events paired into operations, per key.
 //! - [`model`]: the sequential specifications (stateright `SequentialSpec`s).
 //! - [`search`]: the linearizability search for one key;
-//!   [`append_inference`]: append-only keys decided without one.
+//!   [`append_inference`]: append-only keys decided without one;
+//!   [`version_inference`]: keys of writes and appends whose reads each name
+//!   one write and the appends after it, likewise.
 //! - [`revisions`]: the store's revisions checked across all keys.
 //! - [`settlement`]: info writes settled from the store's log.
 //! - [`check`]: the whole-history check: keys in parallel, a time and memory
@@ -38,6 +40,7 @@ pub mod summary;
 pub mod synth;
 pub mod txn;
 pub mod value;
+pub mod version_inference;
 
 pub use check::{Budget, CheckReport, KeyReport, Verdict, check_history, check_settled};
 pub use history::{Event, EventType, FaultMark, History, HistoryError, Process, Semantics, WriteId};

@@ -443,19 +443,21 @@ fn text(v: Option<&Value>) -> String {
 /// faster one, and the step budgets keep it deterministic.
 pub fn search<S: SearchState>(ops: &[Operation], init: S, limits: &Limits, explain: bool) -> Outcome {
     if !limits.prune {
-        return search_in(ops, init, limits, explain, false, u64::MAX).expect("no step budget");
+        return search_in(ops, init, limits, explain, false, u64::MAX, &mut 0).expect("no step budget");
     }
     let mut budget: u64 = 1 << 16;
     // An order whose cache outgrew the memory budget drops out of the race;
     // the other goes on alone (it may need far less).
     let mut racing = [true, true];
     let mut out_of_memory = None;
+    // The longest prefix any round linearized, for an unknown outcome.
+    let mut deepest = 0;
     loop {
         for (completed_first, racing) in [false, true].into_iter().zip(racing.iter_mut()) {
             if !*racing {
                 continue;
             }
-            match search_in(ops, init.clone(), limits, explain, completed_first, budget) {
+            match search_in(ops, init.clone(), limits, explain, completed_first, budget, &mut deepest) {
                 None => {}
                 Some(Outcome::Unknown(reason)) if reason.starts_with(MEMORY_RAN_OUT) => {
                     *racing = false;
@@ -465,7 +467,7 @@ pub fn search<S: SearchState>(ops: &[Operation], init: S, limits: &Limits, expla
             }
         }
         if let (Some(reason), [false, false]) = (&out_of_memory, racing) {
-            return Outcome::Unknown(reason.clone());
+            return Outcome::Unknown(format!("{reason}{}", progress(deepest, ops)));
         }
         budget = budget.saturating_mul(4);
     }
@@ -473,6 +475,14 @@ pub fn search<S: SearchState>(ops: &[Operation], init: S, limits: &Limits, expla
 
 /// How an [`Outcome::Unknown`] reason for the memory budget begins.
 const MEMORY_RAN_OUT: &str = "memory budget";
+
+/// How far a search got, after the reason it stopped.
+const PROGRESS: &str = " (the longest linearizable prefix found holds ";
+
+fn progress(deepest: usize, ops: &[Operation]) -> String {
+    let completed = ops.iter().filter(|o| o.ret.is_some()).count();
+    format!("{PROGRESS}{deepest} of {} operations, {completed} of them completed)", ops.len())
+}
 
 /// One search in one order, `None` when `max_steps` ran out first.
 fn search_in<S: SearchState>(
@@ -482,6 +492,7 @@ fn search_in<S: SearchState>(
     explain: bool,
     completed_first: bool,
     max_steps: u64,
+    deepest: &mut usize,
 ) -> Option<Outcome> {
     let mut list = EntryList::new(ops);
     let keys = zobrist_keys(ops.len());
@@ -560,7 +571,7 @@ fn search_in<S: SearchState>(
             }
             if Instant::now() >= limits.deadline {
                 release(charged);
-                return Some(Outcome::Unknown("time budget ran out".to_string()));
+                return Some(Outcome::Unknown(format!("time budget ran out{}", progress(*deepest, ops))));
             }
             if limits.cancelled.load(Ordering::Relaxed) {
                 release(charged);
@@ -616,6 +627,7 @@ fn search_in<S: SearchState>(
                     let next = std::mem::replace(&mut next, Next::Any);
                     let frame = Frame { call: entry, state, frontier, forced, after_info, info_phase, next };
                     stack.push(frame);
+                    *deepest = (*deepest).max(stack.len());
                     linearized ^= fixed;
                     info_mask |= bit;
                     after_info = info;

@@ -40,6 +40,11 @@ pub struct Synth {
     /// advances one store revision (see [`crate::revisions`]). Stale reads
     /// and lost writes carry none.
     pub revisions: bool,
+    /// Writes write unique elements `N,` from the counter appends draw
+    /// theirs from (`values` then only bounds cas), so that on a key of
+    /// writes and appends every value read names the write it started from
+    /// and the appends after it ([`crate::version_inference`]).
+    pub unique_values: bool,
 }
 
 impl Synth {
@@ -56,6 +61,7 @@ impl Synth {
             lost_write: 0.0,
             mix: None,
             revisions: false,
+            unique_values: false,
         }
     }
 }
@@ -298,6 +304,10 @@ fn random_input(cfg: &Synth, rng: &mut Rng, appended: &mut u64) -> Input {
     };
     match kinds[rng.below(kinds.len() as u64) as usize] {
         b'r' => Input::Read,
+        b'w' if cfg.unique_values => {
+            *appended += 1;
+            Input::Write(Value::Str(format!("{},", *appended)))
+        }
         b'w' => Input::Write(value(rng)),
         b'c' => Input::Cas(value(rng), value(rng)),
         b'd' => Input::Delete,

@@ -223,7 +223,10 @@ fn an_exhausted_budget_is_unknown_never_valid() {
     let budget = Budget { timeout: Duration::ZERO, ..Budget::default() };
     let report = check_history(&h, CasRegister, None, &budget).unwrap();
     assert_eq!(report.verdict, Verdict::Unknown);
-    assert!(report.results[0].reason.as_deref().unwrap().contains("time budget"));
+    let reason = report.results[0].reason.as_deref().unwrap();
+    assert!(reason.contains("time budget"), "{reason}");
+    // It says how far the search got.
+    assert!(reason.contains("the longest linearizable prefix found holds"), "{reason}");
 }
 
 #[test]

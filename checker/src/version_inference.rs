@@ -1,0 +1,869 @@
+//! Keys of writes and appends decided without a search, when every read
+//! names the write it saw and the appends after it.
+//!
+//! Under the kv model a key's value is always the value of the last write
+//! (or delete, or the initial value: together, the *bases*) followed by the
+//! texts appended since, in order. When the appended texts are distinct, no
+//! one a prefix of another, and a read's value can be spelled from exactly
+//! one base and a sequence of appends, that read names its base and the
+//! appends before it: in every linearization, that base is the last write
+//! before the read and those appends, in that order, the only ones between.
+//! (Not candidates: bases invoked after the read returned, and bases another
+//! base certainly overwrote before the read was invoked, one invoked after
+//! they returned that returned itself before the read began.) Then:
+//!
+//! 1. A read that no base and appends spell, or that holds an append twice,
+//!    has no place. Each append a read holds belongs to that read's base,
+//!    and the reads of one base see the prefixes of one order of appends:
+//!    two reads that put an append after different bases, or that hold
+//!    appends of one base in different orders, contradict each other.
+//! 2. A base some read saw and everything after it up to its last read form
+//!    a *block* that no other write, append or read of another base can
+//!    enter: the base, the reads that saw it alone, the first append, the
+//!    reads that saw that, and so on. The initial value's block, if a read
+//!    saw it, comes first. Acknowledged writes, deletes and appends that no
+//!    read saw stand alone between blocks (inside one, a later read of the
+//!    block would see them); info ones no read saw may never have happened
+//!    and are left out.
+//! 3. Real time orders operation `a` before `b` when `a` returned before `b`
+//!    was invoked. Within a block the order is fixed up to the reads of one
+//!    state, so each operation must not have returned before one of an
+//!    earlier step was invoked. Between items (blocks and lone operations),
+//!    `X` must precede `Y` when the first return in `X` comes before the
+//!    last invocation in `Y`; an order of the items exists exactly when that
+//!    relation has no cycle, and then any order it allows is a
+//!    linearization (every operation was invoked before any operation placed
+//!    after it returned). The items are placed one at a time, the one whose
+//!    first return is earliest whenever nothing else must precede it: when
+//!    no item can be placed, the two with the earliest first returns must
+//!    each precede the other, and those two are the contradiction shown.
+//!
+//! A valid verdict comes with the order found, which is replayed on the
+//! model (every result as the model gives it, every operation invoked
+//! before anything after it returned) before it is trusted.
+//!
+//! A read that two bases could spell with different appends (a written
+//! value that looks like appended elements) leaves the key to the search.
+//! One that several bases could spell with the same appends (two writes of
+//! one value; an absent key, or appends to one, once the key has deletes)
+//! is given one by a guess: the reads of one first append share a base no
+//! other first append has, latest to return choosing first; each takes the
+//! first candidate, in the [`Guess`]'s order of preference (invoked last,
+//! or returned last before the reads began), whose block or lone operation
+//! it can join without a contradiction with the items known so far. If an
+//! order follows that the replay accepts, the key is valid. A contradiction
+//! under a guess may come from the guess alone and refutes nothing; but one
+//! found with the ambiguous reads left out, or with one of them put back
+//! under each of its bases in turn, holds for the whole key (leaving reads
+//! out of a linearization leaves a linearization of the rest). Otherwise
+//! the key is left to the search.
+//!
+//! Time and memory are about linear in the size of the key's history
+//! (sorting aside, and trying each distinct length of base text and
+//! appended text where a read is spelled out); an ambiguous key repeats the
+//! inference for two guesses and, to refute, up to 128 times more (an
+//! ambiguous read under one of its bases each time). Compare-and-set and appends that repeat or share a
+//! prefix are left to the search.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::append_inference::Inference;
+use crate::operation::{Input, Operation, Output};
+use crate::value::Value;
+
+/// A base: the initial value (`None`) or a write or delete (its op index).
+type Base = Option<usize>;
+
+/// The value a base leaves.
+fn base_value<'a>(ops: &'a [Operation], initial: &'a Option<Value>, base: Base) -> Option<&'a Value> {
+    match base {
+        None => initial.as_ref(),
+        Some(op) => match &ops[op].input {
+            Input::Write(v) => Some(v),
+            _ => None,
+        },
+    }
+}
+
+fn base_text(ops: &[Operation], initial: &Option<Value>, base: Base) -> String {
+    base_value(ops, initial, base).map(Value::text).unwrap_or_default()
+}
+
+fn describe(op: &Operation) -> String {
+    format!("[{}]", op.describe())
+}
+
+fn describe_base(ops: &[Operation], initial: &Option<Value>, base: Base) -> String {
+    match base {
+        None => format!("the initial value ({})", crate::value::show(initial)),
+        Some(op) => describe(&ops[op]),
+    }
+}
+
+/// How one read is spelled: its base and the appends after it, in order.
+struct Spelling {
+    base: Base,
+    appends: Vec<usize>,
+}
+
+/// What the key's operations are, once checked to be of the shape the
+/// inference needs.
+struct Shape<'a> {
+    /// Appended text to its operation.
+    appends: HashMap<&'a str, usize>,
+    /// Distinct lengths of appended texts, ascending.
+    append_lengths: Vec<usize>,
+    /// Base text to the bases that leave it.
+    bases_by_text: HashMap<String, Vec<Base>>,
+    /// Distinct lengths of base texts, ascending.
+    base_lengths: Vec<usize>,
+    /// Completed reads.
+    reads: Vec<usize>,
+    overwrites: Overwrites,
+}
+
+/// Which bases another base certainly overwrote before a given time: a
+/// base `x` that was invoked after `b` returned and returned itself before
+/// then lies between them in every linearization.
+struct Overwrites {
+    /// Completed bases' (invocation, return, op), by invocation...
+    by_call: Vec<(u64, u64, usize)>,
+    /// ...and the earliest (return, op) among each one and those after it.
+    earliest_return_from: Vec<(u64, usize)>,
+}
+
+impl Overwrites {
+    fn new(ops: &[Operation], bases: &[Base]) -> Overwrites {
+        let mut by_call: Vec<(u64, u64, usize)> =
+            bases.iter().filter_map(|&b| b.and_then(|op| Some((ops[op].call, ops[op].ret?, op)))).collect();
+        by_call.sort_unstable();
+        let mut earliest_return_from = vec![(u64::MAX, usize::MAX); by_call.len() + 1];
+        for i in (0..by_call.len()).rev() {
+            earliest_return_from[i] = earliest_return_from[i + 1].min((by_call[i].1, by_call[i].2));
+        }
+        Overwrites { by_call, earliest_return_from }
+    }
+
+    /// Another base that certainly took effect after `base` and before
+    /// `time` (a history position), if any: then nothing that began at
+    /// `time` or later saw `base`. The initial value is overwritten by any
+    /// base that returned before `time`; an info base never is.
+    fn overwriter(&self, ops: &[Operation], base: Base, time: u64) -> Option<usize> {
+        let from = match base {
+            None => 0,
+            Some(op) => {
+                let ret = ops[op].ret?;
+                self.by_call.partition_point(|&(call, _, _)| call <= ret)
+            }
+        };
+        let (ret, op) = self.earliest_return_from[from];
+        (ret < time).then_some(op)
+    }
+
+    fn overwritten(&self, ops: &[Operation], base: Base, time: u64) -> bool {
+        self.overwriter(ops, base, time).is_some()
+    }
+}
+
+fn shape<'a>(ops: &'a [Operation], initial: &Option<Value>) -> Option<Shape<'a>> {
+    let mut appends: HashMap<&str, usize> = HashMap::new();
+    let mut bases: Vec<Base> = vec![None];
+    let mut reads = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        // As in the search, an operation without a return may take effect at
+        // any later time or never; one with a return happened within its span.
+        let unknown = op.ret.is_none();
+        let expect = |done: Output| if unknown { Output::Unknown } else { done };
+        match &op.input {
+            Input::Append(text) if !text.is_empty() => {
+                if op.output != expect(Output::Append) || appends.insert(text.as_str(), i).is_some() {
+                    return None;
+                }
+            }
+            Input::Write(_) if op.output == expect(Output::Write) => bases.push(Some(i)),
+            Input::Delete if op.output == expect(Output::Delete) => bases.push(Some(i)),
+            // A read that may happen any time, seeing anything, constrains nothing.
+            Input::Read if unknown => {}
+            Input::Read if matches!(op.output, Output::Read(_)) => reads.push(i),
+            _ => return None,
+        }
+    }
+    // A prefix code: in sorted order, a text that is a prefix of another is
+    // a prefix of the one right after it.
+    let mut texts: Vec<&str> = appends.keys().copied().collect();
+    texts.sort_unstable();
+    if texts.windows(2).any(|w| w[1].starts_with(w[0])) {
+        return None;
+    }
+    let mut append_lengths: Vec<usize> = texts.iter().map(|t| t.len()).collect();
+    append_lengths.sort_unstable();
+    append_lengths.dedup();
+    let overwrites = Overwrites::new(ops, &bases);
+    let mut bases_by_text: HashMap<String, Vec<Base>> = HashMap::new();
+    for base in bases {
+        bases_by_text.entry(base_text(ops, initial, base)).or_default().push(base);
+    }
+    let mut base_lengths: Vec<usize> = bases_by_text.keys().map(String::len).collect();
+    base_lengths.sort_unstable();
+    base_lengths.dedup();
+    Some(Shape { appends, append_lengths, bases_by_text, base_lengths, reads, overwrites })
+}
+
+/// The appends that spell `rest` in order (a prefix code spells it in at
+/// most one way), or `None`.
+fn spell_appends(shape: &Shape, rest: &str) -> Option<Vec<usize>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < rest.len() {
+        let (op, len) =
+            shape.append_lengths.iter().find_map(|&len| Some((*shape.appends.get(rest.get(at..at + len)?)?, len)))?;
+        out.push(op);
+        at += len;
+    }
+    Some(out)
+}
+
+/// Every way a read's result can be spelled by a base it may have seen.
+#[derive(Default)]
+struct Spellings {
+    found: Vec<Spelling>,
+    /// A spelling held an append twice.
+    twice: bool,
+    /// A base that spells it (with appends after it, or not) but cannot be
+    /// the one it saw, and the base that certainly overwrote it before the
+    /// read was invoked (`None`: it was invoked after the read returned).
+    excluded: Option<(Base, bool, Option<usize>)>,
+}
+
+fn spellings(ops: &[Operation], initial: &Option<Value>, shape: &Shape, read: &Operation) -> Spellings {
+    let Output::Read(seen) = &read.output else { unreachable!("completed reads only") };
+    let mut out = Spellings::default();
+    // A base invoked after the read returned cannot be the one it saw, nor
+    // one another base certainly overwrote before the read was invoked.
+    let ret = read.ret.expect("completed reads only");
+    let add = |out: &mut Spellings, base: Base, appends: Vec<usize>| {
+        if base.is_some_and(|op| ops[op].call > ret) {
+            out.excluded.get_or_insert((base, !appends.is_empty(), None));
+        } else if let Some(by) = shape.overwrites.overwriter(ops, base, read.call) {
+            out.excluded.get_or_insert((base, !appends.is_empty(), Some(by)));
+        } else {
+            out.found.push(Spelling { base, appends });
+        }
+    };
+    // No append since the base: the base's value itself.
+    let text = seen.as_ref().map(Value::text).unwrap_or_default();
+    if let Some(bases) = shape.bases_by_text.get(&text) {
+        for &base in bases {
+            if base_value(ops, initial, base) == seen.as_ref() {
+                add(&mut out, base, Vec::new());
+            }
+        }
+    }
+    // At least one append since the base: the value is text.
+    if let Some(Value::Str(s)) = seen {
+        for &len in &shape.base_lengths {
+            if len >= s.len() {
+                break;
+            }
+            let (Some(head), Some(rest)) = (s.get(..len), s.get(len..)) else { continue };
+            let Some(bases) = shape.bases_by_text.get(head) else { continue };
+            let Some(appends) = spell_appends(shape, rest) else { continue };
+            let mut sorted = appends.clone();
+            sorted.sort_unstable();
+            if sorted.windows(2).any(|w| w[0] == w[1]) {
+                out.twice = true;
+                continue;
+            }
+            for &base in bases {
+                add(&mut out, base, appends.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Reads that must share one base, to be guessed together.
+struct Unit {
+    /// The first append they hold (`None`: they hold none, and are one read).
+    first: Option<usize>,
+    /// The reads with their appends, and every read and append of the unit.
+    reads: Vec<(usize, Vec<usize>)>,
+    members: Vec<usize>,
+    /// The bases it may have seen, in the guess's order of preference, and
+    /// one to take when none fits.
+    candidates: Vec<Base>,
+    fallback: Base,
+}
+
+/// Groups the ambiguous reads into units, each with the bases it may have
+/// seen, in the order [`place_units`] places them: the reads that hold the
+/// same first append share one base (that append follows one base), to be
+/// invoked before any of them or their appends returned and certainly not
+/// overwritten before the last of them was invoked; units with appends
+/// first (they claim bases), latest to return first (so that bases are
+/// paired with appends in time order); then each read of no append alone.
+fn units(ops: &[Operation], overwrites: &Overwrites, guess: Guess, ambiguous: Vec<Ambiguous>) -> Vec<Unit> {
+    let mut by_first: BTreeMap<(Option<usize>, usize), Vec<Ambiguous>> = BTreeMap::new();
+    for (read, found) in ambiguous {
+        let first = found[0].appends.first().copied();
+        let unit = if first.is_some() { 0 } else { read };
+        by_first.entry((first, unit)).or_default().push((read, found));
+    }
+    let mut units = Vec::new();
+    for ((first, _), unit) in by_first {
+        let mut candidates: Vec<Base> = unit[0].1.iter().map(|s| s.base).collect();
+        for (_, found) in &unit[1..] {
+            candidates.retain(|b| found.iter().any(|s| s.base == *b));
+        }
+        let longest = unit.iter().map(|(_, found)| &found[0].appends).max_by_key(|a| a.len()).expect("a read");
+        let members: Vec<usize> = unit.iter().map(|(read, _)| *read).chain(longest.iter().copied()).collect();
+        let deadline = members.iter().map(|&op| ops[op].ret.unwrap_or(u64::MAX)).min().unwrap_or(u64::MAX);
+        let latest = members.iter().map(|&op| ops[op].call).max().unwrap_or(0);
+        candidates.retain(|b| b.is_none_or(|op| ops[op].call < deadline) && !overwrites.overwritten(ops, *b, latest));
+        let start = unit.iter().map(|(read, _)| ops[*read].call).min().expect("a unit has a read");
+        let rank = |b: &Base| {
+            let returned = b.map_or(Some(0), |op| ops[op].ret.filter(|&r| r < start));
+            match (guess, returned) {
+                (Guess::LatestReturned, Some(ret)) => (true, ret),
+                _ => (false, b.map_or(0, |op| ops[op].call + 1)),
+            }
+        };
+        candidates.sort_by_key(|b| std::cmp::Reverse(rank(b)));
+        let fallback = unit[0].1[0].base;
+        let reads = unit.into_iter().map(|(read, mut found)| (read, found.swap_remove(0).appends)).collect();
+        units.push((deadline, Unit { first, reads, members, candidates, fallback }));
+    }
+    units.sort_by_key(|(deadline, unit)| (unit.first.is_none(), std::cmp::Reverse(*deadline)));
+    units.into_iter().map(|(_, unit)| unit).collect()
+}
+
+/// Gives each unit the first of its candidates whose item it can join
+/// without making that item and another each precede the other (`items`:
+/// those of the unambiguous reads), and a base no other first append
+/// follows unless an unambiguous read put its first append after one; a
+/// read of no append must come before the first append after its base.
+fn place_units(
+    ops: &[Operation],
+    items: &mut [Item],
+    units: Vec<Unit>,
+    reads_of: &mut HashMap<Base, Vec<(usize, Vec<usize>)>>,
+) {
+    let mut known: HashMap<usize, Base> = HashMap::new();
+    for (&base, reads) in reads_of.iter() {
+        for (_, appends) in reads {
+            if let Some(&first) = appends.first() {
+                known.insert(first, base);
+            }
+        }
+    }
+    let mut first_after: HashMap<Base, usize> = known.iter().map(|(&a, &b)| (b, a)).collect();
+    let item_of = |items: &[Item], base: Base| {
+        items.iter().position(|it| match (it.base, base) {
+            (Some(b), _) => b == base,
+            (None, Some(op)) => it.groups.first().and_then(|g| g.first()) == Some(&op),
+            (None, None) => false,
+        })
+    };
+    // The block of the initial value, if no unambiguous read saw it.
+    let mut added: Vec<Item> = Vec::new();
+    for mut unit in units {
+        match unit.first {
+            Some(first) => match known.get(&first) {
+                Some(base) => unit.candidates.retain(|b| b == base),
+                None => unit.candidates.retain(|b| !first_after.contains_key(b)),
+            },
+            None => {
+                let start = ops[unit.reads[0].0].call;
+                unit.candidates.retain(|b| first_after.get(b).is_none_or(|&a| ops[a].ret.is_none_or(|r| r > start)));
+            }
+        }
+        let first_return = unit.members.iter().filter_map(|&op| Some((ops[op].ret? + 1, op))).min();
+        let first_return = first_return.unwrap_or((u64::MAX, BEFORE_ALL));
+        let last_call = unit.members.iter().map(|&op| (ops[op].call + 1, op)).max().expect("a read");
+        let own = |x: &Item| x.base.is_none() && x.groups.len() == 1 && unit.members.contains(&x.groups[0][0]);
+        let fits = |items: &[Item], added: &[Item], base: Base| {
+            let at = item_of(items, base);
+            let (f, g) = match at {
+                Some(i) => (items[i].first_return, items[i].last_call),
+                None if base.is_none() => {
+                    added.first().map_or(((0, BEFORE_ALL), (0, BEFORE_ALL)), |it| (it.first_return, it.last_call))
+                }
+                None => return false,
+            };
+            let (f, g) = (f.min(first_return), g.max(last_call));
+            items
+                .iter()
+                .enumerate()
+                .filter(|&(i, x)| Some(i) != at && !own(x))
+                .all(|(_, x)| !(f < x.last_call && x.first_return < g))
+        };
+        let base = unit.candidates.iter().copied().find(|&b| fits(items, &added, b));
+        let base = base.or(unit.candidates.first().copied()).unwrap_or(unit.fallback);
+        match item_of(items, base) {
+            Some(i) => {
+                items[i].first_return = items[i].first_return.min(first_return);
+                items[i].last_call = items[i].last_call.max(last_call);
+                items[i].base = Some(base);
+            }
+            None if base.is_none() => match added.first_mut() {
+                Some(it) => it.last_call = it.last_call.max(last_call),
+                None => {
+                    added.push(Item { base: Some(None), groups: Vec::new(), first_return: (0, BEFORE_ALL), last_call })
+                }
+            },
+            None => {}
+        }
+        // The unit's appends no longer stand alone.
+        for x in items.iter_mut().filter(|x| own(x)) {
+            (x.first_return, x.last_call) = ((u64::MAX, BEFORE_ALL), (0, 0));
+        }
+        if let Some(first) = unit.first {
+            known.insert(first, base);
+            first_after.insert(base, first);
+        }
+        for (read, appends) in unit.reads {
+            reads_of.entry(base).or_default().push((read, appends));
+        }
+    }
+}
+
+/// A read several bases could spell, and its spellings.
+type Ambiguous = (usize, Vec<Spelling>);
+
+/// One step of a block: operations the order fixes only as a group.
+type Group = Vec<usize>;
+
+/// A block (a base a read saw, with its appends and reads) or a lone
+/// operation no read saw.
+struct Item {
+    /// The block's base (`None` for a lone operation).
+    base: Option<Base>,
+    groups: Vec<Group>,
+    /// Earliest return and latest invocation of its operations, as history
+    /// positions plus one (0: before everything, the initial value).
+    first_return: (u64, usize),
+    last_call: (u64, usize),
+}
+
+const BEFORE_ALL: usize = usize::MAX;
+
+/// Why [`infer`] found no linearization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The key is not of the inference's shape.
+    Shape,
+    /// A read two bases could spell (with the same appends after either).
+    Ambiguous,
+    /// No linearization: why, and the operation that has no place.
+    Refuted(String, usize),
+}
+
+/// How a read that several bases could spell is given one, when guessing:
+/// the guess is only a way to find an order, which the replay then checks,
+/// so a wrong one costs a verdict, never a wrong one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guess {
+    /// The candidate invoked last.
+    LatestInvoked,
+    /// The candidate that returned last before the reads were invoked,
+    /// else the one invoked last.
+    LatestReturned,
+}
+
+/// Decides the key whose operations are `ops` (in the order of their ids),
+/// starting from `initial`. A key whose reads are ambiguous (as reads of an
+/// absent key are once it has deletes) is valid if a guess of each such
+/// read's base leads to an order the replay accepts, and left to the search
+/// otherwise.
+pub fn decide(ops: &[Operation], initial: &Option<Value>) -> Inference {
+    let trusted = |order: &Vec<usize>| replay(ops, initial, order).is_ok();
+    match infer(ops, initial, None) {
+        // Never trusted unreplayed: a flaw of this inference is left to the search.
+        Ok(order) if trusted(&order) => Inference::Valid,
+        Ok(_) | Err(Failure::Shape) => Inference::Undecided,
+        Err(Failure::Refuted(why, op)) => Inference::Invalid { why, op },
+        Err(Failure::Ambiguous) => {
+            let valid = [Guess::LatestInvoked, Guess::LatestReturned]
+                .into_iter()
+                .any(|guess| infer(ops, initial, Some(guess)).is_ok_and(|order| trusted(&order)));
+            if valid {
+                return Inference::Valid;
+            }
+            // Without the ambiguous reads: a read left out of a linearization
+            // leaves one of the rest, so a contradiction among the rest
+            // refutes the whole key.
+            let Some((kept, ambiguous)) = unambiguous(ops, initial) else { return Inference::Undecided };
+            let rest: Vec<Operation> = kept.iter().map(|&i| ops[i].clone()).collect();
+            if let Err(Failure::Refuted(why, op)) = infer(&rest, initial, None) {
+                let why = format!("{why} (found with the reads several writes or deletes could explain left out)");
+                return Inference::Invalid { why, op: kept[op] };
+            }
+            // Then with one of them, given each of its bases in turn: if
+            // every one is refuted, so is the whole key.
+            let mut runs = 0;
+            for (read, bases) in ambiguous {
+                runs += bases.len();
+                if runs > AMBIGUOUS_RUNS {
+                    break;
+                }
+                let mut with: Vec<usize> = kept.iter().copied().chain([read]).collect();
+                with.sort_unstable();
+                let rest: Vec<Operation> = with.iter().map(|&i| ops[i].clone()).collect();
+                let at = with.binary_search(&read).expect("kept");
+                let (mut why, tried) = (Vec::new(), bases.len());
+                for base in bases {
+                    let base = base.map(|op| with.binary_search(&op).expect("bases are kept"));
+                    match infer_with(&rest, initial, None, Some((at, base))) {
+                        Err(Failure::Refuted(reason, _)) => why.push(reason),
+                        _ => break,
+                    }
+                }
+                if why.len() == tried {
+                    let why = format!(
+                        "{} has no base that fits: {}",
+                        describe(&ops[read]),
+                        why.iter().map(|w| format!("({w})")).collect::<Vec<_>>().join(", or ")
+                    );
+                    return Inference::Invalid { why, op: read };
+                }
+            }
+            Inference::Undecided
+        }
+    }
+}
+
+/// How many times [`decide`] runs the inference with one ambiguous read
+/// given one of its bases, to refute a key no guess linearized: each run
+/// takes about as long as the first (milliseconds for thousands of
+/// operations).
+const AMBIGUOUS_RUNS: usize = 128;
+
+/// The operations but for the reads several bases could spell, by index,
+/// and those reads with their bases; `None` if the key is not of the
+/// inference's shape.
+#[allow(clippy::type_complexity)]
+fn unambiguous(ops: &[Operation], initial: &Option<Value>) -> Option<(Vec<usize>, Vec<(usize, Vec<Base>)>)> {
+    let shape = shape(ops, initial)?;
+    let mut ambiguous = Vec::new();
+    for &read in &shape.reads {
+        let found = spellings(ops, initial, &shape, &ops[read]).found;
+        if found.len() > 1 {
+            ambiguous.push((read, found.iter().map(|s| s.base).collect()));
+        }
+    }
+    let left_out: BTreeSet<usize> = ambiguous.iter().map(|(r, _)| *r).collect();
+    Some(((0..ops.len()).filter(|i| !left_out.contains(i)).collect(), ambiguous))
+}
+
+/// A linearization (operation indices, info operations no read saw left
+/// out), or why none was found. With `guess`, a read several bases could
+/// spell (with the same appends) is given one, and a contradiction refutes
+/// only that guess.
+pub fn infer(ops: &[Operation], initial: &Option<Value>, guess: Option<Guess>) -> Result<Vec<usize>, Failure> {
+    infer_with(ops, initial, guess, None)
+}
+
+/// [`infer`], with one read (by index) given one of the bases that could
+/// spell it.
+fn infer_with(
+    ops: &[Operation],
+    initial: &Option<Value>,
+    guess: Option<Guess>,
+    force: Option<(usize, Base)>,
+) -> Result<Vec<usize>, Failure> {
+    let refuted = Failure::Refuted;
+    let shape = shape(ops, initial).ok_or(Failure::Shape)?;
+
+    // 1. Each read's base and appends.
+    let mut reads_of: HashMap<Base, Vec<(usize, Vec<usize>)>> = HashMap::new();
+    let mut ambiguous: Vec<Ambiguous> = Vec::new();
+    for &read in &shape.reads {
+        let Spellings { mut found, twice, excluded } = spellings(ops, initial, &shape, &ops[read]);
+        if let Some((forced, base)) = force
+            && forced == read
+        {
+            found.retain(|s| s.base == base);
+        }
+        match found.len() {
+            0 if excluded.is_some() => {
+                let (base, appended, by) = excluded.expect("some");
+                let seen = format!(
+                    "{} can only have seen {}{}",
+                    describe(&ops[read]),
+                    describe_base(ops, initial, base),
+                    if appended { " and appends after it" } else { "" }
+                );
+                let why = match (by, base) {
+                    (Some(by), None) => {
+                        format!("{seen}, but {} had returned before the read was invoked", describe(&ops[by]))
+                    }
+                    (Some(by), Some(_)) => format!(
+                        "{seen}, but {} was invoked after that returned and returned before the read was invoked: it overwrote it",
+                        describe(&ops[by])
+                    ),
+                    (None, _) => format!("{seen}, which was invoked after the read returned"),
+                };
+                return Err(refuted(why, read));
+            }
+            0 if twice => {
+                let why = format!("{} read a value that holds an append twice", describe(&ops[read]));
+                return Err(refuted(why, read));
+            }
+            0 => {
+                let why = format!(
+                    "{} read a value that no write, delete or initial value followed by appends leaves",
+                    describe(&ops[read])
+                );
+                return Err(refuted(why, read));
+            }
+            1 => {
+                let Spelling { base, appends } = found.pop().expect("one");
+                reads_of.entry(base).or_default().push((read, appends));
+            }
+            _ if guess.is_some() && found.iter().all(|f| f.appends == found[0].appends) => {
+                ambiguous.push((read, found));
+            }
+            _ => return Err(Failure::Ambiguous),
+        }
+    }
+    if let Some(guess) = guess {
+        let units = units(ops, &shape.overwrites, guess, ambiguous);
+        if !units.is_empty() {
+            let mut items = items(ops, initial, reads_of.clone())?;
+            place_units(ops, &mut items, units, &mut reads_of);
+        }
+    }
+    let items = items(ops, initial, reads_of)?;
+    place(ops, initial, &items)
+}
+
+/// The blocks of the bases the reads saw, and the acknowledged changes no
+/// read saw; or the first contradiction within a block.
+fn items(
+    ops: &[Operation],
+    initial: &Option<Value>,
+    mut reads_of: HashMap<Base, Vec<(usize, Vec<usize>)>>,
+) -> Result<Vec<Item>, Failure> {
+    let refuted = Failure::Refuted;
+    let mut owner: HashMap<usize, (Base, usize)> = HashMap::new();
+    let mut blocks: Vec<(Base, Vec<Group>)> = Vec::new();
+    let mut bases: Vec<Base> = reads_of.keys().copied().collect();
+    bases.sort_unstable();
+    for base in bases {
+        let mut reads = reads_of.remove(&base).expect("listed");
+        reads.sort_by_key(|(r, appends)| (appends.len(), *r));
+        let (longest_read, longest) = reads.last().map(|(r, a)| (*r, a.clone())).expect("a read saw it");
+        for &append in &longest {
+            if let Some((other, by)) = owner.insert(append, (base, longest_read)) {
+                let why = format!(
+                    "{} holds {} after {}, but {} holds it after {}: one append follows one write",
+                    describe(&ops[longest_read]),
+                    describe(&ops[append]),
+                    describe_base(ops, initial, base),
+                    describe(&ops[by]),
+                    describe_base(ops, initial, other)
+                );
+                return Err(refuted(why, longest_read));
+            }
+        }
+        // Groups: the base, the reads of it alone, the first append, ...
+        let mut groups: Vec<Group> = Vec::with_capacity(2 * longest.len() + 2);
+        if let Some(op) = base {
+            groups.push(vec![op]);
+        }
+        let mut next = reads.iter().peekable();
+        for state in 0..=longest.len() {
+            if state > 0 {
+                groups.push(vec![longest[state - 1]]);
+            }
+            let mut group = Vec::new();
+            while let Some((read, appends)) = next.next_if(|(_, a)| a.len() == state) {
+                if appends[..] != longest[..state] {
+                    let why = format!(
+                        "{} and {} read appends after {} in orders neither of which extends the other",
+                        describe(&ops[*read]),
+                        describe(&ops[longest_read]),
+                        describe_base(ops, initial, base)
+                    );
+                    return Err(refuted(why, *read));
+                }
+                group.push(*read);
+            }
+            if !group.is_empty() {
+                groups.push(group);
+            }
+        }
+        blocks.push((base, groups));
+    }
+
+    // 2. Items: the blocks, then every acknowledged change no read saw.
+    let seen_base: BTreeSet<usize> = blocks.iter().filter_map(|(b, _)| *b).collect();
+    let mut items: Vec<Item> = Vec::new();
+    for (base, mut groups) in blocks {
+        // 3, within a block: no operation returned before one of an earlier
+        // step was invoked.
+        let mut latest: Option<(u64, usize)> = if base.is_none() { Some((0, BEFORE_ALL)) } else { None };
+        for group in &mut groups {
+            group.sort_by_key(|&op| ops[op].call);
+            let mut group_latest = latest;
+            for &op in group.iter() {
+                let (call, ret) = (ops[op].call + 1, ops[op].ret.map_or(u64::MAX, |r| r + 1));
+                if let Some((before, by)) = latest
+                    && ret <= before
+                {
+                    let why = format!(
+                        "{} must come after {} (both follow {} and {}), but returned before that was invoked",
+                        describe(&ops[op]),
+                        describe(&ops[by]),
+                        describe_base(ops, initial, base),
+                        why_after(&ops[op], &ops[by])
+                    );
+                    return Err(refuted(why, op));
+                }
+                if group_latest.is_none_or(|(c, _)| call > c) {
+                    group_latest = Some((call, op));
+                }
+            }
+            latest = group_latest;
+        }
+        let members = groups.iter().flatten();
+        let mut first_return =
+            members.clone().filter_map(|&op| Some((ops[op].ret? + 1, op))).min().unwrap_or((u64::MAX, BEFORE_ALL));
+        if base.is_none() {
+            first_return = (0, BEFORE_ALL);
+        }
+        let last_call = members.map(|&op| (ops[op].call + 1, op)).max().expect("a block has a read");
+        items.push(Item { base: Some(base), groups, first_return, last_call });
+    }
+    for (i, op) in ops.iter().enumerate() {
+        let Some(ret) = op.ret else { continue };
+        let lone = match op.input {
+            Input::Write(_) | Input::Delete => !seen_base.contains(&i),
+            Input::Append(_) => !owner.contains_key(&i),
+            _ => false,
+        };
+        if lone {
+            items.push(Item {
+                base: None,
+                groups: vec![vec![i]],
+                first_return: (ret + 1, i),
+                last_call: (op.call + 1, i),
+            });
+        }
+    }
+    Ok(items)
+}
+
+/// An order of the items in which no operation returned before one placed
+/// earlier was invoked; or two items that must each precede the other.
+fn place(ops: &[Operation], initial: &Option<Value>, items: &[Item]) -> Result<Vec<usize>, Failure> {
+    // 3, between items: place one whenever nothing must precede it.
+    let mut by_return: BTreeSet<((u64, usize), usize)> =
+        items.iter().enumerate().map(|(i, it)| (it.first_return, i)).collect();
+    let mut by_call: BTreeSet<((u64, usize), usize)> =
+        items.iter().enumerate().map(|(i, it)| (it.last_call, i)).collect();
+    let mut order: Vec<usize> = Vec::with_capacity(ops.len());
+    while let Some(&(m_return, m)) = by_return.first() {
+        let second = by_return.iter().nth(1).copied();
+        // `m` may go when no other item returned before its last call.
+        let pick = if second.is_none_or(|(r, _)| items[m].last_call < r) {
+            Some(m)
+        } else {
+            // Another item may go when no item returned before its last call:
+            // the earliest-invoked one other than `m` is the one to try.
+            let other = by_call.iter().map(|&(_, i)| i).find(|&i| i != m).expect("two items are left");
+            (items[other].last_call < m_return).then_some(other)
+        };
+        let Some(pick) = pick else {
+            // `m` and the second must each precede the other.
+            let (_, n) = second.expect("two items are left");
+            let (why, op) = cycle(ops, initial, &items[m], &items[n]);
+            return Err(Failure::Refuted(why, op));
+        };
+        by_return.remove(&(items[pick].first_return, pick));
+        by_call.remove(&(items[pick].last_call, pick));
+        order.extend(items[pick].groups.iter().flatten());
+    }
+    Ok(order)
+}
+
+/// Why `op` must follow `before` in one block.
+fn why_after(op: &Operation, before: &Operation) -> &'static str {
+    match (&op.input, &before.input) {
+        (Input::Read, Input::Append(_)) => "its read holds that append",
+        (Input::Read, _) => "its read holds that value",
+        (Input::Append(_), Input::Read) => "that read lacks this append, which a read after the same write holds",
+        (Input::Append(_), Input::Append(_)) => "the reads hold them in that order",
+        _ => "the reads fix that order",
+    }
+}
+
+/// Two items each of which must precede the other: `a` has the earliest
+/// first return (the initial value's block, if a read saw it), `b` the next.
+fn cycle(ops: &[Operation], initial: &Option<Value>, a: &Item, b: &Item) -> (String, usize) {
+    let name = |item: &Item| match item.base {
+        Some(base) => format!("the block of {} and the reads that saw it", describe_base(ops, initial, base)),
+        None => format!("{} (no read saw it)", describe(&ops[item.groups[0][0]])),
+    };
+    let (a_ret, a_call) = (a.first_return.1, a.last_call.1);
+    let (b_ret, b_call) = (b.first_return.1, b.last_call.1);
+    let why = if a_ret == BEFORE_ALL {
+        format!(
+            "{} returned before {} was invoked, yet that read saw the initial value ({}): {} must come before it, and nothing may come before the reads of the initial value",
+            describe(&ops[b_ret]),
+            describe(&ops[a_call]),
+            crate::value::show(initial),
+            name(b),
+        )
+    } else {
+        format!(
+            "{} returned before {} was invoked, and {} returned before {} was invoked: {} and {} must each come before the other, and nothing may enter a write's block (a read in it after that would see it)",
+            describe(&ops[a_ret]),
+            describe(&ops[b_call]),
+            describe(&ops[b_ret]),
+            describe(&ops[a_call]),
+            name(a),
+            name(b)
+        )
+    };
+    (why, a_call)
+}
+
+/// Replays `order` on the model: every result as the model gives it, and
+/// every operation invoked before every operation placed after it returned;
+/// every completed operation placed once.
+fn replay(ops: &[Operation], initial: &Option<Value>, order: &[usize]) -> Result<(), String> {
+    let mut value = initial.clone();
+    let mut placed = vec![false; ops.len()];
+    let mut latest_call = 0;
+    for &i in order {
+        let op = &ops[i];
+        if std::mem::replace(&mut placed[i], true) {
+            return Err(format!("op {i} placed twice"));
+        }
+        if op.ret.is_some_and(|r| r <= latest_call) {
+            return Err(format!("op {i} returned before an earlier one was invoked"));
+        }
+        latest_call = latest_call.max(op.call);
+        match &op.input {
+            // In place: a value grows by every append.
+            Input::Append(suffix) => {
+                value = Some(match value.take() {
+                    Some(Value::Str(mut s)) => {
+                        s.push_str(suffix);
+                        Value::Str(s)
+                    }
+                    other => Value::Str(format!("{}{suffix}", other.as_ref().map(Value::text).unwrap_or_default())),
+                });
+            }
+            input => match crate::model::step(&value, input, &op.output) {
+                Some(next) => value = next,
+                None => return Err(format!("op {i} does not fit")),
+            },
+        }
+    }
+    match ops.iter().zip(&placed).position(|(o, &placed)| o.ret.is_some() && !placed) {
+        Some(i) => Err(format!("op {i} left out")),
+        None => Ok(()),
+    }
+}
