@@ -255,7 +255,9 @@ fn check_key(
     if model == ModelKind::Kv {
         // Append-only keys first; then keys whose reads name their write.
         let (inference, explain_for) = match append_inference::decide(ops, initial) {
-            Inference::Undecided => (version_inference::decide(ops, initial), EXPLAIN_VERSIONS_FOR),
+            Inference::Undecided => {
+                (version_inference::decide_within(ops, initial, limits.deadline), EXPLAIN_VERSIONS_FOR)
+            }
             decided => (decided, EXPLAIN_FOR),
         };
         match inference {

@@ -66,6 +66,7 @@
 //! prefix are left to the search.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 use crate::append_inference::Inference;
 use crate::operation::{Input, Operation, Output};
@@ -347,7 +348,8 @@ fn place_units(
     items: &mut [Item],
     units: Vec<Unit>,
     reads_of: &mut HashMap<Base, Vec<(usize, Vec<usize>)>>,
-) {
+    deadline: Instant,
+) -> bool {
     let mut known: HashMap<usize, Base> = HashMap::new();
     for (&base, reads) in reads_of.iter() {
         for (_, appends) in reads {
@@ -367,6 +369,9 @@ fn place_units(
     // The block of the initial value, if no unambiguous read saw it.
     let mut added: Vec<Item> = Vec::new();
     for mut unit in units {
+        if Instant::now() >= deadline {
+            return false;
+        }
         match unit.first {
             Some(first) => match known.get(&first) {
                 Some(base) => unit.candidates.retain(|b| b == base),
@@ -425,6 +430,7 @@ fn place_units(
             reads_of.entry(base).or_default().push((read, appends));
         }
     }
+    true
 }
 
 /// A read several bases could spell, and its spellings.
@@ -476,8 +482,16 @@ pub enum Guess {
 /// read's base leads to an order the replay accepts, and left to the search
 /// otherwise.
 pub fn decide(ops: &[Operation], initial: &Option<Value>) -> Inference {
+    decide_within(ops, initial, far_future())
+}
+
+/// [`decide`], giving up (undecided) at `deadline`: a key of many `info`
+/// deletes and reads of an absent key keeps many candidates per read, and
+/// the guesses and refutations rerun the inference, so its cost is bounded
+/// by the check's budget rather than trusted to be small.
+pub fn decide_within(ops: &[Operation], initial: &Option<Value>, deadline: Instant) -> Inference {
     let trusted = |order: &Vec<usize>| replay(ops, initial, order).is_ok();
-    match infer(ops, initial, None) {
+    match infer_with(ops, initial, None, None, deadline) {
         // Never trusted unreplayed: a flaw of this inference is left to the search.
         Ok(order) if trusted(&order) => Inference::Valid,
         Ok(_) | Err(Failure::Shape) => Inference::Undecided,
@@ -485,7 +499,7 @@ pub fn decide(ops: &[Operation], initial: &Option<Value>) -> Inference {
         Err(Failure::Ambiguous) => {
             let valid = [Guess::LatestInvoked, Guess::LatestReturned]
                 .into_iter()
-                .any(|guess| infer(ops, initial, Some(guess)).is_ok_and(|order| trusted(&order)));
+                .any(|guess| infer_with(ops, initial, Some(guess), None, deadline).is_ok_and(|order| trusted(&order)));
             if valid {
                 return Inference::Valid;
             }
@@ -494,7 +508,7 @@ pub fn decide(ops: &[Operation], initial: &Option<Value>) -> Inference {
             // refutes the whole key.
             let Some((kept, ambiguous)) = unambiguous(ops, initial) else { return Inference::Undecided };
             let rest: Vec<Operation> = kept.iter().map(|&i| ops[i].clone()).collect();
-            if let Err(Failure::Refuted(why, op)) = infer(&rest, initial, None) {
+            if let Err(Failure::Refuted(why, op)) = infer_with(&rest, initial, None, None, deadline) {
                 let why = format!("{why} (found with the reads several writes or deletes could explain left out)");
                 return Inference::Invalid { why, op: kept[op] };
             }
@@ -503,7 +517,7 @@ pub fn decide(ops: &[Operation], initial: &Option<Value>) -> Inference {
             let mut runs = 0;
             for (read, bases) in ambiguous {
                 runs += bases.len();
-                if runs > AMBIGUOUS_RUNS {
+                if runs > AMBIGUOUS_RUNS || Instant::now() >= deadline {
                     break;
                 }
                 let mut with: Vec<usize> = kept.iter().copied().chain([read]).collect();
@@ -513,7 +527,7 @@ pub fn decide(ops: &[Operation], initial: &Option<Value>) -> Inference {
                 let (mut why, tried) = (Vec::new(), bases.len());
                 for base in bases {
                     let base = base.map(|op| with.binary_search(&op).expect("bases are kept"));
-                    match infer_with(&rest, initial, None, Some((at, base))) {
+                    match infer_with(&rest, initial, None, Some((at, base)), deadline) {
                         Err(Failure::Refuted(reason, _)) => why.push(reason),
                         _ => break,
                     }
@@ -560,16 +574,21 @@ fn unambiguous(ops: &[Operation], initial: &Option<Value>) -> Option<(Vec<usize>
 /// spell (with the same appends) is given one, and a contradiction refutes
 /// only that guess.
 pub fn infer(ops: &[Operation], initial: &Option<Value>, guess: Option<Guess>) -> Result<Vec<usize>, Failure> {
-    infer_with(ops, initial, guess, None)
+    infer_with(ops, initial, guess, None, far_future())
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(365 * 24 * 3600)
 }
 
 /// [`infer`], with one read (by index) given one of the bases that could
-/// spell it.
+/// spell it; past `deadline` it gives up as if the key had another shape.
 fn infer_with(
     ops: &[Operation],
     initial: &Option<Value>,
     guess: Option<Guess>,
     force: Option<(usize, Base)>,
+    deadline: Instant,
 ) -> Result<Vec<usize>, Failure> {
     let refuted = Failure::Refuted;
     let shape = shape(ops, initial).ok_or(Failure::Shape)?;
@@ -578,6 +597,9 @@ fn infer_with(
     let mut reads_of: HashMap<Base, Vec<(usize, Vec<usize>)>> = HashMap::new();
     let mut ambiguous: Vec<Ambiguous> = Vec::new();
     for &read in &shape.reads {
+        if Instant::now() >= deadline {
+            return Err(Failure::Shape);
+        }
         let Spellings { mut found, twice, excluded } = spellings(ops, initial, &shape, &ops[read]);
         if let Some((forced, base)) = force
             && forced == read
@@ -630,7 +652,9 @@ fn infer_with(
         let units = units(ops, &shape.overwrites, guess, ambiguous);
         if !units.is_empty() {
             let mut items = items(ops, initial, reads_of.clone())?;
-            place_units(ops, &mut items, units, &mut reads_of);
+            if !place_units(ops, &mut items, units, &mut reads_of, deadline) {
+                return Err(Failure::Shape);
+            }
         }
     }
     let items = items(ops, initial, reads_of)?;

@@ -480,3 +480,21 @@ fn with_repeated_values_the_guesses_never_contradict_the_search() {
     assert!(decided * 10 > keys * 8, "most are decided ({decided} of {keys})");
     assert!(compared > 2_000 && invalid > 300, "and compared ({compared}, {invalid} invalid)");
 }
+
+#[test]
+fn the_inference_gives_up_at_its_deadline_and_leaves_the_key_undecided() {
+    // A key of deletes (ambiguous reads of an absent key) and info
+    // operations, which the inference would otherwise guess and refute.
+    let mut cfg = Synth::new(4, ModelKind::Kv);
+    cfg.unique_values = true;
+    cfg.mix = Some("rrwad".into());
+    cfg.keys = 1;
+    cfg.concurrency = 20;
+    cfg.operations = 2_000;
+    cfg.info = 0.2;
+    let ops = pair(&generate(&cfg)).expect("well formed");
+    let key_ops = ops.by_key.values().next().expect("one key");
+    let past = Instant::now();
+    assert_eq!(checker::version_inference::decide_within(key_ops, &None, past), Inference::Undecided);
+    assert_ne!(decide(key_ops, &None), Inference::Undecided, "with time, this key is decided");
+}
