@@ -117,6 +117,19 @@ fn synth_writes_histories_check_decides() {
     assert!(porcupine.lines().all(|l| l.starts_with("{:process ")), "{porcupine}");
     assert!(porcupine.contains(":f :get") && porcupine.contains(":f :append"), "{porcupine}");
 
+    // Writes and appends on one key from 50 clients, every value unique (as
+    // the harness's workloads write them): each key decided, none unknown.
+    let mixed = ["synth", "--clients", "50", "--ops", "4000", "--mix", "rrwwaad", "--unique-values"];
+    let (code, _, err) = chaos(&[&mixed[..], &["--stale-read", "0.02", stale.path()]].concat());
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = check(&["--model", "kv", "--all-keys", stale.path()]);
+    assert_eq!(code, 1, "stale reads among writes and appends are caught: {out}{err}");
+    assert!(out.contains("0 unknown"), "every key decided: {out}");
+    let (code, _, err) = chaos(&[&mixed[..], &[clean.path()]].concat());
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = check(&["--model", "kv", "--all-keys", clean.path()]);
+    assert_eq!(code, 0, "{out}{err}");
+
     let (code, _, err) = chaos(&["synth", "--model", "register", "--mix", "rwc", clean.path()]);
     assert_eq!(code, 64, "the register has no cas: {err}");
     assert!(err.contains("the register model has no `c`"), "{err}");

@@ -41,6 +41,12 @@ pub struct SynthArgs {
     /// r read, w write, c cas, d delete, a append (e.g. rrrwwa).
     #[arg(long)]
     mix: Option<String>,
+    /// Writes are unique elements `N,` drawn from the counter appends draw
+    /// theirs from (--values then bounds cas only): on a key of writes and
+    /// appends every read names its write and the appends since, as the
+    /// harness's workloads guarantee.
+    #[arg(long)]
+    unique_values: bool,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Completions carry the store's revisions, etcd-style (stale reads and
@@ -99,6 +105,7 @@ pub fn run(args: SynthArgs) -> i32 {
     (cfg.concurrency, cfg.keys, cfg.operations, cfg.values) = (args.clients, args.keys, args.ops, args.values);
     (cfg.info, cfg.stale_read, cfg.lost_write, cfg.mix) = (args.info, args.stale_read, args.lost_write, args.mix);
     cfg.revisions = args.revisions;
+    cfg.unique_values = args.unique_values;
     let (history, log) = generate_with_log(&cfg);
     if let Some(path) = &args.settlement
         && let Err(e) = std::fs::write(path, serde_json::to_string(&log).expect("settlements serialize") + "\n")
