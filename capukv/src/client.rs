@@ -81,6 +81,20 @@ impl ClientError {
     }
 }
 
+/// The request fields `(revision, snapshot)` of a read at `at`. Revision 0
+/// (the empty store before the first change) has none: a request's 0 means
+/// "now".
+fn read_at_fields(at: &ReadAt) -> Result<(u64, String), ClientError> {
+    match at {
+        ReadAt::Head => Ok((0, String::new())),
+        ReadAt::Revision(0) => Err(ClientError::Rejected(Status::invalid_argument(
+            "revision 0 is the empty store before the first change; past revisions start at 1",
+        ))),
+        ReadAt::Revision(r) => Ok((*r, String::new())),
+        ReadAt::Snapshot(name) => Ok((0, name.clone())),
+    }
+}
+
 /// Whether a failed attempt may have reached a node that proposed it. Only a
 /// redirect (a follower names the leader), the server's validation
 /// (`InvalidArgument`) and refusals before any handler ran are known to come
@@ -431,7 +445,7 @@ impl Client {
     /// now), in this client's read mode, and the store's current revision.
     /// A revision the cluster compacted is [`ClientError::Compacted`].
     pub async fn get_as_of(&self, key: impl Into<Bytes>, at: &ReadAt) -> Result<(Option<KeyValue>, u64), ClientError> {
-        let (revision, snapshot) = at.fields();
+        let (revision, snapshot) = read_at_fields(at)?;
         let request = proto::GetRequest { key: key.into(), mode: self.read_mode as i32, revision, snapshot };
         let r = self.call_kv(request, |mut kv, r| async move { kv.get(r).await }).await?;
         Ok((r.kv, r.revision))
@@ -445,7 +459,7 @@ impl Client {
         limit: u64,
         at: &ReadAt,
     ) -> Result<(Vec<KeyValue>, bool), ClientError> {
-        let (revision, snapshot) = at.fields();
+        let (revision, snapshot) = read_at_fields(at)?;
         let request = proto::ScanRequest {
             start: start.into(),
             end: end.into(),

@@ -29,6 +29,7 @@
 //! | `revision-from-keys` | the store revision is rebuilt on start from the keys' largest mod revision, forgetting revisions that deletes took: after a restart the node numbers changes again from a smaller revision, while every value stays right | server, `StateMachine::open` | `kill` with the `kv` workload (deletes): the revision check (a revision that goes back in real time, two changes at one revision), replica convergence |
 //! | `txn-split` | a transaction is proposed as two commands (the first half of its branch, then the rest): another command can come between them, so the transaction is neither atomic nor isolated | server, KV API `txn` | the `txn` workload under any nemesis (load alone interleaves them): the transactional checker names the anomaly (G-single read skew, G2, G1c, an intermediate read) |
 //! | `snapshot-without-history` | a follower that installs a snapshot keeps its current records and sessions but not the version history it carries: reads at past revisions on it find nothing | server, `StateMachine::restore` | a follower catching up by snapshot (`kill`, `partition` under load): replica-convergence check (the digest covers the history) |
+//! | `compaction-drops-visible` | compaction at revision C also discards each key's newest version at or below C, the one reads at C and later still see: a read in the past finds the key absent. Every replica does the same, so their digests agree | server, `state_machine::mvcc` compaction | the version-history check (values the history saw read back at their revisions) under any nemesis, once the servers compact (the harness keeps 500 to 10,000 revisions) |
 //! | `trust-damaged-log` | a node starts on whatever its damaged log still holds: RocksDB's default point-in-time WAL recovery (replay stops quietly at a bad record), and no durability-mark check | server, `Storage::open` | a node that lost synced entries votes and serves as if it had them: `corrupt`, lost-append/linearizability checks |
 
 use std::fmt;
@@ -53,10 +54,11 @@ pub enum Bug {
     RevisionFromKeys,
     TxnSplit,
     SnapshotWithoutHistory,
+    CompactionDropsVisible,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 16] = [
+    pub const ALL: [Bug; 17] = [
         Bug::ReadIndexNoQuorum,
         Bug::ReadIndexBeforeTermCommit,
         Bug::CommitAlone,
@@ -73,6 +75,7 @@ impl Bug {
         Bug::RevisionFromKeys,
         Bug::TxnSplit,
         Bug::SnapshotWithoutHistory,
+        Bug::CompactionDropsVisible,
     ];
 
     pub fn name(self) -> &'static str {
@@ -93,6 +96,7 @@ impl Bug {
             Bug::RevisionFromKeys => "revision-from-keys",
             Bug::TxnSplit => "txn-split",
             Bug::SnapshotWithoutHistory => "snapshot-without-history",
+            Bug::CompactionDropsVisible => "compaction-drops-visible",
         }
     }
 

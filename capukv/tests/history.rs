@@ -27,6 +27,10 @@ async fn reads_at_past_revisions_and_snapshots_until_compacted() {
     assert_eq!(value(c.get_as_of("k", &at(r1)).await.unwrap().0), Some(Bytes::from("one")));
     assert_eq!(value(c.get_as_of("k", &at(r2)).await.unwrap().0), Some(Bytes::from("two")));
     assert_eq!(c.get_as_of("k", &at(r3)).await.unwrap().0, None, "deleted at r3");
+    match c.get_as_of("k", &at(0)).await {
+        Err(ClientError::Rejected(s)) => assert!(s.message().contains("revision 0 is the empty store"), "{s}"),
+        other => panic!("revision 0 is no past revision a request can name: {other:?}"),
+    }
     let (kvs, _) = c.scan_as_of("", "", 0, &at(r2)).await.unwrap();
     assert_eq!(kvs.iter().map(|kv| kv.key.clone()).collect::<Vec<_>>(), [Bytes::from("k")], "'other' came later");
 

@@ -535,6 +535,11 @@ async fn drive(
 
     progress.phase("checking");
     let history = History::read_file(&dir.join(rundir::HISTORY)).context("reading back the history")?;
+    // The cluster is still up: what the history says held at a revision
+    // must read so there.
+    let probes = checks::versions::probes(&history.events);
+    let endpoints: Vec<String> = shared.nodes.iter().map(|n| n.api_addr.clone()).collect();
+    findings.push(checks::versions::check(&shared.access, endpoints, &probes, Duration::from_secs(30)).await);
     // A chaos run's report shows every key it could decide, not only the first invalid one.
     let budget =
         Budget { timeout: Duration::from_secs_f64(options.checker_timeout), all_keys: true, ..Budget::default() };

@@ -55,14 +55,6 @@ impl ReadAt {
             _ => Err("a read names a revision or a snapshot, not both".into()),
         }
     }
-    /// The request fields `(revision, snapshot)` that say `self`.
-    pub fn fields(&self) -> (u64, String) {
-        match self {
-            ReadAt::Head => (0, String::new()),
-            ReadAt::Revision(r) => (*r, String::new()),
-            ReadAt::Snapshot(name) => (0, name.clone()),
-        }
-    }
 }
 
 /// Why a read cannot be served.
@@ -389,9 +381,16 @@ impl Batch<'_> {
             }
             // The newest at or below `c` is what reads at `c` see: kept,
             // unless it says the key is absent. Everything older goes.
+            #[allow(unused_mut)]
+            let mut keep_visible = true;
+            // Planted: the version reads at `c` still see goes too.
+            #[cfg(feature = "planted-bugs")]
+            if crate::planted::active(crate::planted::Bug::CompactionDropsVisible) {
+                keep_visible = false;
+            }
             if !*seen_newest {
                 *seen_newest = true;
-                if !tombstone {
+                if !tombstone && keep_visible {
                     continue;
                 }
             }

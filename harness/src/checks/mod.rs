@@ -9,6 +9,8 @@
 //!   purpose (Jepsen's log-file-pattern checker).
 //! - [`raft_log`]: the nodes' committed Raft logs agree and hold every
 //!   acknowledged write; they also settle the info writes for the checker.
+//! - [`versions`]: what the history says held at a revision still reads
+//!   so there (the store's version history against its own past).
 //! - [`stats`]: a run in which an operation kind never succeeded, or too few
 //!   operations did, proves nothing: it is vacuous, not valid.
 
@@ -16,6 +18,7 @@ pub mod logs;
 pub mod raft_log;
 pub mod replicas;
 pub mod stats;
+pub mod versions;
 
 use serde::Serialize;
 

@@ -93,7 +93,18 @@ impl FaultKind for MemberKind {
         if let Fault::Member { member: MemberFault::Replace { .. } } = fault {
             return replace(n, node, member);
         }
-        let list = change(n, Kind::Demote, member, Duration::from_secs(10), None)?;
+        let list = match change(n, Kind::Demote, member, Duration::from_secs(10), None) {
+            Ok(list) => list,
+            // The leader refuses: the member is a voter no more. An earlier
+            // attempt whose answer was lost demoted it, and no leader could
+            // list the configuration in time to show it; the heal promotes
+            // whatever learner it finds.
+            Err(e) if e.to_string().contains("is not a voter") => {
+                let note = format!("the leader says it is no voter any more: {e}");
+                return Ok(json!({"node": format!("n{node}"), "member": member, "note": note}));
+            }
+            Err(e) => return Err(e),
+        };
         let leader = leader.map(|l| format!("n{l}"));
         Ok(json!({"node": format!("n{node}"), "member": member, "leader": leader, "members": members(n, &list)}))
     }
