@@ -42,6 +42,8 @@
 //! An invalid key's 0.3 s is the search given that long to draw a
 //! counterexample (it finds none); the inference itself takes milliseconds.
 
+mod common;
+
 use std::io::Write;
 use std::time::Instant;
 
@@ -52,17 +54,6 @@ use checker::operation::pair;
 use checker::search::{Limits, Outcome, search};
 use checker::synth::{Synth, generate};
 use checker::{Budget, History, ModelKind, check_history};
-
-/// This process's peak resident memory, in MiB (Linux).
-fn peak_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
 
 fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     match args.iter().position(|a| a == name) {
@@ -105,7 +96,7 @@ fn main() {
             let history = History::read_file(std::path::Path::new(path)).expect("a readable history");
             let before = args.iter().any(|a| a == "--before");
             let line = if before { check_before(&history) } else { check_now(&history) };
-            println!("{line}; {:.3} s, peak {:.0} MiB", started.elapsed().as_secs_f64(), peak_mib());
+            println!("{line}; {:.3} s, peak {:.0} MiB", started.elapsed().as_secs_f64(), common::peak_mib());
         }
         _ => usage(),
     }

@@ -6,21 +6,12 @@
 //!
 //! Usage: txn_scale gen N FILE [--split] | txn_scale check FILE
 
+mod common;
+
 use std::io::Write;
 use std::time::Instant;
 
 use checker::txn::synth::{TxnSynth, generate};
-
-/// This process's peak resident memory, in MiB (Linux).
-fn peak_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -46,7 +37,7 @@ fn main() {
                 h.txns.len(),
                 size as f64 / (1 << 20) as f64,
                 started.elapsed().as_secs_f64(),
-                peak_mib(),
+                common::peak_mib(),
                 report.edges,
                 report.summary()
             );
