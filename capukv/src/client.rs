@@ -437,7 +437,12 @@ impl Client {
     }
 
     async fn get_request(&self, key: Bytes, mode: ReadMode) -> Result<proto::GetResponse, ClientError> {
-        let request = proto::GetRequest { key, mode: mode as i32, ..Default::default() };
+        self.get_request_at(key, mode, &ReadAt::Head).await
+    }
+
+    async fn get_request_at(&self, key: Bytes, mode: ReadMode, at: &ReadAt) -> Result<proto::GetResponse, ClientError> {
+        let (revision, snapshot) = read_at_fields(at)?;
+        let request = proto::GetRequest { key, mode: mode as i32, revision, snapshot };
         self.call_kv(request, |mut kv, r| async move { kv.get(r).await }).await
     }
 
@@ -445,9 +450,7 @@ impl Client {
     /// now), in this client's read mode, and the store's current revision.
     /// A revision the cluster compacted is [`ClientError::Compacted`].
     pub async fn get_as_of(&self, key: impl Into<Bytes>, at: &ReadAt) -> Result<(Option<KeyValue>, u64), ClientError> {
-        let (revision, snapshot) = read_at_fields(at)?;
-        let request = proto::GetRequest { key: key.into(), mode: self.read_mode as i32, revision, snapshot };
-        let r = self.call_kv(request, |mut kv, r| async move { kv.get(r).await }).await?;
+        let r = self.get_request_at(key.into(), self.read_mode, at).await?;
         Ok((r.kv, r.revision))
     }
 
@@ -480,15 +483,7 @@ impl Client {
         end: impl Into<Bytes>,
         limit: u64,
     ) -> Result<(Vec<KeyValue>, bool), ClientError> {
-        let request = proto::ScanRequest {
-            start: start.into(),
-            end: end.into(),
-            limit,
-            mode: self.read_mode as i32,
-            ..Default::default()
-        };
-        let response = self.call_kv(request, |mut kv, r| async move { kv.scan(r).await }).await?;
-        Ok((response.kvs, response.more))
+        self.scan_as_of(start, end, limit, &ReadAt::Head).await
     }
 
     // --- Writes --------------------------------------------------------------

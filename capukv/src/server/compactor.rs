@@ -75,7 +75,7 @@ pub async fn run(api: Api, policy: AutoCompaction) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let Ok((_, compacted, revision)) = state_machine::list_snapshots(&api.storage) else { continue };
+        let Ok((compacted, revision)) = state_machine::compaction_state(&api.storage) else { continue };
         let target = match policy {
             AutoCompaction::Off => return,
             AutoCompaction::Revisions(keep) => revision.saturating_sub(keep),

@@ -62,8 +62,6 @@ pub enum DnsError {
     NoId { record: String, host: String },
     #[error("SRV records of {record} name two peers with node id {id}: {first} and {second}")]
     DuplicateId { record: String, id: NodeId, first: String, second: String },
-    #[error("host {host} of SRV record {record} has no A record")]
-    NoAddress { record: String, host: String },
     #[error(
         "DNS lists {found} peers for {name}, more than --expect {expect}: which {expect} found the cluster is unclear"
     )]
@@ -132,7 +130,6 @@ async fn lookup(resolver: &TokioResolver, d: &DnsDiscovery) -> Result<BTreeMap<N
         Err(e) if e.is_no_records_found() => Vec::new(),
         Err(e) => return Err(failed(&record, e)),
     };
-    let mut peers = BTreeMap::new();
     if srv.is_empty() {
         let ips: Vec<IpAddr> = match resolver.ipv4_lookup(d.name.as_str()).await {
             Ok(a) => a.iter().map(|a| IpAddr::V4(a.0)).collect(),
@@ -141,6 +138,7 @@ async fn lookup(resolver: &TokioResolver, d: &DnsDiscovery) -> Result<BTreeMap<N
         };
         return Ok(ids_by_address(ips, d.raft_port));
     }
+    let mut peers = BTreeMap::new();
     let mut hosts: HashMap<NodeId, String> = HashMap::new();
     for (host, port) in srv {
         let id = id_of_host(&host).ok_or_else(|| DnsError::NoId { record: record.clone(), host: host.clone() })?;

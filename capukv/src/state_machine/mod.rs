@@ -30,7 +30,9 @@ use crate::storage::{CF_HISTORY, CF_KV, CF_META, CF_MVCC, CF_SESSIONS, Storage, 
 mod mvcc;
 mod txn;
 
-pub use mvcc::{MAX_SNAPSHOT_NAME_BYTES, ReadAt, ReadError, list as list_snapshots, validate_snapshot_name};
+pub use mvcc::{
+    MAX_SNAPSHOT_NAME_BYTES, ReadAt, ReadError, compaction_state, list as list_snapshots, validate_snapshot_name,
+};
 pub use txn::{MAX_TXN_BYTES, MAX_TXN_OPS, read_txn, reads_only, validate_txn};
 
 const KEY_APPLIED: &[u8] = b"applied";
@@ -363,11 +365,8 @@ impl Batch<'_> {
     /// The revision of a change: the next one, or inside a transaction the
     /// transaction's (all its changes share one).
     fn bump(&mut self) -> u64 {
-        match &mut self.txn {
-            Some(t) => {
-                t.changed = true;
-                t.revision
-            }
+        match &self.txn {
+            Some(t) => t.revision,
             None => {
                 self.sm.revision += 1;
                 self.sm.revision

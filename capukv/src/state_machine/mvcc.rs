@@ -118,10 +118,6 @@ fn split_version_key(raw: &[u8]) -> Option<(&[u8], u64)> {
     Some((prefix, !u64::from_be_bytes(revision.try_into().ok()?)))
 }
 
-pub(super) fn revision_of(version_key: &[u8]) -> Option<u64> {
-    split_version_key(version_key).map(|(_, r)| r)
-}
-
 fn unescape(prefix: &[u8]) -> Option<Vec<u8>> {
     let body = prefix.strip_suffix(&[0, 0])?;
     let mut out = Vec::with_capacity(body.len());
@@ -156,8 +152,14 @@ fn encode_snapshot(s: &proto::NamedSnapshot) -> Vec<u8> {
 
 /// The compacted revision and the named snapshots, as stored.
 pub(super) fn load(storage: &Storage) -> Result<(u64, BTreeMap<String, proto::NamedSnapshot>), StorageError> {
-    let view = storage.db.snapshot();
-    let compacted = super::word_at_cf(storage, &view, CF_MVCC, KEY_COMPACTED)?;
+    load_at(storage, &storage.db.snapshot())
+}
+
+fn load_at(
+    storage: &Storage,
+    view: &rocksdb::Snapshot<'_>,
+) -> Result<(u64, BTreeMap<String, proto::NamedSnapshot>), StorageError> {
+    let compacted = super::word_at_cf(storage, view, CF_MVCC, KEY_COMPACTED)?;
     let mut snapshots = BTreeMap::new();
     let mode = rocksdb::IteratorMode::From(SNAPSHOT_PREFIX, rocksdb::Direction::Forward);
     for item in view.iterator_cf(storage.cf(CF_MVCC), mode) {
@@ -288,11 +290,19 @@ pub(super) fn scan_versions_at(
     Ok((kvs, more))
 }
 
-/// The named snapshots and the compacted revision, from one view.
+/// The named snapshots, the compacted revision and the store's revision,
+/// from one view.
 pub fn list(storage: &Storage) -> Result<(Vec<proto::NamedSnapshot>, u64, u64), StorageError> {
-    let (compacted, snapshots) = load(storage)?;
-    let revision = super::word_at_cf(storage, &storage.db.snapshot(), crate::storage::CF_META, super::KEY_REVISION)?;
-    Ok((snapshots.into_values().collect(), compacted, revision))
+    let view = storage.db.snapshot();
+    let (compacted, snapshots) = load_at(storage, &view)?;
+    Ok((snapshots.into_values().collect(), compacted, super::revision_at(storage, &view)?))
+}
+
+/// The compacted revision and the store's revision, from one view (what
+/// the automatic compactor looks at, without decoding the snapshots).
+pub fn compaction_state(storage: &Storage) -> Result<(u64, u64), StorageError> {
+    let view = storage.db.snapshot();
+    Ok((super::word_at_cf(storage, &view, CF_MVCC, KEY_COMPACTED)?, super::revision_at(storage, &view)?))
 }
 
 // --- Commands (the applying thread) -------------------------------------------

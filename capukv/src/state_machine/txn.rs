@@ -24,11 +24,10 @@ pub const MAX_TXN_OPS: usize = 128;
 /// The largest transaction, encoded (etcd's default request bound).
 pub const MAX_TXN_BYTES: usize = 3 << 19;
 
-/// A transaction being applied: its revision, whether it changed anything
-/// yet, and each key's overlay entry from before its first change (to undo).
+/// A transaction being applied: its revision, and each key's overlay entry
+/// from before its first change (to undo; empty: it changed nothing yet).
 pub(super) struct Running {
     pub revision: u64,
-    pub changed: bool,
     pub undo: HashMap<Bytes, Option<Option<Record>>>,
 }
 
@@ -212,7 +211,7 @@ impl Batch<'_> {
             }
         }
         let ops = if succeeded { t.success } else { t.failure };
-        self.txn = Some(Running { revision: self.sm.revision + 1, changed: false, undo: HashMap::new() });
+        self.txn = Some(Running { revision: self.sm.revision + 1, undo: HashMap::new() });
         let mut responses = Vec::with_capacity(ops.len());
         let mut refused = None;
         for op in ops {
@@ -230,7 +229,9 @@ impl Batch<'_> {
         }
         let running = self.txn.take().expect("set above");
         if let Some(refused) = refused {
-            self.versions.retain(|k, _| super::mvcc::revision_of(k) != Some(running.revision));
+            for key in running.undo.keys() {
+                self.versions.remove(&super::mvcc::version_key(key, running.revision));
+            }
             for (key, before) in running.undo {
                 match before {
                     Some(record) => self.overlay.insert(key, record),
@@ -239,7 +240,7 @@ impl Batch<'_> {
             }
             return Ok(Err(refused));
         }
-        if running.changed {
+        if !running.undo.is_empty() {
             self.sm.revision = running.revision;
         }
         let revision = self.sm.revision;
