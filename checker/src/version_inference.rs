@@ -453,7 +453,7 @@ struct Item {
 
 const BEFORE_ALL: usize = usize::MAX;
 
-/// Why [`infer`] found no linearization.
+/// Why [`infer_with`] found no linearization.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
     /// The key is not of the inference's shape.
@@ -569,20 +569,16 @@ fn unambiguous(ops: &[Operation], initial: &Option<Value>) -> Option<(Vec<usize>
     Some(((0..ops.len()).filter(|i| !left_out.contains(i)).collect(), ambiguous))
 }
 
-/// A linearization (operation indices, info operations no read saw left
-/// out), or why none was found. With `guess`, a read several bases could
-/// spell (with the same appends) is given one, and a contradiction refutes
-/// only that guess.
-pub fn infer(ops: &[Operation], initial: &Option<Value>, guess: Option<Guess>) -> Result<Vec<usize>, Failure> {
-    infer_with(ops, initial, guess, None, far_future())
-}
-
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(365 * 24 * 3600)
 }
 
-/// [`infer`], with one read (by index) given one of the bases that could
-/// spell it; past `deadline` it gives up as if the key had another shape.
+/// A linearization (operation indices, info operations no read saw left
+/// out), or why none was found. With `guess`, a read several bases could
+/// spell (with the same appends) is given one, and a contradiction refutes
+/// only that guess; with `force`, one read (by index) is given one of the
+/// bases that could spell it. Past `deadline` it gives up as if the key had
+/// another shape.
 fn infer_with(
     ops: &[Operation],
     initial: &Option<Value>,

@@ -143,11 +143,11 @@ async fn worker(
         let op = shared.workload.next_op(&mut rng);
         // The id the write will carry (the session it takes is this one). A
         // write whose session cannot be opened is never sent: it failed.
-        let write_id = match op.f {
-            // A read, or a transaction of reads only, is not in the log.
-            workload::F::Read => None,
-            workload::F::Txn if workload::txn::reads_only(&op.value) => None,
-            _ => match client.next_write_id().await {
+        // A read, or a transaction of reads only, is not in the log.
+        let write_id = if op.reads_only() {
+            None
+        } else {
+            match client.next_write_id().await {
                 Ok(id) => Some(id),
                 Err(e) => {
                     record_invoke(&shared.recorder, process, &op, None);
@@ -156,7 +156,7 @@ async fn worker(
                     next = (next + Duration::from_secs_f64(interval)).max(Instant::now());
                     continue;
                 }
-            },
+            }
         };
         record_invoke(&shared.recorder, process, &op, write_id);
         let done =

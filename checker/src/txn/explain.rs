@@ -5,6 +5,7 @@ use super::Step;
 use super::graph::{Cycle, RW, WR, WW, edge_name};
 use super::history::{Mop, Transactions};
 use super::infer::Facts;
+use crate::report::page::escape;
 
 /// The reads of transaction `t` made before it appended to their key:
 /// (key, list).
@@ -157,10 +158,6 @@ pub fn diagram(steps: &[Step]) -> String {
     }
     svg.push_str("</svg>");
     svg
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 #[cfg(test)]

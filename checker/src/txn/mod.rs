@@ -331,9 +331,4 @@ impl TxnReport {
         let strongest = self.strongest.map_or("none of the models checked", Model::name);
         format!("not strict-serializable ({}); the strongest model left: {strongest}", found.join(", "))
     }
-
-    /// Whether the history holds transactions at all.
-    pub fn is_empty(&self) -> bool {
-        self.txns.ok + self.txns.fail + self.txns.info == 0
-    }
 }

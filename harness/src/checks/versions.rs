@@ -33,14 +33,9 @@ pub struct Probe {
     pub why: String,
 }
 
-/// The bytes the workloads store for a history value (strings as they
-/// are, anything else as its JSON text).
+/// What the workloads store for a history value (`None`: absent).
 fn stored(value: &Value) -> Option<Bytes> {
-    match value {
-        Value::Null => None,
-        Value::String(s) => Some(Bytes::from(s.clone())),
-        other => Some(Bytes::from(other.to_string())),
-    }
+    (!value.is_null()).then(|| crate::workload::encode(value))
 }
 
 /// Every probe the history's ok completions give, one per key and
@@ -55,8 +50,7 @@ pub fn probes(events: &[Event]) -> Vec<Probe> {
         }
         let key = key.to_string();
         let value = match e.f.as_str() {
-            "read" => stored(&e.value),
-            "write" => stored(&e.value),
+            "read" | "write" => stored(&e.value),
             "delete" => None,
             "cas" => match e.value.get(1) {
                 Some(new) => stored(new),

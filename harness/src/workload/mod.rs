@@ -55,6 +55,14 @@ pub struct Op {
     pub value: Value,
 }
 
+impl Op {
+    /// A read, or a transaction of reads only: served without the log, so
+    /// it changes nothing and carries no write id.
+    pub fn reads_only(&self) -> bool {
+        self.f == F::Read || (self.f == F::Txn && txn::reads_only(&self.value))
+    }
+}
+
 /// How an operation completed.
 #[derive(Clone, Debug)]
 pub struct Completion {
@@ -137,7 +145,7 @@ fn decode(bytes: &[u8], strings: bool) -> Value {
     json!(text)
 }
 
-fn encode(value: &Value) -> Bytes {
+pub(crate) fn encode(value: &Value) -> Bytes {
     match value {
         Value::String(s) => Bytes::from(s.clone()),
         other => Bytes::from(other.to_string()),
@@ -167,7 +175,7 @@ fn certainly_not_applied(error: &ClientError) -> bool {
 pub fn failed(op: &Op, error: ClientError) -> Completion {
     // A read changes nothing (nor does a transaction of reads only):
     // whatever went wrong, it certainly had no effect.
-    let reads_only = op.f == F::Read || (op.f == F::Txn && txn::reads_only(&op.value));
+    let reads_only = op.reads_only();
     let kind = if reads_only || certainly_not_applied(&error) { EventType::Fail } else { EventType::Info };
     // A transaction's value is its invocation's: reads unknown (null).
     Completion { kind, value: op.value.clone(), error: Some(error.to_string()), revision: None, mod_revision: None }
