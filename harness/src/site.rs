@@ -216,8 +216,7 @@ fn power_html(summaries: &[serde_json::Value]) -> String {
         for cell in latest["detection_matrix"].as_array().into_iter().flatten() {
             let bug = cell["bug"].as_str().unwrap_or("?");
             let sim = &latest["simulation"][bug];
-            let sim =
-                if sim["seeds"].is_u64() { format!("{}/{} seeds", sim["broken"], sim["seeds"]) } else { "-".into() };
+            let sim = if sim["seeds"].is_u64() { crate::suite::simulation_cell(sim) } else { "-".into() };
             let _ = write!(
                 html,
                 "<tr><td>{}</td><td>{}</td><td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -256,8 +255,9 @@ mod power_tests {
         let new = json!({"suite": "power", "started_at": "20261201T000000Z", "runs": 3, "passed": 3, "skipped": 0,
             "duration_s": 99.0,
             "detection_matrix": [{"bug": "no-fsync", "nemesis": "power", "runs": 3, "caught": 3, "median_detect_s": 4.5}],
-            "simulation": {}});
+            "simulation": {"no-fsync": {"seeds": 20, "broken": 19, "ticks": 100000, "faults": "all"}}});
         let html = power_html(&[old, new]);
+        assert!(html.contains("<td>19/20 seeds of 100000 ticks, all faults</td>"), "{html}");
         assert!(html.contains("<td>no-fsync</td><td>power</td><td>3/3</td><td>4.5</td>"), "{html}");
         assert!(!html.contains("<td>kill</td>"), "only the newest matrix: {html}");
         assert!(html.contains("<a href=\"trend.html\">2 suite runs</a>"), "{html}");

@@ -22,6 +22,8 @@
 //! expect = "invalid"
 //!
 //! simulation_seeds = 600     # planted bugs of the Raft core also run in the simulation
+//! simulation_ticks = 10000   # ticks of faults per simulated run (default 1000)
+//! simulation_faults = "all"  # one fault family for every seed (default: seeds cycle)
 //!
 //! [[planted]]                # a planted bug under the nemeses meant for it: expected invalid
 //! bug = "commit-alone"
@@ -160,6 +162,15 @@ pub struct Suite {
     /// the core (0 or absent: none).
     #[serde(default)]
     pub simulation_seeds: u64,
+    /// Ticks of faults and load per simulated run (absent: the
+    /// simulation's own 1,000): a long run lives through many leader
+    /// changes, as a real night's run does.
+    #[serde(default)]
+    pub simulation_ticks: Option<u64>,
+    /// One fault family for every simulated run (`capukv simulate
+    /// --faults`; absent: each seed cycles to its own).
+    #[serde(default)]
+    pub simulation_faults: Option<String>,
 }
 
 fn three() -> Vec<usize> {
@@ -399,6 +410,19 @@ pub fn settle_until_caught(results: &mut [RunResult]) {
     }
 }
 
+/// A bug's simulation figures in a few words: "19/20 seeds of 10000 ticks,
+/// all faults".
+pub fn simulation_cell(r: &serde_json::Value) -> String {
+    let mut cell = format!("{}/{} seeds", r["broken"], r["seeds"]);
+    if let Some(ticks) = r["ticks"].as_u64() {
+        cell.push_str(&format!(" of {ticks} ticks"));
+    }
+    if let Some(faults) = r["faults"].as_str() {
+        cell.push_str(&format!(", {faults} faults"));
+    }
+    cell
+}
+
 /// One cell of the detection matrix: a planted bug under one nemesis.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Detection {
@@ -629,6 +653,8 @@ mod tests {
         let nightly = Suite::read(&root.join("nightly.toml")).unwrap();
         assert!(nightly.plan().len() >= 20);
         let power = Suite::read(&root.join("power.toml")).unwrap();
+        assert_eq!(power.simulation_faults.as_deref(), Some("all"));
+        assert!(power.simulation_ticks.is_some_and(|t| t >= 10_000), "long simulated runs");
         let runs = power.plan();
         assert!(runs.iter().all(|p| p.planted_bug.is_some() && p.expect == Expect::Invalid));
         let estimate: f64 = runs.len() as f64 * (power.time_limit + RUN_OVERHEAD_S);

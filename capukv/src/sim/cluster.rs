@@ -33,7 +33,7 @@ pub struct Outcome {
 }
 
 /// Counts that show a run exercised what it meant to.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
     pub leaders_elected: u64,
     pub writes_acknowledged: u64,
@@ -78,7 +78,8 @@ pub fn run(seed: u64) -> Result<Outcome, Violation> {
 }
 
 pub fn run_with(scenario: Scenario) -> Result<Outcome, Violation> {
-    Cluster::new(scenario)?.run()
+    let replay_flags = scenario.replay_flags();
+    Cluster::new(scenario).and_then(Cluster::run).map_err(|v| Violation { replay_flags, ..v })
 }
 
 #[derive(Clone, Copy)]
@@ -148,7 +149,14 @@ impl Cluster {
     }
 
     fn violation(&self, invariant: &'static str, detail: String) -> Violation {
-        Violation { seed: self.scenario.seed, tick: self.now, invariant, detail, churn: self.scenario.churn }
+        Violation {
+            seed: self.scenario.seed,
+            tick: self.now,
+            invariant,
+            detail,
+            churn: self.scenario.churn,
+            replay_flags: Vec::new(),
+        }
     }
 
     fn node(&mut self, id: NodeId) -> &mut SimNode {

@@ -31,16 +31,25 @@ pub struct Violation {
     pub detail: String,
     /// The run had membership churn on (its replay needs it too).
     pub churn: bool,
+    /// `capukv simulate` flags the replay needs beyond seed and churn (a
+    /// longer run, one fault family, a planted bug); empty for a seed's
+    /// own scenario.
+    pub replay_flags: Vec<String>,
 }
 
 impl Violation {
     /// The one command that replays this seed alone.
     pub fn rerun_command(&self) -> String {
-        let churn = if self.churn { " CAPUKV_SIM_CHURN=1" } else { "" };
-        format!(
-            "CAPUKV_SIM_SEED={}{churn} cargo test -p capukv --test raft_simulation -- one_seed --nocapture",
-            self.seed
-        )
+        if self.replay_flags.is_empty() {
+            let churn = if self.churn { " CAPUKV_SIM_CHURN=1" } else { "" };
+            return format!(
+                "CAPUKV_SIM_SEED={}{churn} cargo test -p capukv --test raft_simulation -- one_seed --nocapture",
+                self.seed
+            );
+        }
+        let binary = if self.replay_flags.iter().any(|f| f == "--planted-bug") { "capukv-planted" } else { "capukv" };
+        let churn = if self.churn { " --churn" } else { "" };
+        format!("{binary} simulate --seeds 1 --first-seed {}{churn} {}", self.seed, self.replay_flags.join(" "))
     }
 }
 
@@ -98,7 +107,14 @@ impl Invariants {
     }
 
     fn fail(&self, invariant: &'static str, detail: String) -> Check {
-        Err(Violation { seed: self.seed, tick: self.tick, invariant, detail, churn: self.churn })
+        Err(Violation {
+            seed: self.seed,
+            tick: self.tick,
+            invariant,
+            detail,
+            churn: self.churn,
+            replay_flags: Vec::new(),
+        })
     }
 
     pub fn leader_elected(&mut self, node: NodeId, term: Term, disk: &Disk) -> Check {

@@ -39,6 +39,28 @@ impl FaultKind {
         FaultKind::Transfer,
         FaultKind::All,
     ];
+
+    /// The name `capukv simulate --faults` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Loss => "loss",
+            FaultKind::Delay => "delay",
+            FaultKind::Duplication => "duplication",
+            FaultKind::Partition => "partition",
+            FaultKind::Crash => "crash",
+            FaultKind::Pause => "pause",
+            FaultKind::Snapshot => "snapshot",
+            FaultKind::Transfer => "transfer",
+            FaultKind::All => "all",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Result<FaultKind, String> {
+        FaultKind::ALL.into_iter().find(|k| k.name() == name).ok_or_else(|| {
+            let names: Vec<&str> = FaultKind::ALL.iter().map(|k| k.name()).collect();
+            format!("unknown fault kind {name:?}: one of {}", names.join(", "))
+        })
+    }
 }
 
 /// Fault settings for a run.
@@ -147,6 +169,32 @@ impl Scenario {
             #[cfg(feature = "planted-bugs")]
             planted: None,
         }
+    }
+}
+
+impl Scenario {
+    /// The same seed under other faults: every seed's run under one fault
+    /// family, rather than the family the seed would cycle to.
+    pub fn with_faults(self, kind: FaultKind) -> Scenario {
+        Scenario { kind, faults: Faults::of(kind), ..self }
+    }
+
+    /// The `capukv simulate` flags that turn the seed's own scenario into
+    /// this one (churn aside, which the replay states itself).
+    pub fn replay_flags(&self) -> Vec<String> {
+        let own = Scenario::from_seed(self.seed);
+        let mut flags = Vec::new();
+        if self.chaos_ticks != own.chaos_ticks {
+            flags.extend(["--ticks".to_string(), self.chaos_ticks.to_string()]);
+        }
+        if self.kind != own.kind {
+            flags.extend(["--faults".to_string(), self.kind.name().to_string()]);
+        }
+        #[cfg(feature = "planted-bugs")]
+        if let Some(bug) = self.planted {
+            flags.extend(["--planted-bug".to_string(), bug.name().to_string()]);
+        }
+        flags
     }
 }
 

@@ -200,7 +200,7 @@ fn print_matrix(matrix: &[Detection], simulation: &serde_json::Value) {
         for (bug, r) in sim {
             match r["error"].as_str() {
                 Some(e) => println!("{bug:<30} error: {e}"),
-                None => println!("{bug:<30} {}/{}", r["broken"], r["seeds"]),
+                None => println!("{bug:<30} {}", harness::suite::simulation_cell(r)),
             }
         }
     }
@@ -236,8 +236,16 @@ fn simulate_planted(suite: &Suite, base: &RunOptions, quiet: bool) -> serde_json
             eprintln!("simulation: {bug}, {} seeds", suite.simulation_seeds);
         }
         let seeds = suite.simulation_seeds.to_string();
+        let mut args = vec!["simulate".to_string(), "--json".into(), "--seeds".into(), seeds, "--planted-bug".into()];
+        args.push(bug.to_string());
+        if let Some(ticks) = suite.simulation_ticks {
+            args.extend(["--ticks".to_string(), ticks.to_string()]);
+        }
+        if let Some(faults) = &suite.simulation_faults {
+            args.extend(["--faults".to_string(), faults.clone()]);
+        }
         let ran = std::process::Command::new(&binary)
-            .args(["simulate", "--json", "--seeds", &seeds, "--planted-bug", bug])
+            .args(&args)
             // The core logs every election at warn; only the verdict matters here.
             .env("RUST_LOG", "error")
             .output();
