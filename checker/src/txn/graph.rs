@@ -22,6 +22,7 @@
 
 use std::collections::VecDeque;
 
+use super::AnomalyKind;
 use super::history::{Outcome, Txn};
 use super::infer::Facts;
 
@@ -146,6 +147,13 @@ fn realtime(txns: &[Txn], out: &mut [Vec<(u32, u8)>]) {
 /// components of two or more nodes. Work is linear in the nodes and edges
 /// looked at, not in the whole graph.
 pub fn components(g: &Graph, mask: u8, nodes: Option<&[usize]>) -> Vec<Vec<usize>> {
+    // Local numbering of the nodes searched: the graph's own for all of it.
+    let numbering: Option<std::collections::HashMap<usize, u32>> =
+        nodes.map(|ns| ns.iter().enumerate().map(|(i, &v)| (v, i as u32)).collect());
+    let local = |w: usize| match &numbering {
+        None => Some(w),
+        Some(m) => m.get(&w).map(|&i| i as usize),
+    };
     let all: Vec<usize>;
     let nodes = match nodes {
         Some(ns) => ns,
@@ -154,8 +162,6 @@ pub fn components(g: &Graph, mask: u8, nodes: Option<&[usize]>) -> Vec<Vec<usize
             &all
         }
     };
-    // Local numbering of the nodes searched.
-    let local: std::collections::HashMap<usize, u32> = nodes.iter().enumerate().map(|(i, &v)| (v, i as u32)).collect();
     let n = nodes.len();
     const UNSEEN: u32 = u32::MAX;
     let mut index = vec![UNSEEN; n];
@@ -180,8 +186,7 @@ pub fn components(g: &Graph, mask: u8, nodes: Option<&[usize]>) -> Vec<Vec<usize
                 if kinds & mask == 0 {
                     continue;
                 }
-                let Some(&w) = local.get(&(w as usize)) else { continue };
-                let w = w as usize;
+                let Some(w) = local(w as usize) else { continue };
                 if index[w] == UNSEEN {
                     index[w] = next;
                     low[w] = next;
@@ -277,7 +282,7 @@ const RW_ATTEMPTS: usize = 64;
 
 /// The worst cycle in component `scc` (of the graph over every kind), and
 /// its class: G0, G1c, G-single, G2, or one of them `-realtime`.
-pub fn worst_cycle(g: &Graph, scc: &[usize]) -> Option<(&'static str, Cycle)> {
+pub fn worst_cycle(g: &Graph, scc: &[usize]) -> Option<(AnomalyKind, Cycle)> {
     let inside: std::collections::HashSet<usize> = scc.iter().copied().collect();
     let cycle_in = |mask: u8, limit: usize| -> Option<Cycle> {
         let sub = components(g, mask, Some(scc));
@@ -298,10 +303,10 @@ pub fn worst_cycle(g: &Graph, scc: &[usize]) -> Option<(&'static str, Cycle)> {
         None
     };
     if let Some(c) = cycle_in(WW, VISIT_LIMIT) {
-        return Some(("G0", c));
+        return Some((AnomalyKind::G0, c));
     }
     if let Some(c) = cycle_in(WW | WR, VISIT_LIMIT) {
-        return Some(("G1c", c));
+        return Some((AnomalyKind::G1c, c));
     }
     // Exactly one rw edge: from its target back to its source over ww/wr.
     let mut attempts = 0;
@@ -318,12 +323,12 @@ pub fn worst_cycle(g: &Graph, scc: &[usize]) -> Option<(&'static str, Cycle)> {
             if let Some(mut steps) = path(g, b, a, WW | WR, &inside, VISIT_LIMIT) {
                 steps.insert(0, (a, RW));
                 // `path` ends at `a`; the cycle is a -rw-> b … -> a.
-                return Some(("G-single", steps));
+                return Some((AnomalyKind::GSingle, steps));
             }
         }
     }
     if let Some(c) = cycle_in(DATA, VISIT_LIMIT) {
-        return Some(("G2", c));
+        return Some((AnomalyKind::G2, c));
     }
     // The component is strongly connected over every kind: this search,
     // unbounded (linear in the component), always finds a cycle, so no
@@ -332,10 +337,10 @@ pub fn worst_cycle(g: &Graph, scc: &[usize]) -> Option<(&'static str, Cycle)> {
     let rws = c.iter().filter(|s| s.1 == RW).count();
     let wrs = c.iter().filter(|s| s.1 == WR).count();
     let class = match (rws, wrs) {
-        (0, 0) => "G0-realtime",
-        (0, _) => "G1c-realtime",
-        (1, _) => "G-single-realtime",
-        _ => "G2-realtime",
+        (0, 0) => AnomalyKind::G0Realtime,
+        (0, _) => AnomalyKind::G1cRealtime,
+        (1, _) => AnomalyKind::GSingleRealtime,
+        _ => AnomalyKind::G2Realtime,
     };
     Some((class, c))
 }

@@ -86,19 +86,6 @@ impl AnomalyKind {
         }
     }
 
-    fn of_cycle(class: &str) -> AnomalyKind {
-        match class {
-            "G0" => AnomalyKind::G0,
-            "G1c" => AnomalyKind::G1c,
-            "G-single" => AnomalyKind::GSingle,
-            "G2" => AnomalyKind::G2,
-            "G0-realtime" => AnomalyKind::G0Realtime,
-            "G1c-realtime" => AnomalyKind::G1cRealtime,
-            "G-single-realtime" => AnomalyKind::GSingleRealtime,
-            _ => AnomalyKind::G2Realtime,
-        }
-    }
-
     /// What it means, in a sentence.
     pub fn meaning(self) -> &'static str {
         match self {
@@ -252,8 +239,7 @@ pub fn check_transactions(h: &Transactions, started: Instant) -> Result<TxnRepor
     let graph = graph::build(txns, &facts);
     let mut explained: BTreeMap<AnomalyKind, usize> = BTreeMap::new();
     for scc in graph::components(&graph, graph::DATA | graph::RT, None) {
-        if let Some((class, cycle)) = graph::worst_cycle(&graph, &scc) {
-            let kind = AnomalyKind::of_cycle(class);
+        if let Some((kind, cycle)) = graph::worst_cycle(&graph, &scc) {
             let txns: Vec<usize> = cycle.iter().map(|s| s.0).collect();
             let explanation = format!(
                 "{}: {} transactions in a cycle ({} of them in this strongly connected component)",
