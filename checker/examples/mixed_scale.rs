@@ -44,7 +44,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::time::Instant;
 
 use checker::append_inference::{self, Inference};
@@ -85,11 +84,8 @@ fn main() {
             cfg.lost_write = flag(&args, "--lost-write", 0.0);
             cfg.mix = Some(flag(&args, "--mix", "rrwa".to_string()));
             let history = generate(&cfg);
-            let mut w = std::io::BufWriter::new(std::fs::File::create(path).expect("create the history file"));
-            for e in &history.events {
-                serde_json::to_writer(&mut w, e).expect("write");
-                w.write_all(b"\n").expect("write");
-            }
+            let file = std::fs::File::create(path).expect("create the history file");
+            history.write_jsonl(std::io::BufWriter::new(file)).expect("write the history");
         }
         Some("check") => {
             let started = Instant::now();

@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::time::Instant;
 
 use checker::txn::synth::{TxnSynth, generate};
@@ -20,11 +19,8 @@ fn main() {
             let n: usize = n.parse().expect("N is a number");
             let split = args.iter().any(|a| a == "--split");
             let history = generate(&TxnSynth { transactions: n, concurrency: 10, split, ..TxnSynth::new(1) });
-            let mut w = std::io::BufWriter::new(std::fs::File::create(path).expect("create the history file"));
-            for e in &history.events {
-                serde_json::to_writer(&mut w, e).expect("write");
-                w.write_all(b"\n").expect("write");
-            }
+            let file = std::fs::File::create(path).expect("create the history file");
+            history.write_jsonl(std::io::BufWriter::new(file)).expect("write the history");
         }
         (Some("check"), Some(path), None) => {
             let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);

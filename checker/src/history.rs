@@ -191,6 +191,16 @@ impl History {
         History::read_jsonl(std::io::BufReader::with_capacity(1 << 20, file), &name)
     }
 
+    /// Writes the events as JSON Lines, one event a line, in the form
+    /// [`History::read_jsonl`] reads back.
+    pub fn write_jsonl(&self, mut out: impl std::io::Write) -> std::io::Result<()> {
+        for e in &self.events {
+            serde_json::to_writer(&mut out, e)?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()
+    }
+
     /// Reads JSON Lines. Blank lines are allowed; anything else must be an
     /// event.
     pub fn read_jsonl(reader: impl BufRead, source: &str) -> Result<History, HistoryError> {
@@ -315,6 +325,22 @@ mod tests {
 
     fn read(text: &str) -> Result<History, HistoryError> {
         History::read_jsonl(text.as_bytes(), "h.jsonl")
+    }
+
+    #[test]
+    fn written_json_lines_read_back_as_the_same_events() {
+        let cfg = crate::synth::Synth {
+            operations: 200,
+            info: 0.2,
+            revisions: true,
+            ..crate::synth::Synth::new(4, crate::ModelKind::Kv)
+        };
+        let history = crate::synth::generate(&cfg);
+        let mut out = Vec::new();
+        history.write_jsonl(&mut out).unwrap();
+        let back = read(std::str::from_utf8(&out).unwrap()).unwrap();
+        assert_eq!(back.events, history.events);
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), history.events.len());
     }
 
     #[test]

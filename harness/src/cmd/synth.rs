@@ -141,18 +141,7 @@ fn write_history(history: &checker::History, out: &std::path::Path) -> i32 {
             return exit::HARNESS_FAILED;
         }
     };
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-    for e in &history.events {
-        let line = serde_json::to_writer(&mut w, e).map_err(std::io::Error::from).and_then(|()| {
-            use std::io::Write;
-            w.write_all(b"\n")
-        });
-        if let Err(e) = line {
-            eprintln!("error: cannot write {}: {e}", out.display());
-            return exit::HARNESS_FAILED;
-        }
-    }
-    if let Err(e) = std::io::Write::flush(&mut w) {
+    if let Err(e) = history.write_jsonl(std::io::BufWriter::with_capacity(1 << 20, file)) {
         eprintln!("error: cannot write {}: {e}", out.display());
         return exit::HARNESS_FAILED;
     }
