@@ -66,9 +66,10 @@
 //!    is put into the order found at the first place within its real time
 //!    (after every operation before it was invoked, before every one after
 //!    it returned) where the value differs from the one it expected, not
-//!    before one left for later that returned before it was invoked; if one
-//!    has no such place, the key is left to the search (another order of the
-//!    items might have one).
+//!    before one left for later that returned before it was invoked. If
+//!    one has no such place, a second order is tried, which lets the item
+//!    invoked earliest go first wherever it may; if one has none there
+//!    either, the key is left to the search (another order might have one).
 //!
 //! A valid verdict comes with the order found, which is replayed on the
 //! model (every result as the model gives it, every operation invoked
@@ -723,7 +724,12 @@ fn infer_with(
         }
     }
     let items = items(ops, initial, reads_of, cas_of)?;
-    let order = place(ops, initial, &items)?;
+    let order = place(ops, initial, &items, false)?;
+    if let Some(order) = with_mismatches(ops, initial, order, &shape.mismatches) {
+        return Ok(order);
+    }
+    // Another order may give a mismatch a place.
+    let order = place(ops, initial, &items, true)?;
     with_mismatches(ops, initial, order, &shape.mismatches).ok_or(Failure::Shape)
 }
 
@@ -792,7 +798,7 @@ fn items(
         cas.sort_unstable();
         if let [(first, _), (second, _), ..] = cas[..] {
             let why = format!(
-                "{} and {} both replaced {} (each expected the value it left, which one replacement ends): values are unique",
+                "{} and {} both replaced {} (each expected the value it left), but a write's value is replaced once",
                 describe(&ops[first]),
                 describe(&ops[second]),
                 describe_base(ops, initial, base)
@@ -961,7 +967,16 @@ fn items(
 
 /// An order of the items in which no operation returned before one placed
 /// earlier was invoked; or two items that must each precede the other.
-fn place(ops: &[Operation], initial: &Option<Value>, items: &[Item]) -> Result<Vec<usize>, Failure> {
+/// Of the two items that may go next, the one whose first return is
+/// earliest goes first, or with `invoked_first` the other one, invoked
+/// earliest (either way any item that may go keeps an order possible: the
+/// rest is a part of an order with no cycle).
+fn place(
+    ops: &[Operation],
+    initial: &Option<Value>,
+    items: &[Item],
+    invoked_first: bool,
+) -> Result<Vec<usize>, Failure> {
     // 3, between items: place one whenever nothing must precede it.
     let mut by_return: BTreeSet<((u64, usize), usize)> =
         items.iter().enumerate().map(|(i, it)| (it.first_return, i)).collect();
@@ -971,13 +986,17 @@ fn place(ops: &[Operation], initial: &Option<Value>, items: &[Item]) -> Result<V
     while let Some(&(m_return, m)) = by_return.first() {
         let second = by_return.iter().nth(1).copied();
         // `m` may go when no other item returned before its last call.
-        let pick = if second.is_none_or(|(r, _)| items[m].last_call < r) {
-            Some(m)
-        } else {
-            // Another item may go when no item returned before its last call:
-            // the earliest-invoked one other than `m` is the one to try.
-            let other = by_call.iter().map(|&(_, i)| i).find(|&i| i != m).expect("two items are left");
+        let m_may = second.is_none_or(|(r, _)| items[m].last_call < r);
+        // Another item may go when no item returned before its last call:
+        // the earliest-invoked one other than `m` is the one to try.
+        let other = || {
+            let other = by_call.iter().map(|&(_, i)| i).find(|&i| i != m)?;
             (items[other].last_call < m_return).then_some(other)
+        };
+        let pick = match (m_may, invoked_first) {
+            (true, false) => Some(m),
+            (true, true) => other().or(Some(m)),
+            (false, _) => other(),
         };
         let Some(pick) = pick else {
             // `m` and the second must each precede the other.
