@@ -50,7 +50,7 @@
 //! | history (`gen` flags) | operations | cas (ok, mismatch) | before | after |
 //! |---|---|---|---|---|
 //! | `--seed 1 --mix rrwwcc` | 390 | 116 (4, 104) | unknown (time budget), 10.0 s, 344 MiB | valid, 0.002 s, 4 MiB |
-//! | `--seed 1 --mix rrwwcc --stale-read 0.02` | 391 | 131 (2, 118) | | invalid, 0.33 s, 14 MiB |
+//! | `--seed 1 --mix rrwwcc --stale-read 0.02` | 391 | 131 (2, 118) | | invalid, 0.33 s, 14 to 25 MiB |
 //! | `--seed 3 --mix rrwwcc --info 0.2` | 372 | 105 (4, 84) | | valid, 0.002 s, 3 MiB |
 //! | `--seed 1 --mix rrwcad` (appends, deletes) | 392 | 73 (3, 66) | | valid, 0.004 s, 3 MiB |
 //! | `--seed 1 --mix rrwwcc --clients 10` | 394 | 128 (17, 102) | | valid, 0.002 s, 4 MiB |
