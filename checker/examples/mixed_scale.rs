@@ -10,7 +10,7 @@
 //!
 //! Usage: mixed_scale gen FILE [--clients N] [--ops N] [--seed N] [--info P]
 //! [--stale-read P] [--lost-write P] [--mix LETTERS] [--values N] |
-//! mixed_scale check FILE [--before]
+//! mixed_scale check FILE [--before] [--timeout SECS]
 //!
 //! Run under `/usr/bin/time -v` for the process's peak resident memory.
 //!
@@ -41,6 +41,21 @@
 //!
 //! An invalid key's 0.3 s is the search given that long to draw a
 //! counterexample (it finds none); the inference itself takes milliseconds.
+//!
+//! With compare-and-set (`--mix` with `c`: a cas expects the key's value
+//! when invoked half the time, else one it held, and writes a unique
+//! element; with 50 clients the value has mostly changed by the time it
+//! applies, so most report a mismatch), `check --timeout 10`, same build:
+//!
+//! | history (`gen` flags) | operations | cas (ok, mismatch) | before | after |
+//! |---|---|---|---|---|
+//! | `--seed 1 --mix rrwwcc` | 390 | 116 (4, 104) | unknown (time budget), 10.0 s, 344 MiB | valid, 0.002 s, 4 MiB |
+//! | `--seed 1 --mix rrwwcc --stale-read 0.02` | 391 | 131 (2, 118) | | invalid, 0.33 s, 14 to 25 MiB |
+//! | `--seed 3 --mix rrwwcc --info 0.2` | 372 | 105 (4, 84) | | valid, 0.002 s, 3 MiB |
+//! | `--seed 1 --mix rrwcad` (appends, deletes) | 392 | 73 (3, 66) | | valid, 0.004 s, 3 MiB |
+//! | `--seed 1 --mix rrwwcc --clients 10` | 394 | 128 (17, 102) | | valid, 0.002 s, 4 MiB |
+//! | `--seed 1 --mix rrwcc --ops 20000` | 19600 | 7924 (325, 7208) | | valid, 0.09 s, 29 MiB |
+//! | `--seed 1 --mix rrwcc --ops 20000 --stale-read 0.01` | 19619 | 7961 (341, 7205) | | invalid, 0.40 s, 42 MiB |
 
 mod common;
 
@@ -63,7 +78,7 @@ fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: mixed_scale gen FILE [--clients N] [--ops N] [--seed N] [--info P] [--stale-read P] [--lost-write P] [--mix LETTERS] [--values N] | mixed_scale check FILE [--before]"
+        "usage: mixed_scale gen FILE [--clients N] [--ops N] [--seed N] [--info P] [--stale-read P] [--lost-write P] [--mix LETTERS] [--values N] | mixed_scale check FILE [--before] [--timeout SECS]"
     );
     std::process::exit(64);
 }
@@ -91,15 +106,18 @@ fn main() {
             let started = Instant::now();
             let history = History::read_file(std::path::Path::new(path)).expect("a readable history");
             let before = args.iter().any(|a| a == "--before");
-            let line = if before { check_before(&history) } else { check_now(&history) };
+            // `--timeout SECS`: the check's time budget (default 60 s).
+            let mut budget = Budget::default();
+            budget.timeout = std::time::Duration::from_secs(flag(&args, "--timeout", budget.timeout.as_secs()));
+            let line = if before { check_before(&history, &budget) } else { check_now(&history, &budget) };
             println!("{line}; {:.3} s, peak {:.0} MiB", started.elapsed().as_secs_f64(), common::peak_mib());
         }
         _ => usage(),
     }
 }
 
-fn check_now(history: &History) -> String {
-    let report = check_history(history, ModelKind::Kv, None, &Budget::default()).expect("checkable");
+fn check_now(history: &History, budget: &Budget) -> String {
+    let report = check_history(history, ModelKind::Kv, None, budget).expect("checkable");
     let mut line = format!("check: {:?}, {} operations on {} keys", report.verdict, report.operations, report.keys);
     for key in report.results.iter().filter(|k| k.reason.is_some()) {
         line += &format!("; {:?}: {}", key.key, key.reason.as_deref().unwrap_or_default());
@@ -109,8 +127,7 @@ fn check_now(history: &History) -> String {
 
 /// Each key as `check_key` did before the version inference (the store's
 /// revisions play no part: the synthetic history carries none).
-fn check_before(history: &History) -> String {
-    let budget = Budget::default();
+fn check_before(history: &History, budget: &Budget) -> String {
     let limits = Limits::new(Instant::now() + budget.timeout, budget.memory_bytes);
     let mut line = "before (append inference, else the search)".to_string();
     for (key, mut ops) in pair(history).expect("well formed").by_key {

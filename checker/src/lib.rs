@@ -13,8 +13,8 @@
 //! - [`model`]: the sequential specifications (stateright `SequentialSpec`s).
 //! - [`search`]: the linearizability search for one key;
 //!   [`append_inference`]: append-only keys decided without one;
-//!   [`version_inference`]: keys of writes and appends whose reads each name
-//!   one write and the appends after it, likewise.
+//!   [`version_inference`]: keys of writes, appends and compare-and-sets
+//!   whose reads each name one write and the appends after it, likewise.
 //! - [`revisions`]: the store's revisions checked across all keys.
 //! - [`settlement`]: info writes settled from the store's log.
 //! - [`check`]: the whole-history check: keys in parallel, a time and memory

@@ -29,8 +29,8 @@ pub struct Synth {
     pub info: f64,
     /// Chance that a read returns an older value instead of the current one.
     pub stale_read: f64,
-    /// Chance that a write, append or delete completes `ok` without taking
-    /// effect.
+    /// Chance that a write, append or delete (and, with unique values, a
+    /// cas that matched) completes `ok` without taking effect.
     pub lost_write: f64,
     /// The kinds of operation drawn, one letter each, repeated for weight:
     /// `r` read, `w` write, `c` cas, `d` delete, `a` append. `None`: the
@@ -41,9 +41,13 @@ pub struct Synth {
     /// and lost writes carry none.
     pub revisions: bool,
     /// Writes write unique elements `N,` from the counter appends draw
-    /// theirs from (`values` then only bounds cas), so that on a key of
+    /// theirs from (`values` then plays no part), so that on a key of
     /// writes and appends every value read names the write it started from
-    /// and the appends after it ([`crate::version_inference`]).
+    /// and the appends after it ([`crate::version_inference`]). A cas then
+    /// writes a unique element too, and expects a value the key held: the
+    /// one it holds when the cas is invoked half the time, else one drawn
+    /// from all it held (`0,`, held by none, before anything was written),
+    /// so that some succeed and some report a mismatch.
     pub unique_values: bool,
 }
 
@@ -179,7 +183,7 @@ fn simulate(cfg: &Synth) -> (History, Vec<InFlight>) {
                 invoked += 1;
                 let key = (cfg.keys > 1 || cfg.model == ModelKind::Kv)
                     .then(|| Key::from(format!("k{}", rng.below(cfg.keys as u64))));
-                let input = random_input(cfg, &mut rng, &mut appended);
+                let input = random_input(cfg, &mut rng, &mut appended, store.get(&key));
                 let info = rng.chance(cfg.info);
                 let event = event(&history, now, process, EventType::Invoke, &key, &input, None);
                 push_event(&mut history, event);
@@ -214,6 +218,9 @@ fn simulate(cfg: &Synth) -> (History, Vec<InFlight>) {
                         output = Output::Read(past[rng.below(past.len() as u64) as usize].clone());
                     }
                     Input::Write(_) | Input::Append(_) | Input::Delete if rng.chance(cfg.lost_write) => {}
+                    // With unique values, a cas that matched may be lost too
+                    // (acknowledged, not applied).
+                    Input::Cas(..) if cfg.unique_values && output == Output::Cas && rng.chance(cfg.lost_write) => {}
                     _ => {
                         let found = mod_revisions.get(&o.key).copied().unwrap_or(0);
                         let changes = match &o.input {
@@ -293,7 +300,7 @@ pub fn check_mix(mix: &str, model: ModelKind) -> Result<(), String> {
     Ok(())
 }
 
-fn random_input(cfg: &Synth, rng: &mut Rng, appended: &mut u64) -> Input {
+fn random_input(cfg: &Synth, rng: &mut Rng, appended: &mut u64, held: Option<&KeyValues>) -> Input {
     let value = |rng: &mut Rng| Value::Int(rng.below(cfg.values as u64) as i64);
     let kinds: &[u8] = match (&cfg.mix, cfg.model) {
         (Some(mix), _) => mix.as_bytes(),
@@ -309,6 +316,17 @@ fn random_input(cfg: &Synth, rng: &mut Rng, appended: &mut u64) -> Input {
             Input::Write(Value::Str(format!("{},", *appended)))
         }
         b'w' => Input::Write(value(rng)),
+        b'c' if cfg.unique_values => {
+            let current = held.and_then(|(now, _)| now.clone());
+            let past: Vec<&Value> = held.map(|(_, past)| past.iter().flatten().collect()).unwrap_or_default();
+            let expected = match current {
+                Some(now) if rng.chance(0.5) => now,
+                _ if !past.is_empty() => past[rng.below(past.len() as u64) as usize].clone(),
+                _ => Value::Str("0,".to_string()),
+            };
+            *appended += 1;
+            Input::Cas(expected, Value::Str(format!("{},", *appended)))
+        }
         b'c' => Input::Cas(value(rng), value(rng)),
         b'd' => Input::Delete,
         _ => {

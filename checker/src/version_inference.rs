@@ -1,8 +1,9 @@
-//! Keys of writes and appends decided without a search, when every read
-//! names the write it saw and the appends after it.
+//! Keys of writes, appends and compare-and-sets decided without a search,
+//! when every read names the write it saw and the appends after it.
 //!
 //! Under the kv model a key's value is always the value of the last write
-//! (or delete, or the initial value: together, the *bases*) followed by the
+//! (or delete, or cas that took effect, or the initial value: together, the
+//! *bases*) followed by the
 //! texts appended since, in order. When the appended texts are distinct, no
 //! one a prefix of another, and a read's value can be spelled from exactly
 //! one base and a sequence of appends, that read names its base and the
@@ -38,6 +39,38 @@
 //!    no item can be placed, the two with the earliest first returns must
 //!    each precede the other, and those two are the contradiction shown.
 //!
+//! Compare-and-set, with the values written unique:
+//!
+//! 4. A cas that took effect read the whole value and replaced it at once:
+//!    it is a read of its expected value (spelled, and its base named, as a
+//!    read's are, with the same contradictions when nothing spells it) that
+//!    ends the block of that base, and it is a base itself, whose block
+//!    continues the one it ended. A chain of them is one block, one item in
+//!    the real-time order (nothing enters between a cas and the state it
+//!    found). A base happens once and a cas leaves nothing of it, so a read
+//!    that holds more appends of the base than the cas found, a second cas
+//!    from the same base, and cas that each expected the value of the one
+//!    before in a cycle are contradictions.
+//! 5. A cas took effect if it was acknowledged, or if it is an info one that
+//!    a read, or a cas that took effect, names as its base (nothing else
+//!    leaves its value). An info cas no one names is left out, as info
+//!    writes and appends no read saw are: with the mismatches of 6 left out,
+//!    in a linearization where it took effect, what follows it up to the
+//!    next base holds no read and no cas that took effect (either would
+//!    name it), only appends no one saw, and that base is a write or a
+//!    delete (a cas would name it): removing it leaves a linearization.
+//! 6. A cas that reported a mismatch saw only that the value was not the
+//!    one it expected, and changed nothing. To refute, the mismatches are
+//!    left out: a linearization without them is one of the rest, so a
+//!    contradiction among the rest refutes the key. For a valid verdict each
+//!    is put into the order found at the first place within its real time
+//!    (after every operation before it was invoked, before every one after
+//!    it returned) where the value differs from the one it expected, not
+//!    before one left for later that returned before it was invoked. If
+//!    one has no such place, a second order is tried, which lets the item
+//!    invoked earliest go first wherever it may; if one has none there
+//!    either, the key is left to the search (another order might have one).
+//!
 //! A valid verdict comes with the order found, which is replayed on the
 //! model (every result as the model gives it, every operation invoked
 //! before anything after it returned) before it is trusted.
@@ -50,7 +83,10 @@
 //! other first append has, latest to return choosing first; each takes the
 //! first candidate, in the [`Guess`]'s order of preference (invoked last,
 //! or returned last before the reads began), whose block or lone operation
-//! it can join without a contradiction with the items known so far. If an
+//! it can join without a contradiction with the items known so far. A cas
+//! whose expected value several bases spell (with the same appends) is
+//! given, under a guess, the base an unambiguous read put its first append
+//! after, else the one invoked last that no other cas replaced. If an
 //! order follows that the replay accepts, the key is valid. A contradiction
 //! under a guess may come from the guess alone and refutes nothing; but one
 //! found with the ambiguous reads left out, or with one of them put back
@@ -62,8 +98,10 @@
 //! (sorting aside, and trying each distinct length of base text and
 //! appended text where a read is spelled out); an ambiguous key repeats the
 //! inference for two guesses and, to refute, up to 128 times more (an
-//! ambiguous read under one of its bases each time). Compare-and-set and appends that repeat or share a
-//! prefix are left to the search.
+//! ambiguous read under one of its bases each time); a key with an
+//! ambiguous cas is never refuted. Left to the search: appends that
+//! repeat or share a prefix, a value that two bases spell with different
+//! appends, and a mismatch with no place in the order found.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -80,7 +118,7 @@ fn base_value<'a>(ops: &'a [Operation], initial: &'a Option<Value>, base: Base) 
     match base {
         None => initial.as_ref(),
         Some(op) => match &ops[op].input {
-            Input::Write(v) => Some(v),
+            Input::Write(v) | Input::Cas(_, v) => Some(v),
             _ => None,
         },
     }
@@ -120,12 +158,17 @@ struct Shape<'a> {
     base_lengths: Vec<usize>,
     /// Completed reads.
     reads: Vec<usize>,
+    /// Acknowledged and info compare-and-sets (bases too), and those that
+    /// reported a mismatch.
+    cas: Vec<usize>,
+    mismatches: Vec<usize>,
     overwrites: Overwrites,
 }
 
 /// Which bases another base certainly overwrote before a given time: a
 /// base `x` that was invoked after `b` returned and returned itself before
-/// then lies between them in every linearization.
+/// then lies between them in every linearization (an acknowledged cas took
+/// effect within its span too; an info base is never certain).
 struct Overwrites {
     /// Completed bases' (invocation, return, op), by invocation...
     by_call: Vec<(u64, u64, usize)>,
@@ -170,6 +213,7 @@ fn shape<'a>(ops: &'a [Operation], initial: &Option<Value>) -> Option<Shape<'a>>
     let mut appends: HashMap<&str, usize> = HashMap::new();
     let mut bases: Vec<Base> = vec![None];
     let mut reads = Vec::new();
+    let (mut cas, mut mismatches) = (Vec::new(), Vec::new());
     for (i, op) in ops.iter().enumerate() {
         // As in the search, an operation without a return may take effect at
         // any later time or never; one with a return happened within its span.
@@ -183,6 +227,11 @@ fn shape<'a>(ops: &'a [Operation], initial: &Option<Value>) -> Option<Shape<'a>>
             }
             Input::Write(_) if op.output == expect(Output::Write) => bases.push(Some(i)),
             Input::Delete if op.output == expect(Output::Delete) => bases.push(Some(i)),
+            Input::Cas(..) if op.output == expect(Output::Cas) => {
+                bases.push(Some(i));
+                cas.push(i);
+            }
+            Input::Cas(..) if !unknown && op.output == Output::CasMismatch => mismatches.push(i),
             // A read that may happen any time, seeing anything, constrains nothing.
             Input::Read if unknown => {}
             Input::Read if matches!(op.output, Output::Read(_)) => reads.push(i),
@@ -207,7 +256,7 @@ fn shape<'a>(ops: &'a [Operation], initial: &Option<Value>) -> Option<Shape<'a>>
     let mut base_lengths: Vec<usize> = bases_by_text.keys().map(String::len).collect();
     base_lengths.sort_unstable();
     base_lengths.dedup();
-    Some(Shape { appends, append_lengths, bases_by_text, base_lengths, reads, overwrites })
+    Some(Shape { appends, append_lengths, bases_by_text, base_lengths, reads, cas, mismatches, overwrites })
 }
 
 /// The appends that spell `rest` in order (a prefix code spells it in at
@@ -236,12 +285,22 @@ struct Spellings {
     excluded: Option<(Base, bool, Option<usize>)>,
 }
 
+/// A completed read's value, or the value a cas that took effect expected.
+fn observed(op: &Operation) -> Option<&Value> {
+    match (&op.input, &op.output) {
+        (_, Output::Read(seen)) => seen.as_ref(),
+        (Input::Cas(expected, _), _) => Some(expected),
+        _ => unreachable!("completed reads and cas only"),
+    }
+}
+
 fn spellings(ops: &[Operation], initial: &Option<Value>, shape: &Shape, read: &Operation) -> Spellings {
-    let Output::Read(seen) = &read.output else { unreachable!("completed reads only") };
+    let seen = observed(read);
     let mut out = Spellings::default();
     // A base invoked after the read returned cannot be the one it saw, nor
-    // one another base certainly overwrote before the read was invoked.
-    let ret = read.ret.expect("completed reads only");
+    // one another base certainly overwrote before the read was invoked (an
+    // info cas never returned).
+    let ret = read.ret.unwrap_or(u64::MAX);
     let add = |out: &mut Spellings, base: Base, appends: Vec<usize>| {
         if base.is_some_and(|op| ops[op].call > ret) {
             out.excluded.get_or_insert((base, !appends.is_empty(), None));
@@ -252,10 +311,10 @@ fn spellings(ops: &[Operation], initial: &Option<Value>, shape: &Shape, read: &O
         }
     };
     // No append since the base: the base's value itself.
-    let text = seen.as_ref().map(Value::text).unwrap_or_default();
+    let text = seen.map(Value::text).unwrap_or_default();
     if let Some(bases) = shape.bases_by_text.get(&text) {
         for &base in bases {
-            if base_value(ops, initial, base) == seen.as_ref() {
+            if base_value(ops, initial, base) == seen {
                 add(&mut out, base, Vec::new());
             }
         }
@@ -586,7 +645,6 @@ fn infer_with(
     force: Option<(usize, Base)>,
     deadline: Instant,
 ) -> Result<Vec<usize>, Failure> {
-    let refuted = Failure::Refuted;
     let shape = shape(ops, initial).ok_or(Failure::Shape)?;
 
     // 1. Each read's base and appends.
@@ -603,37 +661,7 @@ fn infer_with(
             found.retain(|s| s.base == base);
         }
         match found.len() {
-            0 if excluded.is_some() => {
-                let (base, appended, by) = excluded.expect("some");
-                let seen = format!(
-                    "{} can only have seen {}{}",
-                    describe(&ops[read]),
-                    describe_base(ops, initial, base),
-                    if appended { " and appends after it" } else { "" }
-                );
-                let why = match (by, base) {
-                    (Some(by), None) => {
-                        format!("{seen}, but {} had returned before the read was invoked", describe(&ops[by]))
-                    }
-                    (Some(by), Some(_)) => format!(
-                        "{seen}, but {} was invoked after that returned and returned before the read was invoked: it overwrote it",
-                        describe(&ops[by])
-                    ),
-                    (None, _) => format!("{seen}, which was invoked after the read returned"),
-                };
-                return Err(refuted(why, read));
-            }
-            0 if twice => {
-                let why = format!("{} read a value that holds an append twice", describe(&ops[read]));
-                return Err(refuted(why, read));
-            }
-            0 => {
-                let why = format!(
-                    "{} read a value that no write, delete or initial value followed by appends leaves",
-                    describe(&ops[read])
-                );
-                return Err(refuted(why, read));
-            }
+            0 => return Err(unspelled(ops, initial, read, excluded, twice)),
             1 => {
                 let Spelling { base, appends } = found.pop().expect("one");
                 reads_of.entry(base).or_default().push((read, appends));
@@ -644,17 +672,106 @@ fn infer_with(
             _ => return Err(Failure::Ambiguous),
         }
     }
+
+    // 1, for cas: each one that took effect (acknowledged, or info with a
+    // value some read or such cas saw) is a read of its expected value.
+    let mut cas_of: HashMap<Base, Vec<(usize, Vec<usize>)>> = HashMap::new();
+    let mut took_effect: BTreeSet<usize> = reads_of.keys().flatten().copied().collect();
+    let mut next: Vec<usize> =
+        shape.cas.iter().copied().filter(|&c| ops[c].ret.is_some() || took_effect.contains(&c)).collect();
+    took_effect.extend(next.iter().copied());
+    let first_after: HashMap<usize, Base> = reads_of
+        .iter()
+        .flat_map(|(&base, reads)| reads.iter().filter_map(move |(_, appends)| Some((*appends.first()?, base))))
+        .collect();
+    while let Some(cas) = next.pop() {
+        let Spellings { mut found, twice, excluded } = spellings(ops, initial, &shape, &ops[cas]);
+        let Spelling { base, appends } = match found.len() {
+            0 => return Err(unspelled(ops, initial, cas, excluded, twice)),
+            1 => found.pop().expect("one"),
+            // Several bases spell it with the same appends (the absent key's
+            // appends, once the key has deletes): a guess, which the replay
+            // checks: the base an unambiguous read put its first append
+            // after, else the one invoked last that no other cas replaced.
+            _ if guess.is_some() && found.iter().all(|f| f.appends == found[0].appends) => {
+                let owner = found[0].appends.first().and_then(|a| first_after.get(a));
+                let pick = found.iter().position(|f| Some(&f.base) == owner).or_else(|| {
+                    let free = found.iter().enumerate().filter(|(_, f)| !cas_of.contains_key(&f.base));
+                    free.max_by_key(|(_, f)| f.base.map_or(0, |op| ops[op].call + 1)).map(|(i, _)| i)
+                });
+                found.swap_remove(pick.unwrap_or(0))
+            }
+            _ if guess.is_none() && found.iter().all(|f| f.appends == found[0].appends) => {
+                return Err(Failure::Ambiguous);
+            }
+            _ => return Err(Failure::Shape),
+        };
+        if let Some(b) = base
+            && shape.cas.binary_search(&b).is_ok()
+            && took_effect.insert(b)
+        {
+            next.push(b);
+        }
+        cas_of.entry(base).or_default().push((cas, appends));
+    }
     if let Some(guess) = guess {
         let units = units(ops, &shape.overwrites, guess, ambiguous);
         if !units.is_empty() {
-            let mut items = items(ops, initial, reads_of.clone())?;
+            let mut items = items(ops, initial, reads_of.clone(), cas_of.clone())?;
             if !place_units(ops, &mut items, units, &mut reads_of, deadline) {
                 return Err(Failure::Shape);
             }
         }
     }
-    let items = items(ops, initial, reads_of)?;
-    place(ops, initial, &items)
+    let items = items(ops, initial, reads_of, cas_of)?;
+    let order = place(ops, initial, &items, false)?;
+    if let Some(order) = with_mismatches(ops, initial, order, &shape.mismatches) {
+        return Ok(order);
+    }
+    // Another order may give a mismatch a place.
+    let order = place(ops, initial, &items, true)?;
+    with_mismatches(ops, initial, order, &shape.mismatches).ok_or(Failure::Shape)
+}
+
+/// Why a read (or a cas that took effect) has no base: none spells its
+/// value, or the only ones that do cannot be what it saw.
+fn unspelled(
+    ops: &[Operation],
+    initial: &Option<Value>,
+    read: usize,
+    excluded: Option<(Base, bool, Option<usize>)>,
+    twice: bool,
+) -> Failure {
+    let refuted = Failure::Refuted;
+    let saw = if matches!(ops[read].input, Input::Cas(..)) { "expected" } else { "read" };
+    if let Some((base, appended, by)) = excluded {
+        let seen = format!(
+            "{} can only have seen {}{}",
+            describe(&ops[read]),
+            describe_base(ops, initial, base),
+            if appended { " and appends after it" } else { "" }
+        );
+        let why = match (by, base) {
+            (Some(by), None) => {
+                format!("{seen}, but {} had returned before the {saw} was invoked", describe(&ops[by]))
+            }
+            (Some(by), Some(_)) => format!(
+                "{seen}, but {} was invoked after that returned and returned before the {saw} was invoked: it overwrote it",
+                describe(&ops[by])
+            ),
+            (None, _) => format!("{seen}, which was invoked after the {saw} returned"),
+        };
+        return refuted(why, read);
+    }
+    if twice {
+        let why = format!("{} {saw} a value that holds an append twice", describe(&ops[read]));
+        return refuted(why, read);
+    }
+    let why = format!(
+        "{} {saw} a value that no write, delete, cas or initial value followed by appends leaves",
+        describe(&ops[read])
+    );
+    refuted(why, read)
 }
 
 /// The blocks of the bases the reads saw, and the acknowledged changes no
@@ -663,16 +780,49 @@ fn items(
     ops: &[Operation],
     initial: &Option<Value>,
     mut reads_of: HashMap<Base, Vec<(usize, Vec<usize>)>>,
+    mut cas_of: HashMap<Base, Vec<(usize, Vec<usize>)>>,
 ) -> Result<Vec<Item>, Failure> {
     let refuted = Failure::Refuted;
     let mut owner: HashMap<usize, (Base, usize)> = HashMap::new();
-    let mut blocks: Vec<(Base, Vec<Group>)> = Vec::new();
-    let mut bases: Vec<Base> = reads_of.keys().copied().collect();
+    // Each block with the cas that ends it, if one does.
+    let mut blocks: Vec<(Base, Vec<Group>, Option<usize>)> = Vec::new();
+    let mut bases: Vec<Base> = reads_of.keys().chain(cas_of.keys()).copied().collect();
     bases.sort_unstable();
+    bases.dedup();
     for base in bases {
-        let mut reads = reads_of.remove(&base).expect("listed");
+        let mut reads = reads_of.remove(&base).unwrap_or_default();
         reads.sort_by_key(|(r, appends)| (appends.len(), *r));
-        let (longest_read, longest) = reads.last().map(|(r, a)| (*r, a.clone())).expect("a read saw it");
+        // 1, for cas: one that took effect replaced its base's value at the
+        // state it expected; nothing of that base comes after it.
+        let mut cas = cas_of.remove(&base).unwrap_or_default();
+        cas.sort_unstable();
+        if let [(first, _), (second, _), ..] = cas[..] {
+            let why = format!(
+                "{} and {} both replaced {} (each expected the value it left), but a write's value is replaced once",
+                describe(&ops[first]),
+                describe(&ops[second]),
+                describe_base(ops, initial, base)
+            );
+            return Err(refuted(why, second));
+        }
+        let cas = cas.pop();
+        if let (Some((c, expected)), Some((read, seen))) = (&cas, reads.last())
+            && seen.len() > expected.len()
+        {
+            let why = format!(
+                "{} holds {} append(s) after {}, but {} found {} of them and replaced the value: nothing brings it back",
+                describe(&ops[*read]),
+                seen.len(),
+                describe_base(ops, initial, base),
+                describe(&ops[*c]),
+                expected.len()
+            );
+            return Err(refuted(why, *read));
+        }
+        let (longest_read, longest) = match &cas {
+            Some((c, expected)) => (*c, expected.clone()),
+            None => reads.last().map(|(r, a)| (*r, a.clone())).expect("a read or a cas saw it"),
+        };
         for &append in &longest {
             if let Some((other, by)) = owner.insert(append, (base, longest_read)) {
                 let why = format!(
@@ -686,8 +836,9 @@ fn items(
                 return Err(refuted(why, longest_read));
             }
         }
-        // Groups: the base, the reads of it alone, the first append, ...
-        let mut groups: Vec<Group> = Vec::with_capacity(2 * longest.len() + 2);
+        // Groups: the base, the reads of it alone, the first append, ...,
+        // and last the cas that replaced it.
+        let mut groups: Vec<Group> = Vec::with_capacity(2 * longest.len() + 3);
         if let Some(op) = base {
             groups.push(vec![op]);
         }
@@ -713,13 +864,53 @@ fn items(
                 groups.push(group);
             }
         }
-        blocks.push((base, groups));
+        if let Some((c, _)) = cas {
+            groups.push(vec![c]);
+        }
+        blocks.push((base, groups, cas.map(|(c, _)| c)));
+    }
+
+    // 2, for cas: the block of a cas's value continues the block the cas
+    // ends (its first step, the cas, is that block's last), so a chain of
+    // them is one block from its first base on.
+    let seen_base: BTreeSet<usize> = blocks.iter().filter_map(|(b, ..)| *b).collect();
+    let at: HashMap<Base, usize> = blocks.iter().enumerate().map(|(i, (b, ..))| (*b, i)).collect();
+    let successor: Vec<Option<usize>> =
+        blocks.iter().map(|(_, _, cas)| cas.and_then(|c| at.get(&Some(c)).copied())).collect();
+    let mut continues = vec![false; blocks.len()];
+    for &s in successor.iter().flatten() {
+        continues[s] = true;
+    }
+    let mut merged: Vec<(Base, Vec<Group>)> = Vec::new();
+    let mut done = vec![false; blocks.len()];
+    for first in 0..blocks.len() {
+        if continues[first] {
+            continue;
+        }
+        let mut groups = std::mem::take(&mut blocks[first].1);
+        done[first] = true;
+        let mut at = successor[first];
+        while let Some(i) = at {
+            done[i] = true;
+            groups.extend(std::mem::take(&mut blocks[i].1).into_iter().skip(1));
+            at = successor[i];
+        }
+        merged.push((blocks[first].0, groups));
+    }
+    if let Some(i) = done.iter().position(|d| !d) {
+        // Every block of the cycle continues another: each cas expected a
+        // value one after it left.
+        let cas = blocks[i].0.expect("only a cas's block continues another");
+        let why = format!(
+            "{} expected a value that a chain of cas starting from its own left: each expects the value of the one before, in a cycle",
+            describe(&ops[cas])
+        );
+        return Err(refuted(why, cas));
     }
 
     // 2. Items: the blocks, then every acknowledged change no read saw.
-    let seen_base: BTreeSet<usize> = blocks.iter().filter_map(|(b, _)| *b).collect();
     let mut items: Vec<Item> = Vec::new();
-    for (base, mut groups) in blocks {
+    for (base, mut groups) in merged {
         // 3, within a block: no operation returned before one of an earlier
         // step was invoked.
         let mut latest: Option<(u64, usize)> = if base.is_none() { Some((0, BEFORE_ALL)) } else { None };
@@ -776,7 +967,16 @@ fn items(
 
 /// An order of the items in which no operation returned before one placed
 /// earlier was invoked; or two items that must each precede the other.
-fn place(ops: &[Operation], initial: &Option<Value>, items: &[Item]) -> Result<Vec<usize>, Failure> {
+/// Of the two items that may go next, the one whose first return is
+/// earliest goes first, or with `invoked_first` the other one, invoked
+/// earliest (either way any item that may go keeps an order possible: the
+/// rest is a part of an order with no cycle).
+fn place(
+    ops: &[Operation],
+    initial: &Option<Value>,
+    items: &[Item],
+    invoked_first: bool,
+) -> Result<Vec<usize>, Failure> {
     // 3, between items: place one whenever nothing must precede it.
     let mut by_return: BTreeSet<((u64, usize), usize)> =
         items.iter().enumerate().map(|(i, it)| (it.first_return, i)).collect();
@@ -786,13 +986,17 @@ fn place(ops: &[Operation], initial: &Option<Value>, items: &[Item]) -> Result<V
     while let Some(&(m_return, m)) = by_return.first() {
         let second = by_return.iter().nth(1).copied();
         // `m` may go when no other item returned before its last call.
-        let pick = if second.is_none_or(|(r, _)| items[m].last_call < r) {
-            Some(m)
-        } else {
-            // Another item may go when no item returned before its last call:
-            // the earliest-invoked one other than `m` is the one to try.
-            let other = by_call.iter().map(|&(_, i)| i).find(|&i| i != m).expect("two items are left");
+        let m_may = second.is_none_or(|(r, _)| items[m].last_call < r);
+        // Another item may go when no item returned before its last call:
+        // the earliest-invoked one other than `m` is the one to try.
+        let other = || {
+            let other = by_call.iter().map(|&(_, i)| i).find(|&i| i != m)?;
             (items[other].last_call < m_return).then_some(other)
+        };
+        let pick = match (m_may, invoked_first) {
+            (true, false) => Some(m),
+            (true, true) => other().or(Some(m)),
+            (false, _) => other(),
         };
         let Some(pick) = pick else {
             // `m` and the second must each precede the other.
@@ -847,6 +1051,111 @@ fn cycle(ops: &[Operation], initial: &Option<Value>, a: &Item, b: &Item) -> (Str
         )
     };
     (why, a_call)
+}
+
+/// `order` with each cas that reported a mismatch put in, at the first
+/// place within its real time (after every operation placed earlier was
+/// invoked, before every one placed later returned) where the value is not
+/// the one it expected; `None` if one has no such place. The ones put in one
+/// place go in the order of their invocations.
+fn with_mismatches(
+    ops: &[Operation],
+    initial: &Option<Value>,
+    order: Vec<usize>,
+    mismatches: &[usize],
+) -> Option<Vec<usize>> {
+    if mismatches.is_empty() {
+        return Some(order);
+    }
+    // Before place `p` (between order[p - 1] and order[p]): the latest
+    // invocation before it (plus one; 0: none) and the earliest return
+    // after it.
+    let mut latest_call = vec![0u64; order.len() + 1];
+    for (p, &op) in order.iter().enumerate() {
+        latest_call[p + 1] = latest_call[p].max(ops[op].call + 1);
+    }
+    let mut earliest_return = vec![u64::MAX; order.len() + 1];
+    for (p, &op) in order.iter().enumerate().rev() {
+        earliest_return[p] = earliest_return[p + 1].min(ops[op].ret.unwrap_or(u64::MAX));
+    }
+    // Each one's first and last place: later ones returned after it was
+    // invoked, earlier ones were invoked before it returned.
+    let mut spans: Vec<(usize, usize, usize)> = mismatches
+        .iter()
+        .map(|&m| {
+            let (call, ret) = (ops[m].call, ops[m].ret.expect("a mismatch returned"));
+            let first = earliest_return.partition_point(|&r| r <= call);
+            let last = latest_call.partition_point(|&c| c <= ret) - 1;
+            (first, last, m)
+        })
+        .collect();
+    if spans.iter().any(|&(first, last, _)| first > last) {
+        return None;
+    }
+    spans.sort_unstable_by_key(|&(first, _, m)| (first, ops[m].call));
+    let mut placed: Vec<Vec<usize>> = vec![Vec::new(); order.len() + 1];
+    let mut open: Vec<(usize, usize)> = Vec::new();
+    let mut spans = spans.into_iter().peekable();
+    let mut value = initial.clone();
+    for p in 0..=order.len() {
+        if p > 0 {
+            // In place: a value grows by every append.
+            value = match (&ops[order[p - 1]].input, value.take()) {
+                (Input::Append(suffix), Some(Value::Str(mut s))) => {
+                    s.push_str(suffix);
+                    Some(Value::Str(s))
+                }
+                (input, before) => crate::model::run(&before, input).1,
+            };
+        }
+        while let Some((_, last, m)) = spans.next_if(|&(first, ..)| first == p) {
+            open.push((last, m));
+        }
+        // The ones that may go here: the value is not the one they expected,
+        // and no one left open returned before they were invoked (it would
+        // have to go before them, so here too).
+        let differs = |m: usize| {
+            let Input::Cas(expected, _) = &ops[m].input else { unreachable!("a cas") };
+            value.as_ref() != Some(expected)
+        };
+        let mut go: Vec<bool> = open.iter().map(|&(_, m)| differs(m)).collect();
+        loop {
+            let stay = open.iter().zip(&go).filter(|&(_, &g)| !g).map(|(&(_, m), _)| ops[m].ret.unwrap_or(u64::MAX));
+            let Some(earliest) = stay.min() else { break };
+            let mut changed = false;
+            for (&(_, m), g) in open.iter().zip(go.iter_mut()) {
+                if *g && ops[m].call >= earliest {
+                    (*g, changed) = (false, true);
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        let mut still = Vec::with_capacity(open.len());
+        for (&(last, m), g) in open.iter().zip(go) {
+            if g {
+                placed[p].push(m);
+            } else if last > p {
+                still.push((last, m));
+            } else {
+                return None;
+            }
+        }
+        open = still;
+    }
+    if !open.is_empty() || spans.peek().is_some() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(order.len() + mismatches.len());
+    for (p, mut here) in placed.into_iter().enumerate() {
+        here.sort_unstable_by_key(|&m| ops[m].call);
+        out.extend(here);
+        if let Some(&op) = order.get(p) {
+            out.push(op);
+        }
+    }
+    Some(out)
 }
 
 /// Replays `order` on the model: every result as the model gives it, and

@@ -41,10 +41,10 @@ pub struct SynthArgs {
     /// r read, w write, c cas, d delete, a append (e.g. rrrwwa).
     #[arg(long)]
     mix: Option<String>,
-    /// Writes are unique elements `N,` drawn from the counter appends draw
-    /// theirs from (--values then bounds cas only): on a key of writes and
-    /// appends every read names its write and the appends since, as the
-    /// harness's workloads guarantee.
+    /// Writes (and the new values of cas) are unique elements `N,` drawn
+    /// from the counter appends draw theirs from, and a cas expects a value
+    /// the key held (--values then plays no part): every read names its
+    /// write and the appends since, as the harness's workloads guarantee.
     #[arg(long)]
     unique_values: bool,
     #[arg(long, default_value_t = 1)]
