@@ -21,6 +21,10 @@ pub enum WorkloadKind {
     CasRegister,
     /// A few keys: read, write, cas, delete.
     Kv,
+    /// As kv, but every value written (by a write or a cas) is new: each
+    /// read names the write it saw, so the checker decides keys by
+    /// inference, without a search, however many clients are in flight.
+    KvUnique,
     /// Unique appends and reads: catches lost writes.
     Append,
     /// List-append transactions over a few keys at a time (Elle's): checked

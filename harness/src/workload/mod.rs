@@ -111,6 +111,7 @@ pub fn build(options: &RunOptions) -> Box<dyn Workload> {
         WorkloadKind::Register => Box::new(Register::single()),
         WorkloadKind::CasRegister => Box::new(Register::independent(options.ops_per_key)),
         WorkloadKind::Kv => Box::new(Kv::new(5)),
+        WorkloadKind::KvUnique => Box::new(Kv::unique(5)),
         WorkloadKind::Append => Box::new(Append::new(options.ops_per_key)),
         WorkloadKind::Txn => Box::new(Txn::new()),
     }
