@@ -13,10 +13,17 @@ const SEEDS: u64 = 900;
 /// How many of the seeds `0..SEEDS` break an invariant (or trip one of the
 /// core's own assertions) with `bug` planted.
 fn caught(bug: Option<Bug>) -> (u64, Option<String>) {
+    caught_in(SEEDS, bug, Scenario::from_seed)
+}
+
+/// How many of the scenarios `scenario(0..seeds)` break an invariant (or
+/// trip one of the core's own assertions) with `bug` planted, and the first
+/// violation.
+fn caught_in(seeds: u64, bug: Option<Bug>, scenario: impl Fn(u64) -> Scenario) -> (u64, Option<String>) {
     let mut broken = 0;
     let mut first = None;
-    for seed in 0..SEEDS {
-        let mut scenario = Scenario::from_seed(seed);
+    for seed in 0..seeds {
+        let mut scenario = scenario(seed);
         scenario.planted = bug;
         let outcome = std::panic::catch_unwind(move || sim::run_with(scenario));
         let violation = match outcome {
@@ -55,22 +62,10 @@ const LONG_TICKS: u64 = 100_000;
 const LONG_RUNS: u64 = 10;
 
 fn caught_in_long_runs(bug: Option<Bug>) -> (u64, Option<String>) {
-    let mut broken = 0;
-    let mut first = None;
-    for seed in 0..LONG_RUNS {
-        let mut scenario = Scenario::from_seed(seed).with_faults(sim::FaultKind::All);
-        scenario.chaos_ticks = LONG_TICKS;
-        scenario.planted = bug;
-        let outcome = std::panic::catch_unwind(move || sim::run_with(scenario));
-        let violation = match outcome {
-            Ok(Ok(_)) => continue,
-            Ok(Err(v)) => v.to_string(),
-            Err(_) => format!("seed {seed}: the core panicked"),
-        };
-        broken += 1;
-        first.get_or_insert(violation);
-    }
-    (broken, first)
+    caught_in(LONG_RUNS, bug, |seed| Scenario {
+        chaos_ticks: LONG_TICKS,
+        ..Scenario::from_seed(seed).with_faults(sim::FaultKind::All)
+    })
 }
 
 #[test]

@@ -518,37 +518,67 @@ fn a_contradiction_without_the_ambiguous_reads_refutes_the_key() {
 /// Wherever both decide, the inference and the search agree.
 #[test]
 fn with_repeated_values_the_guesses_never_contradict_the_search() {
-    let mixes = ["rrwa", "rrwad", "rrw", "rrwd"];
-    let (mut compared, mut decided, mut keys, mut invalid) = (0, 0, 0, 0);
-    for seed in 0..4_000u64 {
-        let mut cfg = Synth::new(seed + 100_000, ModelKind::Kv);
-        cfg.values = 2 + (seed % 4) as i64;
-        cfg.mix = Some(mixes[(seed / 4 % 4) as usize].to_string());
-        cfg.concurrency = 3 + (seed / 3 % 6) as usize;
-        cfg.operations = 10 + (seed / 7 % 30) as usize;
-        cfg.info = [0.0, 0.1, 0.3][(seed / 5 % 3) as usize];
-        if seed % 3 != 0 {
-            (cfg.stale_read, cfg.lost_write) = (0.1, 0.05);
-        }
-        let ops = pair(&generate(&cfg)).expect("synthetic histories are well formed");
-        for key_ops in ops.by_key.values() {
-            keys += 1;
-            let inferred = match decide(key_ops, &None) {
-                Inference::Valid => true,
-                Inference::Invalid { .. } => false,
-                Inference::Undecided => continue,
-            };
-            decided += 1;
-            if let Some(searched) = searched(key_ops) {
-                assert_eq!(inferred, searched, "seed {seed}");
-                compared += 1;
-                invalid += usize::from(!searched);
-            }
-        }
-    }
-    println!("{decided} of {keys} keys decided, {compared} compared with the search ({invalid} invalid)");
+    let campaign = Campaign {
+        first_seed: 100_000,
+        seeds: 4_000,
+        mixes: ["rrwa", "rrwad", "rrw", "rrwd"],
+        clients: 3,
+        ops: (10, 30),
+        faults: (0.1, 0.05),
+    };
+    let (keys, decided, compared, invalid) = campaign.compare();
     assert!(decided * 10 > keys * 8, "most are decided ({decided} of {keys})");
     assert!(compared > 2_000 && invalid > 300, "and compared ({compared}, {invalid} invalid)");
+}
+
+/// Random histories of repeated integer values, compared key by key with
+/// the search wherever the inference decides.
+struct Campaign {
+    first_seed: u64,
+    seeds: u64,
+    mixes: [&'static str; 4],
+    /// Fewest clients; up to 5 more.
+    clients: usize,
+    /// Fewest operations, and how many more at most (exclusive).
+    ops: (usize, u64),
+    /// Stale-read and lost-write chances in two of three seeds.
+    faults: (f64, f64),
+}
+
+impl Campaign {
+    /// (keys, decided, compared with the search, invalid among those); any
+    /// disagreement fails the test.
+    fn compare(&self) -> (usize, usize, usize, usize) {
+        let (mut compared, mut decided, mut keys, mut invalid) = (0, 0, 0, 0);
+        for seed in 0..self.seeds {
+            let mut cfg = Synth::new(seed + self.first_seed, ModelKind::Kv);
+            cfg.values = 2 + (seed % 4) as i64;
+            cfg.mix = Some(self.mixes[(seed / 4 % 4) as usize].to_string());
+            cfg.concurrency = self.clients + (seed / 3 % 6) as usize;
+            cfg.operations = self.ops.0 + (seed / 7 % self.ops.1) as usize;
+            cfg.info = [0.0, 0.1, 0.3][(seed / 5 % 3) as usize];
+            if seed % 3 != 0 {
+                (cfg.stale_read, cfg.lost_write) = self.faults;
+            }
+            let ops = pair(&generate(&cfg)).expect("synthetic histories are well formed");
+            for key_ops in ops.by_key.values() {
+                keys += 1;
+                let inferred = match decide(key_ops, &None) {
+                    Inference::Valid => true,
+                    Inference::Invalid { .. } => false,
+                    Inference::Undecided => continue,
+                };
+                decided += 1;
+                if let Some(searched) = searched(key_ops) {
+                    assert_eq!(inferred, searched, "seed {seed}");
+                    compared += 1;
+                    invalid += usize::from(!searched);
+                }
+            }
+        }
+        println!("{decided} of {keys} keys decided, {compared} compared with the search ({invalid} invalid)");
+        (keys, decided, compared, invalid)
+    }
 }
 
 #[test]
@@ -729,34 +759,14 @@ fn a_key_with_cas_from_50_clients_is_decided_at_once() {
 /// the inference and the search agree.
 #[test]
 fn with_repeated_values_and_cas_the_inference_never_contradicts_the_search() {
-    let mixes = ["rrwc", "rrwcd", "rrwca", "rrcc"];
-    let (mut compared, mut decided, mut keys, mut invalid) = (0, 0, 0, 0);
-    for seed in 0..3_000u64 {
-        let mut cfg = Synth::new(seed + 900_000, ModelKind::Kv);
-        cfg.values = 2 + (seed % 4) as i64;
-        cfg.mix = Some(mixes[(seed / 4 % 4) as usize].to_string());
-        cfg.concurrency = 2 + (seed / 3 % 6) as usize;
-        cfg.operations = 8 + (seed / 7 % 25) as usize;
-        cfg.info = [0.0, 0.1, 0.3][(seed / 5 % 3) as usize];
-        if seed % 3 != 0 {
-            (cfg.stale_read, cfg.lost_write) = (0.2, 0.1);
-        }
-        let ops = pair(&generate(&cfg)).expect("synthetic histories are well formed");
-        for key_ops in ops.by_key.values() {
-            keys += 1;
-            let inferred = match decide(key_ops, &None) {
-                Inference::Valid => true,
-                Inference::Invalid { .. } => false,
-                Inference::Undecided => continue,
-            };
-            decided += 1;
-            if let Some(searched) = searched(key_ops) {
-                assert_eq!(inferred, searched, "seed {seed}");
-                compared += 1;
-                invalid += usize::from(!searched);
-            }
-        }
-    }
-    println!("{decided} of {keys} keys decided, {compared} compared with the search ({invalid} invalid)");
+    let campaign = Campaign {
+        first_seed: 900_000,
+        seeds: 3_000,
+        mixes: ["rrwc", "rrwcd", "rrwca", "rrcc"],
+        clients: 2,
+        ops: (8, 25),
+        faults: (0.2, 0.1),
+    };
+    let (_, _, compared, invalid) = campaign.compare();
     assert!(compared > 500 && invalid > 50, "compared ({compared}, {invalid} invalid)");
 }
