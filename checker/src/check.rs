@@ -252,41 +252,40 @@ fn check_key(
     if revisions::witnessed(ops, initial) {
         return valid(key, ops);
     }
-    if model == ModelKind::Kv {
-        // Append-only keys first; then keys whose reads name their write.
-        let (inference, explain_for) = match append_inference::decide(ops, initial) {
-            Inference::Undecided => {
-                (version_inference::decide_within(ops, initial, limits.deadline), EXPLAIN_VERSIONS_FOR)
-            }
-            decided => (decided, EXPLAIN_FOR),
-        };
-        match inference {
-            Inference::Valid => return valid(key, ops),
-            Inference::Invalid { why, op: refuted } => {
-                let explain = Limits::new(limits.deadline.min(Instant::now() + explain_for), limits.memory_bytes / 4);
-                let (verdict, reason, counterexample) = match search(ops, Kv(initial.clone()), &explain, true) {
-                    Outcome::NotLinearizable(cx) => (Verdict::Invalid, why, Some(cx)),
-                    Outcome::Unknown(_) => (Verdict::Invalid, why, None),
-                    // Never a verdict the two disagree on: that is a bug of this crate.
-                    Outcome::Linearizable => {
-                        let reason = format!("checker bug: the search linearized a key the inference refutes ({why})");
-                        (Verdict::Unknown, reason, None)
-                    }
-                };
-                let operations = ops.len();
-                let invalid = verdict == Verdict::Invalid;
-                return KeyReport {
-                    key: key.clone(),
-                    verdict,
-                    operations,
-                    reason: Some(reason),
-                    refuted_op: invalid.then_some(refuted),
-                    ops: if invalid { ops.to_vec() } else { Vec::new() },
-                    counterexample,
-                };
-            }
-            Inference::Undecided => {}
+    // Every model runs an operation as the kv model does (`model::run`); a
+    // register's history is a kv key's without deletes and appends, so the
+    // inferences decide it too, and their counterexample searches use `Kv`.
+    // Append-only keys first; then keys whose reads name their write.
+    let (inference, explain_for) = match append_inference::decide(ops, initial) {
+        Inference::Undecided => (version_inference::decide_within(ops, initial, limits.deadline), EXPLAIN_VERSIONS_FOR),
+        decided => (decided, EXPLAIN_FOR),
+    };
+    match inference {
+        Inference::Valid => return valid(key, ops),
+        Inference::Invalid { why, op: refuted } => {
+            let explain = Limits::new(limits.deadline.min(Instant::now() + explain_for), limits.memory_bytes / 4);
+            let (verdict, reason, counterexample) = match search(ops, Kv(initial.clone()), &explain, true) {
+                Outcome::NotLinearizable(cx) => (Verdict::Invalid, why, Some(cx)),
+                Outcome::Unknown(_) => (Verdict::Invalid, why, None),
+                // Never a verdict the two disagree on: that is a bug of this crate.
+                Outcome::Linearizable => {
+                    let reason = format!("checker bug: the search linearized a key the inference refutes ({why})");
+                    (Verdict::Unknown, reason, None)
+                }
+            };
+            let operations = ops.len();
+            let invalid = verdict == Verdict::Invalid;
+            return KeyReport {
+                key: key.clone(),
+                verdict,
+                operations,
+                reason: Some(reason),
+                refuted_op: invalid.then_some(refuted),
+                ops: if invalid { ops.to_vec() } else { Vec::new() },
+                counterexample,
+            };
         }
+        Inference::Undecided => {}
     }
     // The longest prefix is kept as the search goes (at little cost), so an
     // invalid key needs no second search for its counterexample.

@@ -770,3 +770,56 @@ fn with_repeated_values_and_cas_the_inference_never_contradicts_the_search() {
     let (_, _, compared, invalid) = campaign.compare();
     assert!(compared > 500 && invalid > 50, "compared ({compared}, {invalid} invalid)");
 }
+
+/// The register and cas-register models (Knossos's, and a Jepsen
+/// `history.edn`'s) run reads, writes and cas as the kv model does, so their
+/// keys are decided by the inference too: a key of 50 clients and a few
+/// hundred reads, writes and cas with unique values, which the search alone
+/// leaves unknown, gets its verdict at once under each model, and on small
+/// random keys the verdict is the search's under that model.
+#[test]
+fn register_models_are_decided_by_the_inference_as_the_search_decides_them() {
+    use checker::model::{CasRegister, Register};
+    for (model, mix) in [(ModelKind::Register, "rrww"), (ModelKind::CasRegister, "rrwwcc")] {
+        for (seed, stale_read, expected) in [(1, 0.0, Verdict::Valid), (2, 0.02, Verdict::Invalid)] {
+            let mut cfg = Synth::new(seed, model);
+            (cfg.unique_values, cfg.mix) = (true, Some(mix.to_string()));
+            (cfg.concurrency, cfg.operations, cfg.info, cfg.stale_read) = (50, 400, 0.05, stale_read);
+            let budget = Budget { timeout: Duration::from_secs(20), ..Budget::default() };
+            let report = check_history(&generate(&cfg), model, None, &budget).unwrap();
+            let reason = &report.results[0].reason;
+            assert_eq!((report.keys, report.verdict), (1, expected), "{model} seed {seed}: {reason:?}");
+            assert!(
+                report.elapsed_ms < 5_000,
+                "{model} seed {seed}: decided without a search ({} ms)",
+                report.elapsed_ms
+            );
+        }
+        let (mut compared, mut invalid) = (0, 0);
+        for seed in 0..600u64 {
+            let mut cfg = Synth::new(seed + 700_000, model);
+            (cfg.unique_values, cfg.mix) = (true, Some(mix.to_string()));
+            (cfg.concurrency, cfg.operations, cfg.info) = (2 + (seed % 5) as usize, 8 + (seed / 5 % 16) as usize, 0.1);
+            if seed % 2 == 0 {
+                (cfg.stale_read, cfg.lost_write) = (0.3, 0.2);
+            }
+            let history = generate(&cfg);
+            let ops = pair(&history).unwrap().by_key.into_values().next().unwrap();
+            let limits = Limits::new(Instant::now() + Duration::from_secs(2), 1 << 30);
+            let searched = match model {
+                ModelKind::Register => search(&ops, Register(None), &limits, false),
+                _ => search(&ops, CasRegister(None), &limits, false),
+            };
+            let searched = match searched {
+                Outcome::Linearizable => Verdict::Valid,
+                Outcome::NotLinearizable(_) => Verdict::Invalid,
+                Outcome::Unknown(_) => continue,
+            };
+            let report = check_history(&history, model, None, &Budget::default()).unwrap();
+            assert_eq!(report.verdict, searched, "{model} seed {seed}: {:?}", report.results[0].reason);
+            compared += 1;
+            invalid += usize::from(searched == Verdict::Invalid);
+        }
+        assert!(compared > 500 && invalid > 100, "{model}: both verdicts compared ({compared}, {invalid} invalid)");
+    }
+}
