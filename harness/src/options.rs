@@ -17,8 +17,14 @@ pub fn name<T: Serialize>(value: &T) -> String {
 pub enum WorkloadKind {
     /// One key: read, write, compare-and-set.
     Register,
+    /// As register, but every value written (by a write or a cas) is new.
+    RegisterUnique,
     /// Independent keys, a new one every --ops-per-key operations: read, write, cas.
     CasRegister,
+    /// As cas-register, but every value written (by a write or a cas) is
+    /// new: a stale read never passes for the current value by chance, and
+    /// the checker decides keys by inference, without a search.
+    CasRegisterUnique,
     /// A few keys: read, write, cas, delete.
     Kv,
     /// As kv, but every value written (by a write or a cas) is new: each

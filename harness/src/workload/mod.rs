@@ -6,6 +6,7 @@ pub mod append;
 mod kv;
 mod register;
 pub mod txn;
+mod values;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -109,7 +110,9 @@ pub trait Workload: Send + Sync {
 pub fn build(options: &RunOptions) -> Box<dyn Workload> {
     match options.workload {
         WorkloadKind::Register => Box::new(Register::single()),
+        WorkloadKind::RegisterUnique => Box::new(Register::single().unique()),
         WorkloadKind::CasRegister => Box::new(Register::independent(options.ops_per_key)),
+        WorkloadKind::CasRegisterUnique => Box::new(Register::independent(options.ops_per_key).unique()),
         WorkloadKind::Kv => Box::new(Kv::new(5)),
         WorkloadKind::KvUnique => Box::new(Kv::unique(5)),
         WorkloadKind::Append => Box::new(Append::new(options.ops_per_key)),
