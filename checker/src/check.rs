@@ -15,7 +15,7 @@ use crate::key::Key;
 use crate::model::{CasRegister, Kv, ModelKind, Register};
 use crate::operation::{Input, Operation, Output, pair};
 use crate::revisions::{self, RevisionReport};
-use crate::search::{CANCELLED, Counterexample, Limits, Outcome, search};
+use crate::search::{CANCELLED, Counterexample, Limits, Outcome, search, search_within_steps};
 use crate::settlement::{Settlement, SettlementEffect};
 use crate::value::Value;
 use crate::version_inference;
@@ -257,7 +257,21 @@ fn check_key(
     // inferences decide it too, and their counterexample searches use `Kv`.
     // Append-only keys first; then keys whose reads name their write.
     let (inference, explain_for) = match append_inference::decide(ops, initial) {
-        Inference::Undecided => (version_inference::decide_within(ops, initial, limits.deadline), EXPLAIN_VERSIONS_FOR),
+        Inference::Undecided => {
+            let inference = match version_inference::decide_unguessed(ops, initial, limits.deadline) {
+                Some(decided) => decided,
+                // A value written twice: the search's first rounds decide
+                // most such keys sooner than guessing (which can grow with
+                // the square of the key) does.
+                None => match search_model(ops, model, initial, limits, SEARCH_BEFORE_GUESSING * ops.len() as u64) {
+                    Some(outcome @ (Outcome::Linearizable | Outcome::NotLinearizable(_))) => {
+                        return searched(key, ops, outcome);
+                    }
+                    _ => version_inference::decide_by_guessing(ops, initial, limits.deadline),
+                },
+            };
+            (inference, EXPLAIN_VERSIONS_FOR)
+        }
         decided => (decided, EXPLAIN_FOR),
     };
     match inference {
@@ -287,13 +301,36 @@ fn check_key(
         }
         Inference::Undecided => {}
     }
-    // The longest prefix is kept as the search goes (at little cost), so an
-    // invalid key needs no second search for its counterexample.
-    let outcome = match model {
-        ModelKind::Register => search(ops, Register(initial.clone()), limits, true),
-        ModelKind::CasRegister => search(ops, CasRegister(initial.clone()), limits, true),
-        ModelKind::Kv => search(ops, Kv(initial.clone()), limits, true),
-    };
+    let outcome = search_model(ops, model, initial, limits, u64::MAX).expect("no step cap");
+    searched(key, ops, outcome)
+}
+
+/// The steps per operation (per order, in the last round) the search gets
+/// on a key whose values repeat before the version inference guesses:
+/// enough for the keys of Jepsen-style histories (values 0..5, a few
+/// clients), where the search is quick and the guessing slower.
+const SEARCH_BEFORE_GUESSING: u64 = 64;
+
+/// The search under the key's model, its race of step budgets capped at
+/// `max_steps` (`None`: undecided by then). The longest prefix is kept as
+/// it goes (at little cost), so an invalid key needs no second search for
+/// its counterexample.
+fn search_model(
+    ops: &[Operation],
+    model: ModelKind,
+    initial: &Option<Value>,
+    limits: &Limits,
+    max_steps: u64,
+) -> Option<Outcome> {
+    match model {
+        ModelKind::Register => search_within_steps(ops, Register(initial.clone()), limits, true, max_steps),
+        ModelKind::CasRegister => search_within_steps(ops, CasRegister(initial.clone()), limits, true, max_steps),
+        ModelKind::Kv => search_within_steps(ops, Kv(initial.clone()), limits, true, max_steps),
+    }
+}
+
+/// The report of a key the search decided (or gave up on).
+fn searched(key: &Option<Key>, ops: &[Operation], outcome: Outcome) -> KeyReport {
     match outcome {
         Outcome::Linearizable => valid(key, ops),
         Outcome::Unknown(reason) => KeyReport {

@@ -442,10 +442,24 @@ fn text(v: Option<&Value>) -> String {
 /// prune). Either decides alone; racing them costs at most a few times the
 /// faster one, and the step budgets keep it deterministic.
 pub fn search<S: SearchState>(ops: &[Operation], init: S, limits: &Limits, explain: bool) -> Outcome {
+    search_within_steps(ops, init, limits, explain, u64::MAX).expect("no step cap")
+}
+
+/// [`search`]'s race, its rounds' step budgets growing fourfold up to
+/// `max_steps` each; `None` if no round up to there decided. Cheap and
+/// deterministic, for a key another way may decide faster when this
+/// cannot quickly.
+pub fn search_within_steps<S: SearchState>(
+    ops: &[Operation],
+    init: S,
+    limits: &Limits,
+    explain: bool,
+    max_steps: u64,
+) -> Option<Outcome> {
     if !limits.prune {
-        return search_in(ops, init, limits, explain, false, u64::MAX, &mut 0).expect("no step budget");
+        return search_in(ops, init, limits, explain, false, max_steps, &mut 0);
     }
-    let mut budget: u64 = 1 << 16;
+    let mut budget: u64 = FIRST_ROUND_STEPS;
     // An order whose cache outgrew the memory budget drops out of the race;
     // the other goes on alone (it may need far less).
     let mut racing = [true, true];
@@ -463,15 +477,21 @@ pub fn search<S: SearchState>(ops: &[Operation], init: S, limits: &Limits, expla
                     *racing = false;
                     out_of_memory = Some(reason);
                 }
-                Some(outcome) => return outcome,
+                Some(outcome) => return Some(outcome),
             }
         }
         if let (Some(reason), [false, false]) = (&out_of_memory, racing) {
-            return Outcome::Unknown(format!("{reason}{}", progress(deepest, ops)));
+            return Some(Outcome::Unknown(format!("{reason}{}", progress(deepest, ops))));
+        }
+        if budget >= max_steps {
+            return None;
         }
         budget = budget.saturating_mul(4);
     }
 }
+
+/// The step budget of the race's first round.
+pub const FIRST_ROUND_STEPS: u64 = 1 << 16;
 
 /// How an [`Outcome::Unknown`] reason for the memory budget begins.
 const MEMORY_RAN_OUT: &str = "memory budget";

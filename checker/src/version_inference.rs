@@ -549,60 +549,72 @@ pub fn decide(ops: &[Operation], initial: &Option<Value>) -> Inference {
 /// the guesses and refutations rerun the inference, so its cost is bounded
 /// by the check's budget rather than trusted to be small.
 pub fn decide_within(ops: &[Operation], initial: &Option<Value>, deadline: Instant) -> Inference {
-    let trusted = |order: &Vec<usize>| replay(ops, initial, order).is_ok();
+    decide_unguessed(ops, initial, deadline).unwrap_or_else(|| decide_by_guessing(ops, initial, deadline))
+}
+
+/// [`decide_within`] while no read needs a guess, in time about linear in
+/// the key's history; `None` where one does (a value written twice, an
+/// absent key once it has deletes): [`decide_by_guessing`] goes on from
+/// there, at a cost that can grow with the square of the history.
+pub fn decide_unguessed(ops: &[Operation], initial: &Option<Value>, deadline: Instant) -> Option<Inference> {
     match infer_with(ops, initial, None, None, deadline) {
         // Never trusted unreplayed: a flaw of this inference is left to the search.
-        Ok(order) if trusted(&order) => Inference::Valid,
-        Ok(_) | Err(Failure::Shape) => Inference::Undecided,
-        Err(Failure::Refuted(why, op)) => Inference::Invalid { why, op },
-        Err(Failure::Ambiguous) => {
-            let valid = [Guess::LatestInvoked, Guess::LatestReturned]
-                .into_iter()
-                .any(|guess| infer_with(ops, initial, Some(guess), None, deadline).is_ok_and(|order| trusted(&order)));
-            if valid {
-                return Inference::Valid;
+        Ok(order) if replay(ops, initial, &order).is_ok() => Some(Inference::Valid),
+        Ok(_) | Err(Failure::Shape) => Some(Inference::Undecided),
+        Err(Failure::Refuted(why, op)) => Some(Inference::Invalid { why, op }),
+        Err(Failure::Ambiguous) => None,
+    }
+}
+
+/// The rest of [`decide_within`] for a key [`decide_unguessed`] left
+/// undecided for want of a guess.
+pub fn decide_by_guessing(ops: &[Operation], initial: &Option<Value>, deadline: Instant) -> Inference {
+    let trusted = |order: &Vec<usize>| replay(ops, initial, order).is_ok();
+    let valid = [Guess::LatestInvoked, Guess::LatestReturned]
+        .into_iter()
+        .any(|guess| infer_with(ops, initial, Some(guess), None, deadline).is_ok_and(|order| trusted(&order)));
+    if valid {
+        return Inference::Valid;
+    }
+    // Without the ambiguous reads: a read left out of a linearization
+    // leaves one of the rest, so a contradiction among the rest
+    // refutes the whole key.
+    let Some((kept, ambiguous)) = unambiguous(ops, initial) else { return Inference::Undecided };
+    let rest: Vec<Operation> = kept.iter().map(|&i| ops[i].clone()).collect();
+    if let Err(Failure::Refuted(why, op)) = infer_with(&rest, initial, None, None, deadline) {
+        let why = format!("{why} (found with the reads several writes or deletes could explain left out)");
+        return Inference::Invalid { why, op: kept[op] };
+    }
+    // Then with one of them, given each of its bases in turn: if
+    // every one is refuted, so is the whole key.
+    let mut runs = 0;
+    for (read, bases) in ambiguous {
+        runs += bases.len();
+        if runs > AMBIGUOUS_RUNS || Instant::now() >= deadline {
+            break;
+        }
+        let mut with: Vec<usize> = kept.iter().copied().chain([read]).collect();
+        with.sort_unstable();
+        let rest: Vec<Operation> = with.iter().map(|&i| ops[i].clone()).collect();
+        let at = with.binary_search(&read).expect("kept");
+        let (mut why, tried) = (Vec::new(), bases.len());
+        for base in bases {
+            let base = base.map(|op| with.binary_search(&op).expect("bases are kept"));
+            match infer_with(&rest, initial, None, Some((at, base)), deadline) {
+                Err(Failure::Refuted(reason, _)) => why.push(reason),
+                _ => break,
             }
-            // Without the ambiguous reads: a read left out of a linearization
-            // leaves one of the rest, so a contradiction among the rest
-            // refutes the whole key.
-            let Some((kept, ambiguous)) = unambiguous(ops, initial) else { return Inference::Undecided };
-            let rest: Vec<Operation> = kept.iter().map(|&i| ops[i].clone()).collect();
-            if let Err(Failure::Refuted(why, op)) = infer_with(&rest, initial, None, None, deadline) {
-                let why = format!("{why} (found with the reads several writes or deletes could explain left out)");
-                return Inference::Invalid { why, op: kept[op] };
-            }
-            // Then with one of them, given each of its bases in turn: if
-            // every one is refuted, so is the whole key.
-            let mut runs = 0;
-            for (read, bases) in ambiguous {
-                runs += bases.len();
-                if runs > AMBIGUOUS_RUNS || Instant::now() >= deadline {
-                    break;
-                }
-                let mut with: Vec<usize> = kept.iter().copied().chain([read]).collect();
-                with.sort_unstable();
-                let rest: Vec<Operation> = with.iter().map(|&i| ops[i].clone()).collect();
-                let at = with.binary_search(&read).expect("kept");
-                let (mut why, tried) = (Vec::new(), bases.len());
-                for base in bases {
-                    let base = base.map(|op| with.binary_search(&op).expect("bases are kept"));
-                    match infer_with(&rest, initial, None, Some((at, base)), deadline) {
-                        Err(Failure::Refuted(reason, _)) => why.push(reason),
-                        _ => break,
-                    }
-                }
-                if why.len() == tried {
-                    let why = format!(
-                        "{} has no base that fits: {}",
-                        describe(&ops[read]),
-                        why.iter().map(|w| format!("({w})")).collect::<Vec<_>>().join(", or ")
-                    );
-                    return Inference::Invalid { why, op: read };
-                }
-            }
-            Inference::Undecided
+        }
+        if why.len() == tried {
+            let why = format!(
+                "{} has no base that fits: {}",
+                describe(&ops[read]),
+                why.iter().map(|w| format!("({w})")).collect::<Vec<_>>().join(", or ")
+            );
+            return Inference::Invalid { why, op: read };
         }
     }
+    Inference::Undecided
 }
 
 /// How many times [`decide`] runs the inference with one ambiguous read

@@ -98,3 +98,35 @@ fn an_invalid_keys_longest_prefix_replays_on_the_model() {
     }
     assert!(checked > 100, "invalid keys must be common here ({checked})");
 }
+
+/// A step cap stops the race undecided (`None`) rather than answering
+/// wrongly: a key of 50 clients all in flight with a stale read (which the
+/// search alone leaves unknown after seconds) is not decided within two
+/// rounds, while every small key gets, within the first, the verdict the
+/// uncapped search gives.
+#[test]
+fn a_capped_search_answers_as_the_search_does_or_not_at_all() {
+    use checker::search::{FIRST_ROUND_STEPS, search_within_steps};
+    let limits = || Limits::new(Instant::now() + Duration::from_secs(20), 1 << 30);
+    let mut cfg = Synth::new(1, ModelKind::Kv);
+    (cfg.unique_values, cfg.mix) = (true, Some("rrwwcc".to_string()));
+    (cfg.concurrency, cfg.operations, cfg.info, cfg.stale_read) = (50, 400, 0.05, 0.02);
+    let hard = pair(&generate(&cfg)).unwrap().by_key.into_values().next().unwrap();
+    assert!(search_within_steps(&hard, Kv(None), &limits(), false, FIRST_ROUND_STEPS * 4).is_none());
+    let (mut decided, mut invalid) = (0, 0);
+    for seed in 0..300 {
+        let mut cfg = Synth::new(seed, ModelKind::CasRegister);
+        (cfg.concurrency, cfg.operations, cfg.stale_read) = (3, 20, if seed % 2 == 0 { 0.3 } else { 0.0 });
+        let ops = pair(&generate(&cfg)).unwrap().by_key.into_values().next().unwrap();
+        let capped = search_within_steps(&ops, CasRegister(None), &limits(), false, FIRST_ROUND_STEPS);
+        let Some(capped) = capped else { continue };
+        let full = search(&ops, CasRegister(None), &limits(), false);
+        assert_eq!(matches!(capped, Outcome::Linearizable), matches!(full, Outcome::Linearizable), "seed {seed}");
+        decided += 1;
+        invalid += usize::from(matches!(capped, Outcome::NotLinearizable(_)));
+    }
+    assert!(
+        decided > 290 && invalid > 50,
+        "small keys are decided within the first round ({decided}, {invalid} invalid)"
+    );
+}
