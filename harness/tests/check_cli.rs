@@ -68,8 +68,20 @@ fn exit_statuses_follow_the_verdict() {
 
 #[test]
 fn an_exhausted_budget_exits_2() {
-    // With no time at all no history gets a verdict: unknown, never valid.
-    let path = write_history("unknown.jsonl", &WRITE_1);
+    // With no time at all a key that needs the search gets no verdict:
+    // unknown, never valid. (Two writes of one value make the read
+    // ambiguous, so no inference decides it at once.)
+    let path = write_history(
+        "unknown.jsonl",
+        &[
+            r#"{"index":0,"type":"invoke","process":1,"f":"write","value":1,"time":0}"#,
+            r#"{"index":1,"type":"invoke","process":2,"f":"write","value":1,"time":1}"#,
+            r#"{"index":2,"type":"ok","process":1,"f":"write","value":1,"time":2}"#,
+            r#"{"index":3,"type":"ok","process":2,"f":"write","value":1,"time":3}"#,
+            r#"{"index":4,"type":"invoke","process":3,"f":"read","value":null,"time":4}"#,
+            r#"{"index":5,"type":"ok","process":3,"f":"read","value":1,"time":5}"#,
+        ],
+    );
     let (code, out, _) = check(&["--model", "register", "--timeout", "0", path.path()]);
     assert_eq!(code, 2, "{out}");
     assert!(out.starts_with("UNKNOWN"), "{out}");
