@@ -208,7 +208,7 @@ fn power_html(summaries: &[serde_json::Value]) -> String {
             "<h2 id=\"test-power\">Test power</h2><p class=\"note\">Suite {} of {}: each bug of the catalogue planted on purpose \
              (capukv/src/planted.rs), under the nemeses meant for it. A bug caught in few runs is a fault the harness cannot yet \
              provoke.</p><table class=\"runs\" id=\"detection-matrix\"><tr><th>planted bug</th><th>nemesis</th><th>caught</th>\
-             <th>median s to detect</th><th>worst s</th><th>simulation</th></tr>",
+             <th>median s to detect</th><th>worst s</th><th>workload</th><th>simulation</th></tr>",
             escape(latest["suite"].as_str().unwrap_or("?")),
             escape(latest["started_at"].as_str().unwrap_or("?"))
         );
@@ -219,13 +219,15 @@ fn power_html(summaries: &[serde_json::Value]) -> String {
             let sim = if sim["seeds"].is_u64() { crate::suite::simulation_cell(sim) } else { "-".into() };
             let _ = write!(
                 html,
-                "<tr><td>{}</td><td>{}</td><td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(bug),
                 escape(cell["nemesis"].as_str().unwrap_or("?")),
                 cell["caught"],
                 cell["runs"],
                 secs(&cell["median_detect_s"]),
                 secs(&cell["worst_detect_s"]),
+                // Summaries before the matrix had a workload column say none.
+                escape(cell["workload"].as_str().unwrap_or("-")),
                 escape(&sim)
             );
         }
@@ -254,10 +256,11 @@ mod power_tests {
             "duration_s": 90.0, "detection_matrix": [{"bug": "no-fsync", "nemesis": "kill", "runs": 2, "caught": 0}]});
         let new = json!({"suite": "power", "started_at": "20261201T000000Z", "runs": 3, "passed": 3, "skipped": 0,
             "duration_s": 99.0,
-            "detection_matrix": [{"bug": "no-fsync", "nemesis": "power", "runs": 3, "caught": 3, "median_detect_s": 4.5}],
+            "detection_matrix": [{"bug": "no-fsync", "nemesis": "power", "runs": 3, "caught": 3, "median_detect_s": 4.5,
+                "workload": "append"}],
             "simulation": {"no-fsync": {"seeds": 20, "broken": 19, "ticks": 100000, "faults": "all"}}});
         let html = power_html(&[old, new]);
-        assert!(html.contains("<td>19/20 seeds of 100000 ticks, all faults</td>"), "{html}");
+        assert!(html.contains("<td>append</td><td>19/20 seeds of 100000 ticks, all faults</td>"), "{html}");
         assert!(html.contains("<td>no-fsync</td><td>power</td><td>3/3</td><td>4.5</td>"), "{html}");
         assert!(!html.contains("<td>kill</td>"), "only the newest matrix: {html}");
         assert!(html.contains("<a href=\"trend.html\">2 suite runs</a>"), "{html}");

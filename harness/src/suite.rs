@@ -427,11 +427,13 @@ pub fn simulation_cell(r: &serde_json::Value) -> String {
     cell
 }
 
-/// One cell of the detection matrix: a planted bug under one nemesis.
+/// One cell of the detection matrix: a planted bug under one nemesis, with
+/// one workload (so that a suite can set two workloads side by side).
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Detection {
     pub bug: String,
     pub nemesis: String,
+    pub workload: String,
     pub runs: usize,
     pub caught: usize,
     /// Median and worst time to detect over the caught runs whose time is
@@ -449,13 +451,14 @@ pub fn detection_matrix(results: &[RunResult]) -> Vec<Detection> {
     let mut times: Vec<Vec<f64>> = Vec::new();
     for r in results.iter().filter(|r| r.ran()) {
         let Some(bug) = &r.planned.planted_bug else { continue };
-        let nemesis = name(&r.planned.nemesis);
-        let i = match cells.iter().position(|c| &c.bug == bug && c.nemesis == nemesis) {
+        let (nemesis, workload) = (name(&r.planned.nemesis), name(&r.planned.workload));
+        let i = match cells.iter().position(|c| &c.bug == bug && c.nemesis == nemesis && c.workload == workload) {
             Some(i) => i,
             None => {
                 cells.push(Detection {
                     bug: bug.clone(),
                     nemesis,
+                    workload,
                     runs: 0,
                     caught: 0,
                     median_detect_s: None,
@@ -593,6 +596,12 @@ mod tests {
         assert_eq!(m[0].signatures, vec!["linearizability[read] under partition".to_string()]);
         assert_eq!((m[1].runs, m[1].caught, m[1].median_detect_s), (1, 0, None));
         assert_eq!((m[2].runs, m[2].caught, m[2].median_detect_s), (1, 1, None), "a skipped run does not count");
+
+        let mut unique = planted("commit-alone", Partition, "invalid", Some(2.0));
+        unique.planned.workload = WorkloadKind::CasRegisterUnique;
+        let m = detection_matrix(&[runs[0].clone(), unique, runs[1].clone()]);
+        let cells: Vec<_> = m.iter().map(|c| (c.workload.as_str(), c.runs)).collect();
+        assert_eq!(cells, [("register", 2), ("cas-register-unique", 1)], "one cell per workload");
     }
 
     #[test]
@@ -665,6 +674,9 @@ mod tests {
         assert_eq!(commit_alone.workload, WorkloadKind::CasRegisterUnique, "a planted row's default workload");
         let estimate: f64 = runs.len() as f64 * (power.time_limit + RUN_OVERHEAD_S);
         assert!(estimate <= power.budget_minutes * 60.0, "power must fit its budget: {estimate} s");
+        let values = Suite::read(&root.join("values.toml")).unwrap().plan();
+        let workloads: std::collections::BTreeSet<_> = values.iter().map(|p| name(&p.workload)).collect();
+        assert_eq!(workloads.into_iter().collect::<Vec<_>>(), ["cas-register", "cas-register-unique"]);
         let bad = std::env::temp_dir().join(format!("capukv-bad-suite-{}.toml", std::process::id()));
         std::fs::write(&bad, "name = \"x\"\nbudget_minutes = 1\ntime_limit = 5\nseeds = 1\n[matrix]\nworkload = [\"nope\"]\nnemesis = [\"kill\"]\n").unwrap();
         let err = Suite::read(&bad).unwrap_err();

@@ -183,16 +183,17 @@ fn print_matrix(matrix: &[Detection], simulation: &serde_json::Value) {
         return;
     }
     println!("\ndetection matrix (planted bug x nemesis: caught runs, time from first fault to detection)");
-    println!("{:<30} {:<10} {:>8} {:>11} {:>10}", "bug", "nemesis", "caught", "median s", "worst s");
+    println!("{:<30} {:<10} {:>8} {:>11} {:>10}  {}", "bug", "nemesis", "caught", "median s", "worst s", "workload");
     let secs = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{s:.1}"));
     for c in matrix {
         println!(
-            "{:<30} {:<10} {:>8} {:>11} {:>10}",
+            "{:<30} {:<10} {:>8} {:>11} {:>10}  {}",
             c.bug,
             c.nemesis,
             format!("{}/{}", c.caught, c.runs),
             secs(c.median_detect_s),
-            secs(c.worst_detect_s)
+            secs(c.worst_detect_s),
+            c.workload
         );
     }
     if let Some(sim) = simulation.as_object().filter(|s| !s.is_empty()) {
