@@ -183,7 +183,7 @@ fn print_matrix(matrix: &[Detection], simulation: &serde_json::Value) {
         return;
     }
     println!("\ndetection matrix (planted bug x nemesis: caught runs, time from first fault to detection)");
-    println!("{:<30} {:<10} {:>8} {:>11} {:>10}  {}", "bug", "nemesis", "caught", "median s", "worst s", "workload");
+    println!("{:<30} {:<10} {:>8} {:>11} {:>10}  workload", "bug", "nemesis", "caught", "median s", "worst s");
     let secs = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{s:.1}"));
     for c in matrix {
         println!(
