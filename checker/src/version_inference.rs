@@ -11,7 +11,9 @@
 //! before the read and those appends, in that order, the only ones between.
 //! (Not candidates: bases invoked after the read returned, and bases another
 //! base certainly overwrote before the read was invoked, one invoked after
-//! they returned that returned itself before the read began.) Then:
+//! they returned that returned itself before the read began; nor spellings
+//! that hold an append of either kind: appends happen once, so an append a
+//! base replaced never comes back.) Then:
 //!
 //! 1. A read that no base and appends spell, or that holds an append twice,
 //!    has no place. Each append a read holds belongs to that read's base,
@@ -76,17 +78,22 @@
 //! before anything after it returned) before it is trusted.
 //!
 //! A read that two bases could spell with different appends (a written
-//! value that looks like appended elements) leaves the key to the search.
-//! One that several bases could spell with the same appends (two writes of
-//! one value; an absent key, or appends to one, once the key has deletes)
-//! is given one by a guess: the reads of one first append share a base no
-//! other first append has, latest to return choosing first; each takes the
+//! value that looks like appended elements: the write `1` then the append
+//! `2,`, or a delete then the append `12,`) is given, under a guess, the
+//! spellings whose oldest append was invoked last. One that several bases
+//! could spell with the same appends (two writes of one value; an absent
+//! key, or appends to one, once the key has deletes) is given one by a
+//! guess: the reads of one first append share a base no other first append
+//! has (nor a cas that replaced it bare), latest to return choosing first;
+//! a read of no append takes a base none of whose known appends, reads of
+//! them and cas replacing it returned before the read began; each takes the
 //! first candidate, in the [`Guess`]'s order of preference (invoked last,
 //! or returned last before the reads began), whose block or lone operation
 //! it can join without a contradiction with the items known so far. A cas
 //! whose expected value several bases spell (with the same appends) is
 //! given, under a guess, the base an unambiguous read put its first append
-//! after, else the one invoked last that no other cas replaced. If an
+//! after, else the one invoked last that no other cas replaced and no read
+//! saw another first append follow. If an
 //! order follows that the replay accepts, the key is valid. A contradiction
 //! under a guess may come from the guess alone and refutes nothing; but one
 //! found with the ambiguous reads left out, or with one of them put back
@@ -100,8 +107,9 @@
 //! inference for two guesses and, to refute, up to 128 times more (an
 //! ambiguous read under one of its bases each time); a key with an
 //! ambiguous cas is never refuted. Left to the search: appends that
-//! repeat or share a prefix, a value that two bases spell with different
-//! appends, and a mismatch with no place in the order found.
+//! repeat or share a prefix, a key no guess linearizes and no refutation
+//! that holds for every guess refutes, and a mismatch with no place in the
+//! order found.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -273,17 +281,42 @@ fn spell_appends(shape: &Shape, rest: &str) -> Option<Vec<usize>> {
     Some(out)
 }
 
+/// Under a guess, of spellings that differ in their appends (`1` then
+/// `2,`, or an absent key then `12,`), keeps those whose oldest append was
+/// invoked last: with many concurrent clients no base is certain to have
+/// overwritten an older one, but the older, the likelier it was. The
+/// guess only steers the order the replay then checks.
+fn keep_freshest_appends(ops: &[Operation], found: &mut Vec<Spelling>) {
+    if found.iter().all(|f| f.appends == found[0].appends) {
+        return;
+    }
+    let oldest = |f: &Spelling| f.appends.iter().map(|&a| ops[a].call).min().unwrap_or(u64::MAX);
+    let Some(freshest) = found.iter().max_by_key(|f| oldest(f)).map(|f| f.appends.clone()) else { return };
+    found.retain(|f| f.appends == freshest);
+}
+
 /// Every way a read's result can be spelled by a base it may have seen.
 #[derive(Default)]
 struct Spellings {
     found: Vec<Spelling>,
     /// A spelling held an append twice.
     twice: bool,
-    /// A base that spells it (with appends after it, or not) but cannot be
-    /// the one it saw, and the base that certainly overwrote it before the
-    /// read was invoked (`None`: it was invoked after the read returned).
-    excluded: Option<(Base, bool, Option<usize>)>,
+    /// A spelling that cannot be what the read saw: its base or one of its
+    /// appends, and the base that certainly overwrote that before the read
+    /// was invoked (`None`: it was invoked after the read returned).
+    excluded: Option<Excluded>,
 }
+
+/// What a spelling names that the read cannot have seen.
+#[derive(Clone, Copy)]
+enum Unseen {
+    /// The base (and whether appends follow it in the spelling).
+    Base(Base, bool),
+    /// One of its appends (an op index).
+    Append(usize),
+}
+
+type Excluded = (Unseen, Option<usize>);
 
 /// A completed read's value, or the value a cas that took effect expected.
 fn observed(op: &Operation) -> Option<&Value> {
@@ -299,15 +332,21 @@ fn spellings(ops: &[Operation], initial: &Option<Value>, shape: &Shape, read: &O
     let mut out = Spellings::default();
     // A base invoked after the read returned cannot be the one it saw, nor
     // one another base certainly overwrote before the read was invoked (an
-    // info cas never returned).
+    // info cas never returned). Nor can an append be in the value on either
+    // count: appends happen once, so once a base replaced an append's text,
+    // nothing brings it back.
     let ret = read.ret.unwrap_or(u64::MAX);
+    let unseen = |x: Base| match x.is_some_and(|op| ops[op].call > ret) {
+        true => Some(None),
+        false => shape.overwrites.overwriter(ops, x, read.call).map(Some),
+    };
     let add = |out: &mut Spellings, base: Base, appends: Vec<usize>| {
-        if base.is_some_and(|op| ops[op].call > ret) {
-            out.excluded.get_or_insert((base, !appends.is_empty(), None));
-        } else if let Some(by) = shape.overwrites.overwriter(ops, base, read.call) {
-            out.excluded.get_or_insert((base, !appends.is_empty(), Some(by)));
-        } else {
-            out.found.push(Spelling { base, appends });
+        let excluded = unseen(base)
+            .map(|by| (Unseen::Base(base, !appends.is_empty()), by))
+            .or_else(|| appends.iter().find_map(|&a| Some((Unseen::Append(a), unseen(Some(a))?))));
+        match excluded {
+            Some(excluded) => _ = out.excluded.get_or_insert(excluded),
+            None => out.found.push(Spelling { base, appends }),
         }
     };
     // No append since the base: the base's value itself.
@@ -407,13 +446,18 @@ fn place_units(
     items: &mut [Item],
     units: Vec<Unit>,
     reads_of: &mut HashMap<Base, Vec<(usize, Vec<usize>)>>,
+    cas_of: &HashMap<Base, Vec<(usize, Vec<usize>)>>,
     deadline: Instant,
 ) -> bool {
     let mut known: HashMap<usize, Base> = HashMap::new();
-    for (&base, reads) in reads_of.iter() {
-        for (_, appends) in reads {
-            if let Some(&first) = appends.first() {
-                known.insert(first, base);
+    // Bases a cas that took effect replaced before any append: none follows.
+    let mut closed: BTreeSet<Base> = BTreeSet::new();
+    for (&base, seen) in reads_of.iter().chain(cas_of.iter()) {
+        for (op, appends) in seen {
+            match appends.first() {
+                Some(&first) => _ = known.insert(first, base),
+                None if matches!(ops[*op].input, Input::Cas(..)) => _ = closed.insert(base),
+                None => {}
             }
         }
     }
@@ -427,6 +471,7 @@ fn place_units(
     };
     // The block of the initial value, if no unambiguous read saw it.
     let mut added: Vec<Item> = Vec::new();
+    let mut ended: Option<HashMap<Base, u64>> = None;
     for mut unit in units {
         if Instant::now() >= deadline {
             return false;
@@ -434,11 +479,13 @@ fn place_units(
         match unit.first {
             Some(first) => match known.get(&first) {
                 Some(base) => unit.candidates.retain(|b| b == base),
-                None => unit.candidates.retain(|b| !first_after.contains_key(b)),
+                None => unit.candidates.retain(|b| !first_after.contains_key(b) && !closed.contains(b)),
             },
             None => {
+                // Units with appends are all placed by now.
+                let ended = ended.get_or_insert_with(|| block_ends(ops, reads_of, cas_of));
                 let start = ops[unit.reads[0].0].call;
-                unit.candidates.retain(|b| first_after.get(b).is_none_or(|&a| ops[a].ret.is_none_or(|r| r > start)));
+                unit.candidates.retain(|b| ended.get(b).is_none_or(|&r| r > start));
             }
         }
         let first_return = unit.members.iter().filter_map(|&op| Some((ops[op].ret? + 1, op))).min();
@@ -490,6 +537,26 @@ fn place_units(
         }
     }
     true
+}
+
+/// For each base, the earliest return among the appends after it that
+/// reads or cas saw, those reads, and the cas that replaced it: a read of
+/// the base's value alone, invoked after that, cannot have seen it.
+fn block_ends(
+    ops: &[Operation],
+    reads_of: &HashMap<Base, Vec<(usize, Vec<usize>)>>,
+    cas_of: &HashMap<Base, Vec<(usize, Vec<usize>)>>,
+) -> HashMap<Base, u64> {
+    let mut ended: HashMap<Base, u64> = HashMap::new();
+    let seen = reads_of.iter().flat_map(|(b, reads)| reads.iter().filter(|(_, a)| !a.is_empty()).map(move |r| (b, r)));
+    for (&base, (op, appends)) in seen.chain(cas_of.iter().flat_map(|(b, cas)| cas.iter().map(move |c| (b, c)))) {
+        let earliest = appends.iter().chain([op]).filter_map(|&o| ops[o].ret).min();
+        if let Some(r) = earliest {
+            let e = ended.entry(base).or_insert(u64::MAX);
+            *e = (*e).min(r);
+        }
+    }
+    ended
 }
 
 /// A read several bases could spell, and its spellings.
@@ -672,6 +739,9 @@ fn infer_with(
         {
             found.retain(|s| s.base == base);
         }
+        if guess.is_some() {
+            keep_freshest_appends(ops, &mut found);
+        }
         match found.len() {
             0 => return Err(unspelled(ops, initial, read, excluded, twice)),
             1 => {
@@ -696,21 +766,33 @@ fn infer_with(
         .iter()
         .flat_map(|(&base, reads)| reads.iter().filter_map(move |(_, appends)| Some((*appends.first()?, base))))
         .collect();
+    let followed: BTreeSet<Base> = first_after.values().copied().collect();
     while let Some(cas) = next.pop() {
         let Spellings { mut found, twice, excluded } = spellings(ops, initial, &shape, &ops[cas]);
+        if guess.is_some() {
+            keep_freshest_appends(ops, &mut found);
+        }
         let Spelling { base, appends } = match found.len() {
             0 => return Err(unspelled(ops, initial, cas, excluded, twice)),
             1 => found.pop().expect("one"),
             // Several bases spell it with the same appends (the absent key's
-            // appends, once the key has deletes): a guess, which the replay
-            // checks: the base an unambiguous read put its first append
-            // after, else the one invoked last that no other cas replaced.
+            // appends, once the key has deletes; a value written twice): a
+            // guess, which the replay checks: the base an unambiguous read
+            // put its first append after, else the one invoked last that no
+            // other cas replaced and no read saw another first append after
+            // (the cas found none or its own), else the one invoked last no
+            // other cas replaced.
             _ if guess.is_some() && found.iter().all(|f| f.appends == found[0].appends) => {
                 let owner = found[0].appends.first().and_then(|a| first_after.get(a));
-                let pick = found.iter().position(|f| Some(&f.base) == owner).or_else(|| {
-                    let free = found.iter().enumerate().filter(|(_, f)| !cas_of.contains_key(&f.base));
+                let latest = |free: &dyn Fn(&Spelling) -> bool| {
+                    let free = found.iter().enumerate().filter(|(_, f)| free(f));
                     free.max_by_key(|(_, f)| f.base.map_or(0, |op| ops[op].call + 1)).map(|(i, _)| i)
-                });
+                };
+                let pick = found
+                    .iter()
+                    .position(|f| Some(&f.base) == owner)
+                    .or_else(|| latest(&|f| !cas_of.contains_key(&f.base) && !followed.contains(&f.base)))
+                    .or_else(|| latest(&|f| !cas_of.contains_key(&f.base)));
                 found.swap_remove(pick.unwrap_or(0))
             }
             _ if guess.is_none() && found.iter().all(|f| f.appends == found[0].appends) => {
@@ -730,7 +812,7 @@ fn infer_with(
         let units = units(ops, &shape.overwrites, guess, ambiguous);
         if !units.is_empty() {
             let mut items = items(ops, initial, reads_of.clone(), cas_of.clone())?;
-            if !place_units(ops, &mut items, units, &mut reads_of, deadline) {
+            if !place_units(ops, &mut items, units, &mut reads_of, &cas_of, deadline) {
                 return Err(Failure::Shape);
             }
         }
@@ -751,23 +833,29 @@ fn unspelled(
     ops: &[Operation],
     initial: &Option<Value>,
     read: usize,
-    excluded: Option<(Base, bool, Option<usize>)>,
+    excluded: Option<Excluded>,
     twice: bool,
 ) -> Failure {
     let refuted = Failure::Refuted;
     let saw = if matches!(ops[read].input, Input::Cas(..)) { "expected" } else { "read" };
-    if let Some((base, appended, by)) = excluded {
-        let seen = format!(
-            "{} can only have seen {}{}",
-            describe(&ops[read]),
-            describe_base(ops, initial, base),
-            if appended { " and appends after it" } else { "" }
-        );
-        let why = match (by, base) {
-            (Some(by), None) => {
+    if let Some((unseen, by)) = excluded {
+        let seen = match unseen {
+            Unseen::Base(base, appended) => format!(
+                "{} can only have seen {}{}",
+                describe(&ops[read]),
+                describe_base(ops, initial, base),
+                if appended { " and appends after it" } else { "" }
+            ),
+            Unseen::Append(append) => {
+                format!("{} can only have seen a value that holds {}", describe(&ops[read]), describe(&ops[append]))
+            }
+        };
+        let initial_value = matches!(unseen, Unseen::Base(None, _));
+        let why = match (by, initial_value) {
+            (Some(by), true) => {
                 format!("{seen}, but {} had returned before the {saw} was invoked", describe(&ops[by]))
             }
-            (Some(by), Some(_)) => format!(
+            (Some(by), false) => format!(
                 "{seen}, but {} was invoked after that returned and returned before the {saw} was invoked: it overwrote it",
                 describe(&ops[by])
             ),
