@@ -291,7 +291,7 @@ fn keep_freshest_appends(ops: &[Operation], found: &mut Vec<Spelling>) {
         return;
     }
     let oldest = |f: &Spelling| f.appends.iter().map(|&a| ops[a].call).min().unwrap_or(u64::MAX);
-    let Some(freshest) = found.iter().max_by_key(|f| oldest(f)).map(|f| f.appends.clone()) else { return };
+    let freshest = found.iter().max_by_key(|f| oldest(f)).expect("spellings that differ").appends.clone();
     found.retain(|f| f.appends == freshest);
 }
 
@@ -341,9 +341,17 @@ fn spellings(ops: &[Operation], initial: &Option<Value>, shape: &Shape, read: &O
         false => shape.overwrites.overwriter(ops, x, read.call).map(Some),
     };
     let add = |out: &mut Spellings, base: Base, appends: Vec<usize>| {
-        let excluded = unseen(base)
-            .map(|by| (Unseen::Base(base, !appends.is_empty()), by))
-            .or_else(|| appends.iter().find_map(|&a| Some((Unseen::Append(a), unseen(Some(a))?))));
+        // Only two appends need a look: if any was invoked after the read
+        // returned, the one invoked last was; if a base erased any, it
+        // erased the one that returned first (more bases began after it).
+        let last_invoked = appends.iter().copied().max_by_key(|&a| ops[a].call);
+        let first_returned = appends.iter().copied().min_by_key(|&a| ops[a].ret.unwrap_or(u64::MAX));
+        let excluded = unseen(base).map(|by| (Unseen::Base(base, !appends.is_empty()), by)).or_else(|| {
+            [last_invoked, first_returned]
+                .into_iter()
+                .flatten()
+                .find_map(|a| Some((Unseen::Append(a), unseen(Some(a))?)))
+        });
         match excluded {
             Some(excluded) => _ = out.excluded.get_or_insert(excluded),
             None => out.found.push(Spelling { base, appends }),
@@ -450,17 +458,16 @@ fn place_units(
     deadline: Instant,
 ) -> bool {
     let mut known: HashMap<usize, Base> = HashMap::new();
-    // Bases a cas that took effect replaced before any append: none follows.
-    let mut closed: BTreeSet<Base> = BTreeSet::new();
     for (&base, seen) in reads_of.iter().chain(cas_of.iter()) {
-        for (op, appends) in seen {
-            match appends.first() {
-                Some(&first) => _ = known.insert(first, base),
-                None if matches!(ops[*op].input, Input::Cas(..)) => _ = closed.insert(base),
-                None => {}
+        for (_, appends) in seen {
+            if let Some(&first) = appends.first() {
+                known.insert(first, base);
             }
         }
     }
+    // Bases a cas that took effect replaced before any append: none follows.
+    let closed: BTreeSet<Base> =
+        cas_of.iter().filter(|(_, cas)| cas.iter().any(|(_, appends)| appends.is_empty())).map(|(&b, _)| b).collect();
     let mut first_after: HashMap<Base, usize> = known.iter().map(|(&a, &b)| (b, a)).collect();
     let item_of = |items: &[Item], base: Base| {
         items.iter().position(|it| match (it.base, base) {
