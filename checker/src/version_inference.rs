@@ -94,22 +94,38 @@
 //! given, under a guess, the base an unambiguous read put its first append
 //! after, else the one invoked last that no other cas replaced and no read
 //! saw another first append follow. If an
-//! order follows that the replay accepts, the key is valid. A contradiction
-//! under a guess may come from the guess alone and refutes nothing; but one
-//! found with the ambiguous reads left out, or with one of them put back
-//! under each of its bases in turn, holds for the whole key (leaving reads
-//! out of a linearization leaves a linearization of the rest). Otherwise
-//! the key is left to the search.
+//! order follows that the replay accepts, the key is valid.
+//!
+//! A contradiction under a guess may come from the guess alone and refutes
+//! nothing, but it names the operations it involves (the two items that
+//! must each precede the other, the block out of order): the guess is
+//! *mended* by ruling out, for the next run, the base that the choice
+//! holding the first-named of them took (a unit's base, a cas's, or the
+//! spelling kept of several with different appends), and run again, up to
+//! 64 times per guess and within a quarter of the time left. Bases the
+//! guess's preferences set aside (another first append follows them, a
+//! block ended before the read) are taken only once the preferred ones are
+//! ruled out. An info cas no read or cas that took effect named is no
+//! candidate: nothing would check what it expected.
+//!
+//! A contradiction found with the ambiguous reads left out, or with one
+//! *unit* of them put back under each base it could have in turn, holds for
+//! the whole key (leaving reads out of a linearization leaves a
+//! linearization of the rest): a unit is the reads whose every spelling
+//! holds one first append (in every linearization they share its base,
+//! which must spell each of them), or one other read alone. To refute, a
+//! cas that took effect whose expected value several bases spell is left a
+//! write of its value: a linearization of the key is one of that history.
+//! Otherwise the key is left to the search.
 //!
 //! Time and memory are about linear in the size of the key's history
 //! (sorting aside, and trying each distinct length of base text and
 //! appended text where a read is spelled out); an ambiguous key repeats the
-//! inference for two guesses and, to refute, up to 128 times more (an
-//! ambiguous read under one of its bases each time); a key with an
-//! ambiguous cas is never refuted. Left to the search: appends that
-//! repeat or share a prefix, a key no guess linearizes and no refutation
-//! that holds for every guess refutes, and a mismatch with no place in the
-//! order found.
+//! inference for two guesses and their mends and, to refute, up to 128
+//! times more (a unit under one of its bases each time). Left to the
+//! search: appends that repeat or share a prefix, a key no mended guess
+//! linearizes and no refutation that holds for every guess refutes, and a
+//! mismatch with no place in the order found.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -391,6 +407,8 @@ fn spellings(ops: &[Operation], initial: &Option<Value>, shape: &Shape, read: &O
 
 /// Reads that must share one base, to be guessed together.
 struct Unit {
+    /// Names it across runs (see [`Choice::key`]).
+    key: usize,
     /// The first append they hold (`None`: they hold none, and are one read).
     first: Option<usize>,
     /// The reads with their appends, and every read and append of the unit.
@@ -409,7 +427,17 @@ struct Unit {
 /// overwritten before the last of them was invoked; units with appends
 /// first (they claim bases), latest to return first (so that bases are
 /// paired with appends in time order); then each read of no append alone.
-fn units(ops: &[Operation], overwrites: &Overwrites, guess: Guess, ambiguous: Vec<Ambiguous>) -> Vec<Unit> {
+fn units(
+    ops: &[Operation],
+    overwrites: &Overwrites,
+    took_effect: &BTreeSet<usize>,
+    guessing: &Guessing,
+    ambiguous: Vec<Ambiguous>,
+) -> Vec<Unit> {
+    // An info cas no read or cas that took effect named has no place yet:
+    // nothing would check what it expected.
+    let unplaced =
+        |op: usize| ops[op].ret.is_none() && matches!(ops[op].input, Input::Cas(..)) && !took_effect.contains(&op);
     let mut by_first: BTreeMap<(Option<usize>, usize), Vec<Ambiguous>> = BTreeMap::new();
     for (read, found) in ambiguous {
         let first = found[0].appends.first().copied();
@@ -417,7 +445,8 @@ fn units(ops: &[Operation], overwrites: &Overwrites, guess: Guess, ambiguous: Ve
         by_first.entry((first, unit)).or_default().push((read, found));
     }
     let mut units = Vec::new();
-    for ((first, _), unit) in by_first {
+    for ((first, read), unit) in by_first {
+        let key = first.unwrap_or(read);
         let mut candidates: Vec<Base> = unit[0].1.iter().map(|s| s.base).collect();
         for (_, found) in &unit[1..] {
             candidates.retain(|b| found.iter().any(|s| s.base == *b));
@@ -426,11 +455,15 @@ fn units(ops: &[Operation], overwrites: &Overwrites, guess: Guess, ambiguous: Ve
         let members: Vec<usize> = unit.iter().map(|(read, _)| *read).chain(longest.iter().copied()).collect();
         let deadline = members.iter().map(|&op| ops[op].ret.unwrap_or(u64::MAX)).min().unwrap_or(u64::MAX);
         let latest = members.iter().map(|&op| ops[op].call).max().unwrap_or(0);
-        candidates.retain(|b| b.is_none_or(|op| ops[op].call < deadline) && !overwrites.overwritten(ops, *b, latest));
+        candidates.retain(|b| {
+            b.is_none_or(|op| ops[op].call < deadline && !unplaced(op))
+                && !overwrites.overwritten(ops, *b, latest)
+                && !guessing.ruled_out(key, *b)
+        });
         let start = unit.iter().map(|(read, _)| ops[*read].call).min().expect("a unit has a read");
         let rank = |b: &Base| {
             let returned = b.map_or(Some(0), |op| ops[op].ret.filter(|&r| r < start));
-            match (guess, returned) {
+            match (guessing.guess, returned) {
                 (Guess::LatestReturned, Some(ret)) => (true, ret),
                 _ => (false, b.map_or(0, |op| ops[op].call + 1)),
             }
@@ -438,7 +471,7 @@ fn units(ops: &[Operation], overwrites: &Overwrites, guess: Guess, ambiguous: Ve
         candidates.sort_by_key(|b| std::cmp::Reverse(rank(b)));
         let fallback = unit[0].1[0].base;
         let reads = unit.into_iter().map(|(read, mut found)| (read, found.swap_remove(0).appends)).collect();
-        units.push((deadline, Unit { first, reads, members, candidates, fallback }));
+        units.push((deadline, Unit { key, first, reads, members, candidates, fallback }));
     }
     units.sort_by_key(|(deadline, unit)| (unit.first.is_none(), std::cmp::Reverse(*deadline)));
     units.into_iter().map(|(_, unit)| unit).collect()
@@ -451,6 +484,7 @@ fn units(ops: &[Operation], overwrites: &Overwrites, guess: Guess, ambiguous: Ve
 /// read of no append must come before the first append after its base.
 fn place_units(
     ops: &[Operation],
+    guessing: &mut Guessing,
     items: &mut [Item],
     units: Vec<Unit>,
     reads_of: &mut HashMap<Base, Vec<(usize, Vec<usize>)>>,
@@ -483,18 +517,28 @@ fn place_units(
         if Instant::now() >= deadline {
             return false;
         }
-        match unit.first {
+        // The candidates the guess prefers first; the rest are left for
+        // when mending has ruled those out.
+        let preferred: Vec<Base> = match unit.first {
             Some(first) => match known.get(&first) {
-                Some(base) => unit.candidates.retain(|b| b == base),
-                None => unit.candidates.retain(|b| !first_after.contains_key(b) && !closed.contains(b)),
+                Some(base) => {
+                    unit.candidates.retain(|b| b == base);
+                    unit.candidates.clone()
+                }
+                None => unit
+                    .candidates
+                    .iter()
+                    .copied()
+                    .filter(|b| !first_after.contains_key(b) && !closed.contains(b))
+                    .collect(),
             },
             None => {
                 // Units with appends are all placed by now.
                 let ended = ended.get_or_insert_with(|| block_ends(ops, reads_of, cas_of));
                 let start = ops[unit.reads[0].0].call;
-                unit.candidates.retain(|b| ended.get(b).is_none_or(|&r| r > start));
+                unit.candidates.iter().copied().filter(|b| ended.get(b).is_none_or(|&r| r > start)).collect()
             }
-        }
+        };
         let first_return = unit.members.iter().filter_map(|&op| Some((ops[op].ret? + 1, op))).min();
         let first_return = first_return.unwrap_or((u64::MAX, BEFORE_ALL));
         let last_call = unit.members.iter().map(|&op| (ops[op].call + 1, op)).max().expect("a read");
@@ -515,8 +559,10 @@ fn place_units(
                 .filter(|&(i, x)| Some(i) != at && !own(x))
                 .all(|(_, x)| !(f < x.last_call && x.first_return < g))
         };
-        let base = unit.candidates.iter().copied().find(|&b| fits(items, &added, b));
-        let base = base.or(unit.candidates.first().copied()).unwrap_or(unit.fallback);
+        let pick = |list: &[Base]| list.iter().copied().find(|&b| fits(items, &added, b)).or(list.first().copied());
+        let base = pick(&preferred).or_else(|| pick(&unit.candidates)).unwrap_or(unit.fallback);
+        let others = unit.candidates.iter().any(|&b| b != base);
+        guessing.made.push(Choice { key: unit.key, bases: vec![base], ops: unit.members.clone(), others });
         match item_of(items, base) {
             Some(i) => {
                 items[i].first_return = items[i].first_return.min(first_return);
@@ -593,8 +639,10 @@ pub enum Failure {
     Shape,
     /// A read two bases could spell (with the same appends after either).
     Ambiguous,
-    /// No linearization: why, and the operation that has no place.
-    Refuted(String, usize),
+    /// No linearization: why, the operation that has no place, and the
+    /// operations the contradiction involves, those it names first (what a
+    /// guess that put one of them there may mend).
+    Refuted(String, usize, Vec<usize>),
 }
 
 /// How a read that several bases could spell is given one, when guessing:
@@ -608,6 +656,77 @@ pub enum Guess {
     /// else the one invoked last.
     LatestReturned,
 }
+
+/// A guess, and what the runs under it have learned: a contradiction met
+/// under a guess refutes nothing, but it names the guessed choices that led
+/// to it, and the next run rules out the base one of them took.
+struct Guessing {
+    guess: Guess,
+    /// Bases ruled out, by [`Choice::key`].
+    ruled_out: HashMap<usize, Vec<Base>>,
+    /// The choices the last run made, in order.
+    made: Vec<Choice>,
+}
+
+/// A base given by a guess, to a unit of reads or to a cas; or the bases
+/// of the spelling kept, of several that differ in their appends.
+struct Choice {
+    /// The same in every run: a unit's first append, else its one read; a
+    /// read or cas.
+    key: usize,
+    bases: Vec<Base>,
+    /// The operations it put in that base's block.
+    ops: Vec<usize>,
+    /// Whether it had another candidate.
+    others: bool,
+}
+
+impl Guessing {
+    fn new(guess: Guess) -> Guessing {
+        Guessing { guess, ruled_out: HashMap::new(), made: Vec::new() }
+    }
+
+    fn ruled_out(&self, key: usize, base: Base) -> bool {
+        self.ruled_out.get(&key).is_some_and(|out| out.contains(&base))
+    }
+
+    /// Keeps the spellings of a read or cas (`key`) whose bases are not
+    /// ruled out, if any are left; of those that differ in their appends,
+    /// the freshest ([`keep_freshest_appends`]), a choice.
+    fn spell(&mut self, ops: &[Operation], key: usize, found: &mut Vec<Spelling>) {
+        if found.iter().any(|f| !self.ruled_out(key, f.base)) {
+            found.retain(|f| !self.ruled_out(key, f.base));
+        }
+        if found.iter().any(|f| f.appends != found[0].appends) {
+            keep_freshest_appends(ops, found);
+            let bases = found.iter().map(|f| f.base).collect();
+            self.made.push(Choice { key, bases, ops: vec![key], others: true });
+        }
+    }
+
+    /// Rules out the base of the choice with another candidate that put the
+    /// operation a contradiction (`involves`) names first in a block; false
+    /// if no such choice put one there.
+    fn mend(&mut self, involves: &[usize]) -> bool {
+        let mut first: HashMap<usize, usize> = HashMap::with_capacity(involves.len());
+        for (rank, &op) in involves.iter().enumerate() {
+            first.entry(op).or_insert(rank);
+        }
+        let blamed = self
+            .made
+            .iter()
+            .filter(|c| c.others)
+            .filter_map(|c| Some((c.ops.iter().filter_map(|op| first.get(op)).min()?, c)));
+        let Some((_, choice)) = blamed.min_by_key(|(rank, _)| *rank) else { return false };
+        self.ruled_out.entry(choice.key).or_default().extend(&choice.bases);
+        self.made.clear();
+        true
+    }
+}
+
+/// How many times a guess is mended (each time the inference runs again,
+/// about as long as the first time) before the key is left to the search.
+const MENDS: usize = 64;
 
 /// Decides the key whose operations are `ops` (in the order of their ids),
 /// starting from `initial`. A key whose reads are ambiguous (as reads of an
@@ -631,11 +750,12 @@ pub fn decide_within(ops: &[Operation], initial: &Option<Value>, deadline: Insta
 /// absent key once it has deletes): [`decide_by_guessing`] goes on from
 /// there, at a cost that can grow with the square of the history.
 pub fn decide_unguessed(ops: &[Operation], initial: &Option<Value>, deadline: Instant) -> Option<Inference> {
-    match infer_with(ops, initial, None, None, deadline) {
+    let Some(whole) = shape(ops, initial) else { return Some(Inference::Undecided) };
+    match infer_with(ops, initial, &whole, Mode::Strict, deadline) {
         // Never trusted unreplayed: a flaw of this inference is left to the search.
         Ok(order) if replay(ops, initial, &order).is_ok() => Some(Inference::Valid),
         Ok(_) | Err(Failure::Shape) => Some(Inference::Undecided),
-        Err(Failure::Refuted(why, op)) => Some(Inference::Invalid { why, op }),
+        Err(Failure::Refuted(why, op, _)) => Some(Inference::Invalid { why, op }),
         Err(Failure::Ambiguous) => None,
     }
 }
@@ -643,46 +763,73 @@ pub fn decide_unguessed(ops: &[Operation], initial: &Option<Value>, deadline: In
 /// The rest of [`decide_within`] for a key [`decide_unguessed`] left
 /// undecided for want of a guess.
 pub fn decide_by_guessing(ops: &[Operation], initial: &Option<Value>, deadline: Instant) -> Inference {
+    let Some(whole) = shape(ops, initial) else { return Inference::Undecided };
     let trusted = |order: &Vec<usize>| replay(ops, initial, order).is_ok();
-    let valid = [Guess::LatestInvoked, Guess::LatestReturned]
-        .into_iter()
-        .any(|guess| infer_with(ops, initial, Some(guess), None, deadline).is_ok_and(|order| trusted(&order)));
-    if valid {
-        return Inference::Valid;
+    // A guess that meets a contradiction is mended and run again, within a
+    // quarter of the time left (the search gets the rest if it fails).
+    let mend_until = Instant::now() + deadline.saturating_duration_since(Instant::now()) / 4;
+    for guess in [Guess::LatestInvoked, Guess::LatestReturned] {
+        let mut guessing = Guessing::new(guess);
+        for _ in 0..=MENDS {
+            match infer_with(ops, initial, &whole, Mode::Guess(&mut guessing), deadline) {
+                Ok(order) if trusted(&order) => return Inference::Valid,
+                Err(Failure::Refuted(_, _, involves)) if Instant::now() < mend_until && guessing.mend(&involves) => {}
+                _ => break,
+            }
+        }
     }
     // Without the ambiguous reads: a read left out of a linearization
     // leaves one of the rest, so a contradiction among the rest
     // refutes the whole key.
-    let Some((kept, ambiguous)) = unambiguous(ops, initial) else { return Inference::Undecided };
+    let (kept, ambiguous) = unambiguous(ops, initial, &whole);
     let rest: Vec<Operation> = kept.iter().map(|&i| ops[i].clone()).collect();
-    if let Err(Failure::Refuted(why, op)) = infer_with(&rest, initial, None, None, deadline) {
+    let Some(rest_shape) = shape(&rest, initial) else { return Inference::Undecided };
+    if let Err(Failure::Refuted(why, op, _)) = infer_with(&rest, initial, &rest_shape, Mode::Refute(None), deadline) {
         let why = format!("{why} (found with the reads several writes or deletes could explain left out)");
         return Inference::Invalid { why, op: kept[op] };
     }
-    // Then with one of them, given each of its bases in turn: if
-    // every one is refuted, so is the whole key.
+    // Then with one unit of them (the reads that hold one first append
+    // share its base in every linearization), given each base they could
+    // share in turn: if every one is refuted, so is the whole key.
     let mut runs = 0;
-    for (read, bases) in ambiguous {
+    for (reads, first, bases) in ambiguous {
+        let read = reads[0];
+        let (who, has) = match (&reads[..], first) {
+            ([_, rest @ ..], Some(first)) if !rest.is_empty() => (
+                format!(
+                    "{} and {} other read(s) that hold {} first after their base",
+                    describe(&ops[read]),
+                    rest.len(),
+                    describe(&ops[first])
+                ),
+                "have",
+            ),
+            _ => (describe(&ops[read]), "has"),
+        };
+        if bases.is_empty() {
+            let why = format!("{who} have no base in common, but one append follows one write");
+            return Inference::Invalid { why, op: read };
+        }
         runs += bases.len();
         if runs > AMBIGUOUS_RUNS || Instant::now() >= deadline {
             break;
         }
-        let mut with: Vec<usize> = kept.iter().copied().chain([read]).collect();
+        let mut with: Vec<usize> = kept.iter().copied().chain(reads.iter().copied()).collect();
         with.sort_unstable();
         let rest: Vec<Operation> = with.iter().map(|&i| ops[i].clone()).collect();
-        let at = with.binary_search(&read).expect("kept");
+        let at: Vec<usize> = reads.iter().map(|r| with.binary_search(r).expect("kept")).collect();
+        let Some(rest_shape) = shape(&rest, initial) else { break };
         let (mut why, tried) = (Vec::new(), bases.len());
         for base in bases {
             let base = base.map(|op| with.binary_search(&op).expect("bases are kept"));
-            match infer_with(&rest, initial, None, Some((at, base)), deadline) {
-                Err(Failure::Refuted(reason, _)) => why.push(reason),
+            match infer_with(&rest, initial, &rest_shape, Mode::Refute(Some((&at, base))), deadline) {
+                Err(Failure::Refuted(reason, ..)) => why.push(reason),
                 _ => break,
             }
         }
         if why.len() == tried {
             let why = format!(
-                "{} has no base that fits: {}",
-                describe(&ops[read]),
+                "{who} {has} no base that fits: {}",
                 why.iter().map(|w| format!("({w})")).collect::<Vec<_>>().join(", or ")
             );
             return Inference::Invalid { why, op: read };
@@ -691,48 +838,92 @@ pub fn decide_by_guessing(ops: &[Operation], initial: &Option<Value>, deadline: 
     Inference::Undecided
 }
 
-/// How many times [`decide`] runs the inference with one ambiguous read
-/// given one of its bases, to refute a key no guess linearized: each run
+/// How many times [`decide`] runs the inference with one unit of ambiguous
+/// reads given one of its bases, to refute a key no guess linearized: each run
 /// takes about as long as the first (milliseconds for thousands of
 /// operations).
 const AMBIGUOUS_RUNS: usize = 128;
 
 /// The operations but for the reads several bases could spell, by index,
-/// and those reads with their bases; `None` if the key is not of the
-/// inference's shape.
+/// and those reads in units, each with the bases its reads could share: the
+/// reads whose every spelling holds one first append, which follows one
+/// base, form one unit; each other read is a unit alone. Units of several
+/// reads come first (the likeliest to be refuted), then those with the
+/// fewest bases (the cheapest to refute).
 #[allow(clippy::type_complexity)]
-fn unambiguous(ops: &[Operation], initial: &Option<Value>) -> Option<(Vec<usize>, Vec<(usize, Vec<Base>)>)> {
-    let shape = shape(ops, initial)?;
-    let mut ambiguous = Vec::new();
+fn unambiguous(
+    ops: &[Operation],
+    initial: &Option<Value>,
+    shape: &Shape,
+) -> (Vec<usize>, Vec<(Vec<usize>, Option<usize>, Vec<Base>)>) {
+    let mut units: Vec<(Vec<usize>, Option<usize>, Vec<Base>)> = Vec::new();
+    let mut by_first: HashMap<usize, usize> = HashMap::new();
     for &read in &shape.reads {
-        let found = spellings(ops, initial, &shape, &ops[read]).found;
-        if found.len() > 1 {
-            ambiguous.push((read, found.iter().map(|s| s.base).collect()));
+        let found = spellings(ops, initial, shape, &ops[read]).found;
+        if found.len() < 2 {
+            continue;
+        }
+        let mut bases: Vec<Base> = found.iter().map(|s| s.base).collect();
+        bases.dedup();
+        let first = found[0].appends.first().copied().filter(|&a| found.iter().all(|s| s.appends.first() == Some(&a)));
+        match first.and_then(|a| by_first.get(&a)) {
+            Some(&unit) => {
+                let (reads, _, shared) = &mut units[unit];
+                reads.push(read);
+                shared.retain(|b| bases.contains(b));
+            }
+            None => {
+                if let Some(a) = first {
+                    by_first.insert(a, units.len());
+                }
+                units.push((vec![read], first, bases));
+            }
         }
     }
-    let left_out: BTreeSet<usize> = ambiguous.iter().map(|(r, _)| *r).collect();
-    Some(((0..ops.len()).filter(|i| !left_out.contains(i)).collect(), ambiguous))
+    units.sort_by_key(|(reads, _, bases)| (reads.len() == 1, bases.len()));
+    let left_out: BTreeSet<usize> = units.iter().flat_map(|(reads, ..)| reads.iter().copied()).collect();
+    ((0..ops.len()).filter(|i| !left_out.contains(i)).collect(), units)
 }
 
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(365 * 24 * 3600)
 }
 
+/// What [`infer_with`] does with a read or cas several bases could spell.
+enum Mode<'a> {
+    /// Gives up ([`Failure::Ambiguous`]).
+    Strict,
+    /// Gives each one, and a contradiction refutes only that guess.
+    Guess(&'a mut Guessing),
+    /// Only refutes: the reads given (by index, sorted) are given that base,
+    /// and a cas that took effect whose expected value several bases spell
+    /// (with the same appends) is left a write. A linearization of the key
+    /// is one of that history (a cas that took effect left the value a
+    /// write leaves), so a contradiction in it refutes the key; the order
+    /// found, if any, is not one of the key.
+    Refute(Option<(&'a [usize], Base)>),
+}
+
 /// A linearization (operation indices, info operations no read saw left
-/// out), or why none was found. With `guess`, a read several bases could
-/// spell (with the same appends) is given one, and a contradiction refutes
-/// only that guess; with `force`, one read (by index) is given one of the
-/// bases that could spell it. Past `deadline` it gives up as if the key had
-/// another shape.
+/// out), or why none was found, with reads or cas several bases could spell
+/// treated as `mode` says; `shape` is that of `ops`. Past `deadline` it
+/// gives up as if the key had another shape.
 fn infer_with(
     ops: &[Operation],
     initial: &Option<Value>,
-    guess: Option<Guess>,
-    force: Option<(usize, Base)>,
+    shape: &Shape,
+    mut mode: Mode,
     deadline: Instant,
 ) -> Result<Vec<usize>, Failure> {
-    let shape = shape(ops, initial).ok_or(Failure::Shape)?;
-
+    let (force, guess, refute) = match &mode {
+        Mode::Refute(force) => (*force, None, true),
+        Mode::Guess(guessing) => (None, Some(guessing.guess), false),
+        Mode::Strict => (None, None, false),
+    };
+    let mut guessing = match &mut mode {
+        Mode::Guess(guessing) => Some(&mut **guessing),
+        _ => None,
+    };
     // 1. Each read's base and appends.
     let mut reads_of: HashMap<Base, Vec<(usize, Vec<usize>)>> = HashMap::new();
     let mut ambiguous: Vec<Ambiguous> = Vec::new();
@@ -740,14 +931,14 @@ fn infer_with(
         if Instant::now() >= deadline {
             return Err(Failure::Shape);
         }
-        let Spellings { mut found, twice, excluded } = spellings(ops, initial, &shape, &ops[read]);
+        let Spellings { mut found, twice, excluded } = spellings(ops, initial, shape, &ops[read]);
         if let Some((forced, base)) = force
-            && forced == read
+            && forced.binary_search(&read).is_ok()
         {
             found.retain(|s| s.base == base);
         }
-        if guess.is_some() {
-            keep_freshest_appends(ops, &mut found);
+        if let Some(guessing) = guessing.as_deref_mut() {
+            guessing.spell(ops, read, &mut found);
         }
         match found.len() {
             0 => return Err(unspelled(ops, initial, read, excluded, twice)),
@@ -775,9 +966,9 @@ fn infer_with(
         .collect();
     let followed: BTreeSet<Base> = first_after.values().copied().collect();
     while let Some(cas) = next.pop() {
-        let Spellings { mut found, twice, excluded } = spellings(ops, initial, &shape, &ops[cas]);
-        if guess.is_some() {
-            keep_freshest_appends(ops, &mut found);
+        let Spellings { mut found, twice, excluded } = spellings(ops, initial, shape, &ops[cas]);
+        if let Some(guessing) = guessing.as_deref_mut() {
+            guessing.spell(ops, cas, &mut found);
         }
         let Spelling { base, appends } = match found.len() {
             0 => return Err(unspelled(ops, initial, cas, excluded, twice)),
@@ -790,6 +981,10 @@ fn infer_with(
             // (the cas found none or its own), else the one invoked last no
             // other cas replaced.
             _ if guess.is_some() && found.iter().all(|f| f.appends == found[0].appends) => {
+                let guessing = guessing.as_deref_mut().expect("guessing");
+                if found.iter().any(|f| !guessing.ruled_out(cas, f.base)) {
+                    found.retain(|f| !guessing.ruled_out(cas, f.base));
+                }
                 let owner = found[0].appends.first().and_then(|a| first_after.get(a));
                 let latest = |free: &dyn Fn(&Spelling) -> bool| {
                     let free = found.iter().enumerate().filter(|(_, f)| free(f));
@@ -800,8 +995,16 @@ fn infer_with(
                     .position(|f| Some(&f.base) == owner)
                     .or_else(|| latest(&|f| !cas_of.contains_key(&f.base) && !followed.contains(&f.base)))
                     .or_else(|| latest(&|f| !cas_of.contains_key(&f.base)));
-                found.swap_remove(pick.unwrap_or(0))
+                let pick = found.swap_remove(pick.unwrap_or(0));
+                guessing.made.push(Choice {
+                    key: cas,
+                    bases: vec![pick.base],
+                    ops: vec![cas],
+                    others: !found.is_empty(),
+                });
+                pick
             }
+            _ if refute && found.iter().all(|f| f.appends == found[0].appends) => continue,
             _ if guess.is_none() && found.iter().all(|f| f.appends == found[0].appends) => {
                 return Err(Failure::Ambiguous);
             }
@@ -815,11 +1018,11 @@ fn infer_with(
         }
         cas_of.entry(base).or_default().push((cas, appends));
     }
-    if let Some(guess) = guess {
-        let units = units(ops, &shape.overwrites, guess, ambiguous);
+    if let Some(guessing) = guessing {
+        let units = units(ops, &shape.overwrites, &took_effect, guessing, ambiguous);
         if !units.is_empty() {
             let mut items = items(ops, initial, reads_of.clone(), cas_of.clone())?;
-            if !place_units(ops, &mut items, units, &mut reads_of, &cas_of, deadline) {
+            if !place_units(ops, guessing, &mut items, units, &mut reads_of, &cas_of, deadline) {
                 return Err(Failure::Shape);
             }
         }
@@ -843,7 +1046,7 @@ fn unspelled(
     excluded: Option<Excluded>,
     twice: bool,
 ) -> Failure {
-    let refuted = Failure::Refuted;
+    let refuted = |why, read| Failure::Refuted(why, read, vec![read]);
     let saw = if matches!(ops[read].input, Input::Cas(..)) { "expected" } else { "read" };
     if let Some((unseen, by)) = excluded {
         let seen = match unseen {
@@ -910,7 +1113,7 @@ fn items(
                 describe(&ops[second]),
                 describe_base(ops, initial, base)
             );
-            return Err(refuted(why, second));
+            return Err(refuted(why, second, vec![second, first]));
         }
         let cas = cas.pop();
         if let (Some((c, expected)), Some((read, seen))) = (&cas, reads.last())
@@ -924,7 +1127,7 @@ fn items(
                 describe(&ops[*c]),
                 expected.len()
             );
-            return Err(refuted(why, *read));
+            return Err(refuted(why, *read, vec![*read, *c]));
         }
         let (longest_read, longest) = match &cas {
             Some((c, expected)) => (*c, expected.clone()),
@@ -940,7 +1143,7 @@ fn items(
                     describe(&ops[by]),
                     describe_base(ops, initial, other)
                 );
-                return Err(refuted(why, longest_read));
+                return Err(refuted(why, longest_read, vec![longest_read, by, append]));
             }
         }
         // Groups: the base, the reads of it alone, the first append, ...,
@@ -963,7 +1166,7 @@ fn items(
                         describe(&ops[longest_read]),
                         describe_base(ops, initial, base)
                     );
-                    return Err(refuted(why, *read));
+                    return Err(refuted(why, *read, vec![*read, longest_read]));
                 }
                 group.push(*read);
             }
@@ -1012,7 +1215,8 @@ fn items(
             "{} expected a value that a chain of cas starting from its own left: each expects the value of the one before, in a cycle",
             describe(&ops[cas])
         );
-        return Err(refuted(why, cas));
+        let cycle = (0..blocks.len()).filter(|&i| !done[i]).filter_map(|i| blocks[i].0);
+        return Err(refuted(why, cas, cycle.collect()));
     }
 
     // 2. Items: the blocks, then every acknowledged change no read saw.
@@ -1023,6 +1227,8 @@ fn items(
         let mut latest: Option<(u64, usize)> = if base.is_none() { Some((0, BEFORE_ALL)) } else { None };
         for group in &mut groups {
             group.sort_by_key(|&op| ops[op].call);
+        }
+        for group in &groups {
             let mut group_latest = latest;
             for &op in group.iter() {
                 let (call, ret) = (ops[op].call + 1, ops[op].ret.map_or(u64::MAX, |r| r + 1));
@@ -1036,7 +1242,8 @@ fn items(
                         describe_base(ops, initial, base),
                         why_after(&ops[op], &ops[by])
                     );
-                    return Err(refuted(why, op));
+                    let block = groups.iter().flatten().copied();
+                    return Err(refuted(why, op, [op, by].into_iter().chain(block).collect()));
                 }
                 if group_latest.is_none_or(|(c, _)| call > c) {
                     group_latest = Some((call, op));
@@ -1108,8 +1315,9 @@ fn place(
         let Some(pick) = pick else {
             // `m` and the second must each precede the other.
             let (_, n) = second.expect("two items are left");
-            let (why, op) = cycle(ops, initial, &items[m], &items[n]);
-            return Err(Failure::Refuted(why, op));
+            let (why, op, named) = cycle(ops, initial, &items[m], &items[n]);
+            let both = [m, n].into_iter().flat_map(|i| items[i].groups.iter().flatten().copied());
+            return Err(Failure::Refuted(why, op, named.into_iter().chain(both).collect()));
         };
         by_return.remove(&(items[pick].first_return, pick));
         by_call.remove(&(items[pick].last_call, pick));
@@ -1131,7 +1339,7 @@ fn why_after(op: &Operation, before: &Operation) -> &'static str {
 
 /// Two items each of which must precede the other: `a` has the earliest
 /// first return (the initial value's block, if a read saw it), `b` the next.
-fn cycle(ops: &[Operation], initial: &Option<Value>, a: &Item, b: &Item) -> (String, usize) {
+fn cycle(ops: &[Operation], initial: &Option<Value>, a: &Item, b: &Item) -> (String, usize, Vec<usize>) {
     let name = |item: &Item| match item.base {
         Some(base) => format!("the block of {} and the reads that saw it", describe_base(ops, initial, base)),
         None => format!("{} (no read saw it)", describe(&ops[item.groups[0][0]])),
@@ -1157,7 +1365,8 @@ fn cycle(ops: &[Operation], initial: &Option<Value>, a: &Item, b: &Item) -> (Str
             name(b)
         )
     };
-    (why, a_call)
+    let named = [a_call, b_ret, b_call, a_ret].into_iter().filter(|&op| op != BEFORE_ALL).collect();
+    (why, a_call, named)
 }
 
 /// `order` with each cas that reported a mismatch put in, at the first
