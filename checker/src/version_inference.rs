@@ -83,13 +83,14 @@
 //! spellings whose oldest append was invoked last. One that several bases
 //! could spell with the same appends (two writes of one value; an absent
 //! key, or appends to one, once the key has deletes) is given one by a
-//! guess: the reads of one first append share a base no other first append
-//! has (nor a cas that replaced it bare), latest to return choosing first;
-//! a read of no append takes a base none of whose known appends, reads of
-//! them and cas replacing it returned before the read began; each takes the
-//! first candidate, in the [`Guess`]'s order of preference (invoked last,
-//! or returned last before the reads began), whose block or lone operation
-//! it can join without a contradiction with the items known so far. A cas
+//! guess: the reads of one first append share a base, preferably one no
+//! other first append has (nor a cas that replaced it bare), latest to
+//! return choosing first; a read of no append prefers a base none of whose
+//! known appends, reads of them and cas replacing it returned before the
+//! read began; each takes the first candidate, preferred ones first, in the
+//! [`Guess`]'s order (invoked last, or returned last before the reads
+//! began), whose block or lone operation it can join without a
+//! contradiction with the items known so far. A cas
 //! whose expected value several bases spell (with the same appends) is
 //! given, under a guess, the base an unambiguous read put its first append
 //! after, else the one invoked last that no other cas replaced and no read
@@ -114,9 +115,12 @@
 //! linearization of the rest): a unit is the reads whose every spelling
 //! holds one first append (in every linearization they share its base,
 //! which must spell each of them), or one other read alone. To refute, a
-//! cas that took effect whose expected value several bases spell is left a
-//! write of its value: a linearization of the key is one of that history.
-//! Otherwise the key is left to the search.
+//! cas that took effect whose expected value several bases spell is left
+//! unchecked: what it expected is not looked at and no block continues into
+//! it (a read of its value still starts a block at it; if none did, it
+//! constrains nothing). That drops constraints only, so a contradiction
+//! among the rest still refutes the key. Otherwise the key is left to the
+//! search.
 //!
 //! Time and memory are about linear in the size of the key's history
 //! (sorting aside, and trying each distinct length of base text and
@@ -427,6 +431,9 @@ struct Unit {
 /// overwritten before the last of them was invoked; units with appends
 /// first (they claim bases), latest to return first (so that bases are
 /// paired with appends in time order); then each read of no append alone.
+/// Bases mending ruled out are no candidates, nor is an info cas that no
+/// read or cas that took effect named (only the fallback, the first
+/// spelling's base, may be either; the replay catches it).
 fn units(
     ops: &[Operation],
     overwrites: &Overwrites,
@@ -445,8 +452,9 @@ fn units(
         by_first.entry((first, unit)).or_default().push((read, found));
     }
     let mut units = Vec::new();
-    for ((first, read), unit) in by_first {
-        let key = first.unwrap_or(read);
+    // `lone`: the read of a unit of no append (0 for the others).
+    for ((first, lone), unit) in by_first {
+        let key = first.unwrap_or(lone);
         let mut candidates: Vec<Base> = unit[0].1.iter().map(|s| s.base).collect();
         for (_, found) in &unit[1..] {
             candidates.retain(|b| found.iter().any(|s| s.base == *b));
@@ -479,9 +487,10 @@ fn units(
 
 /// Gives each unit the first of its candidates whose item it can join
 /// without making that item and another each precede the other (`items`:
-/// those of the unambiguous reads), and a base no other first append
-/// follows unless an unambiguous read put its first append after one; a
-/// read of no append must come before the first append after its base.
+/// those of the unambiguous reads): the base an unambiguous read put its
+/// first append after, if one did; else preferably a base no other first
+/// append follows (and, for a read of no append, whose block had not ended
+/// when it began), the other candidates once mending ruled those out.
 fn place_units(
     ops: &[Operation],
     guessing: &mut Guessing,
@@ -672,7 +681,8 @@ struct Guessing {
 /// of the spelling kept, of several that differ in their appends.
 struct Choice {
     /// The same in every run: a unit's first append, else its one read; a
-    /// read or cas.
+    /// read or cas. (A unit of one read and that read's spelling share the
+    /// key: both rule out bases for that read.)
     key: usize,
     bases: Vec<Base>,
     /// The operations it put in that base's block.
@@ -704,22 +714,22 @@ impl Guessing {
         }
     }
 
-    /// Rules out the base of the choice with another candidate that put the
-    /// operation a contradiction (`involves`) names first in a block; false
-    /// if no such choice put one there.
+    /// Rules out the base of the choice, with another candidate and a base
+    /// not ruled out yet, that put the operation a contradiction
+    /// (`involves`) names first in a block; false if no such choice put one
+    /// there (another run would be the same).
     fn mend(&mut self, involves: &[usize]) -> bool {
         let mut first: HashMap<usize, usize> = HashMap::with_capacity(involves.len());
         for (rank, &op) in involves.iter().enumerate() {
             first.entry(op).or_insert(rank);
         }
-        let blamed = self
-            .made
+        let made = std::mem::take(&mut self.made);
+        let blamed = made
             .iter()
-            .filter(|c| c.others)
+            .filter(|c| c.others && c.bases.iter().any(|&b| !self.ruled_out(c.key, b)))
             .filter_map(|c| Some((c.ops.iter().filter_map(|op| first.get(op)).min()?, c)));
         let Some((_, choice)) = blamed.min_by_key(|(rank, _)| *rank) else { return false };
         self.ruled_out.entry(choice.key).or_default().extend(&choice.bases);
-        self.made.clear();
         true
     }
 }
@@ -770,8 +780,9 @@ pub fn decide_by_guessing(ops: &[Operation], initial: &Option<Value>, deadline: 
     let mend_until = Instant::now() + deadline.saturating_duration_since(Instant::now()) / 4;
     for guess in [Guess::LatestInvoked, Guess::LatestReturned] {
         let mut guessing = Guessing::new(guess);
-        for _ in 0..=MENDS {
-            match infer_with(ops, initial, &whole, Mode::Guess(&mut guessing), deadline) {
+        for mends in 0..=MENDS {
+            let until = if mends == 0 { deadline } else { mend_until };
+            match infer_with(ops, initial, &whole, Mode::Guess(&mut guessing), until) {
                 Ok(order) if trusted(&order) => return Inference::Valid,
                 Err(Failure::Refuted(_, _, involves)) if Instant::now() < mend_until && guessing.mend(&involves) => {}
                 _ => break,
@@ -795,11 +806,11 @@ pub fn decide_by_guessing(ops: &[Operation], initial: &Option<Value>, deadline: 
     for (reads, first, bases) in ambiguous {
         let read = reads[0];
         let (who, has) = match (&reads[..], first) {
-            ([_, rest @ ..], Some(first)) if !rest.is_empty() => (
+            ([_, others @ ..], Some(first)) if !others.is_empty() => (
                 format!(
                     "{} and {} other read(s) that hold {} first after their base",
                     describe(&ops[read]),
-                    rest.len(),
+                    others.len(),
                     describe(&ops[first])
                 ),
                 "have",
@@ -897,10 +908,9 @@ enum Mode<'a> {
     Guess(&'a mut Guessing),
     /// Only refutes: the reads given (by index, sorted) are given that base,
     /// and a cas that took effect whose expected value several bases spell
-    /// (with the same appends) is left a write. A linearization of the key
-    /// is one of that history (a cas that took effect left the value a
-    /// write leaves), so a contradiction in it refutes the key; the order
-    /// found, if any, is not one of the key.
+    /// (with the same appends) is left unchecked (see the module docs):
+    /// that drops constraints only, so a contradiction still refutes the
+    /// key; the order found, if any, is not one of the key.
     Refute(Option<(&'a [usize], Base)>),
 }
 
