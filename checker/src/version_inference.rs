@@ -925,10 +925,9 @@ fn infer_with(
     mut mode: Mode,
     deadline: Instant,
 ) -> Result<Vec<usize>, Failure> {
-    let (force, guess, refute) = match &mode {
-        Mode::Refute(force) => (*force, None, true),
-        Mode::Guess(guessing) => (None, Some(guessing.guess), false),
-        Mode::Strict => (None, None, false),
+    let (force, refute) = match &mode {
+        Mode::Refute(force) => (*force, true),
+        _ => (None, false),
     };
     let mut guessing = match &mut mode {
         Mode::Guess(guessing) => Some(&mut **guessing),
@@ -956,7 +955,7 @@ fn infer_with(
                 let Spelling { base, appends } = found.pop().expect("one");
                 reads_of.entry(base).or_default().push((read, appends));
             }
-            _ if guess.is_some() && found.iter().all(|f| f.appends == found[0].appends) => {
+            _ if guessing.is_some() && found.iter().all(|f| f.appends == found[0].appends) => {
                 ambiguous.push((read, found));
             }
             _ => return Err(Failure::Ambiguous),
@@ -990,11 +989,9 @@ fn infer_with(
             // other cas replaced and no read saw another first append after
             // (the cas found none or its own), else the one invoked last no
             // other cas replaced.
-            _ if guess.is_some() && found.iter().all(|f| f.appends == found[0].appends) => {
+            _ if guessing.is_some() && found.iter().all(|f| f.appends == found[0].appends) => {
+                // `spell` has set aside the bases mending ruled out.
                 let guessing = guessing.as_deref_mut().expect("guessing");
-                if found.iter().any(|f| !guessing.ruled_out(cas, f.base)) {
-                    found.retain(|f| !guessing.ruled_out(cas, f.base));
-                }
                 let owner = found[0].appends.first().and_then(|a| first_after.get(a));
                 let latest = |free: &dyn Fn(&Spelling) -> bool| {
                     let free = found.iter().enumerate().filter(|(_, f)| free(f));
@@ -1015,7 +1012,7 @@ fn infer_with(
                 pick
             }
             _ if refute && found.iter().all(|f| f.appends == found[0].appends) => continue,
-            _ if guess.is_none() && found.iter().all(|f| f.appends == found[0].appends) => {
+            _ if guessing.is_none() && found.iter().all(|f| f.appends == found[0].appends) => {
                 return Err(Failure::Ambiguous);
             }
             _ => return Err(Failure::Shape),
