@@ -99,15 +99,25 @@
 //!
 //! A contradiction under a guess may come from the guess alone and refutes
 //! nothing, but it names the operations it involves (the two items that
-//! must each precede the other, the block out of order): the guess is
-//! *mended* by ruling out, for the next run, the base that the choice
-//! holding the first-named of them took (a unit's base, a cas's, or the
-//! spelling kept of several with different appends), and run again, up to
-//! 64 times per guess and within a quarter of the time left. Bases the
-//! guess's preferences set aside (another first append follows them, a
-//! block ended before the read) are taken only once the preferred ones are
-//! ruled out. An info cas no read or cas that took effect named is no
-//! candidate: nothing would check what it expected.
+//! must each precede the other, the block out of order), and so the
+//! guessed choices (a unit's base, a cas's, or the spelling kept of several
+//! with different appends) that put them where they are: those choices must
+//! not all be made again together (a *nogood*), and the guess is *mended*
+//! and run again. First by blame, up to 64 times per guess within a quarter
+//! of the time left: the base of the choice holding the first-named
+//! operation is ruled out for good, which is quick when that choice is the
+//! culprit and can rule out the right base when it is not. Then, if the
+//! refutations below refute nothing, by backtracking, within a quarter of
+//! what is left: the nogood holds every choice involved, each choice avoids
+//! the candidates that would complete one with the choices made before it,
+//! and a choice left none learns the nogood of the choices that ruled them
+//! out and stops the run. Runs make their choices in the same order, so
+//! this backtracks to the latest choice a contradiction involved and never
+//! makes the same choices twice. Bases the guess's preferences set aside
+//! (another first append follows them, a block ended before the read) are
+//! taken only once the preferred ones are ruled out. An info cas no read or
+//! cas that took effect named is no candidate: nothing would check what it
+//! expected.
 //!
 //! A contradiction found with the ambiguous reads left out, or with one
 //! *unit* of them put back under each base it could have in turn, holds for
@@ -126,7 +136,8 @@
 //! (sorting aside, and trying each distinct length of base text and
 //! appended text where a read is spelled out); an ambiguous key repeats the
 //! inference for two guesses and their mends and, to refute, up to 128
-//! times more (a unit under one of its bases each time). Left to the
+//! times more (a unit under one of its bases each time), within the time
+//! given. Left to the
 //! search: appends that repeat or share a prefix, a key no mended guess
 //! linearizes and no refutation that holds for every guess refutes, and a
 //! mismatch with no place in the order found.
@@ -464,9 +475,7 @@ fn units(
         let deadline = members.iter().map(|&op| ops[op].ret.unwrap_or(u64::MAX)).min().unwrap_or(u64::MAX);
         let latest = members.iter().map(|&op| ops[op].call).max().unwrap_or(0);
         candidates.retain(|b| {
-            b.is_none_or(|op| ops[op].call < deadline && !unplaced(op))
-                && !overwrites.overwritten(ops, *b, latest)
-                && !guessing.ruled_out(key, *b)
+            b.is_none_or(|op| ops[op].call < deadline && !unplaced(op)) && !overwrites.overwritten(ops, *b, latest)
         });
         let start = unit.iter().map(|(read, _)| ops[*read].call).min().expect("a unit has a read");
         let rank = |b: &Base| {
@@ -526,21 +535,28 @@ fn place_units(
         if Instant::now() >= deadline {
             return false;
         }
+        // An unambiguous read put the unit's first append after its base.
+        let known_base = unit.first.and_then(|first| known.get(&first));
+        if let Some(base) = known_base {
+            unit.candidates.retain(|b| b == base);
+        }
+        if unit.candidates.is_empty() {
+            unit.candidates.push(unit.fallback);
+        }
+        guessing.keep_allowed(unit.key, &mut unit.candidates, |b| *b);
+        if guessing.stuck {
+            return false;
+        }
         // The candidates the guess prefers first; the rest are left for
-        // when mending has ruled those out.
+        // when nogoods have ruled those out.
         let preferred: Vec<Base> = match unit.first {
-            Some(first) => match known.get(&first) {
-                Some(base) => {
-                    unit.candidates.retain(|b| b == base);
-                    unit.candidates.clone()
-                }
-                None => unit
-                    .candidates
-                    .iter()
-                    .copied()
-                    .filter(|b| !first_after.contains_key(b) && !closed.contains(b))
-                    .collect(),
-            },
+            Some(_) if known_base.is_some() => unit.candidates.clone(),
+            Some(_) => unit
+                .candidates
+                .iter()
+                .copied()
+                .filter(|b| !first_after.contains_key(b) && !closed.contains(b))
+                .collect(),
             None => {
                 // Units with appends are all placed by now.
                 let ended = ended.get_or_insert_with(|| block_ends(ops, reads_of, cas_of));
@@ -571,7 +587,7 @@ fn place_units(
         let pick = |list: &[Base]| list.iter().copied().find(|&b| fits(items, &added, b)).or(list.first().copied());
         let base = pick(&preferred).or_else(|| pick(&unit.candidates)).unwrap_or(unit.fallback);
         let others = unit.candidates.iter().any(|&b| b != base);
-        guessing.made.push(Choice { key: unit.key, bases: vec![base], ops: unit.members.clone(), others });
+        guessing.made(Choice { key: unit.key, bases: vec![base], ops: unit.members.clone(), others });
         match item_of(items, base) {
             Some(i) => {
                 items[i].first_return = items[i].first_return.min(first_return);
@@ -668,13 +684,44 @@ pub enum Guess {
 
 /// A guess, and what the runs under it have learned: a contradiction met
 /// under a guess refutes nothing, but it names the guessed choices that led
-/// to it, and the next run rules out the base one of them took.
+/// to it, which must not all be made again together (a *nogood*), and each
+/// choice avoids the candidates that would complete a nogood with the
+/// choices made before it in the run ([`Mending`] says which and how).
 struct Guessing {
     guess: Guess,
-    /// Bases ruled out, by [`Choice::key`].
-    ruled_out: HashMap<usize, Vec<Base>>,
-    /// The choices the last run made, in order.
+    mending: Mending,
+    nogoods: Vec<Nogood>,
+    /// The nogoods that name a choice, by [`Choice::key`].
+    naming: HashMap<usize, Vec<usize>>,
+    /// The choices this run made, in order, and the latest by key.
     made: Vec<Choice>,
+    latest: HashMap<usize, usize>,
+    /// This run met a choice all of whose candidates a nogood ruled out.
+    stuck: bool,
+    /// ... with no choice made before it to blame: no run is left to try.
+    exhausted: bool,
+}
+
+/// Choices (by [`Choice::key`], each with the bases it may not take all
+/// within) that must not all be made together.
+type Nogood = BTreeMap<usize, Vec<Base>>;
+
+/// How a guess that met a contradiction is mended for the next run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mending {
+    /// The choice holding the operation the contradiction names first,
+    /// with another candidate, is blamed alone: its base is ruled out for
+    /// good (a nogood of one choice). A choice all of whose candidates are
+    /// ruled out takes any. Quick where the first-named is the culprit, but
+    /// it can rule out the right base for the wrong one's fault.
+    Blame,
+    /// Every choice the contradiction involves goes into the nogood. A
+    /// choice left no candidate learns the nogood of the choices that ruled
+    /// them out (resolution), and the run stops there. The choices are made
+    /// in the same order every run, so this backtracks over them to the
+    /// latest one a contradiction involved, and never makes the same
+    /// choices twice.
+    Backtrack,
 }
 
 /// A base given by a guess, to a unit of reads or to a cas; or the bases
@@ -682,7 +729,7 @@ struct Guessing {
 struct Choice {
     /// The same in every run: a unit's first append, else its one read; a
     /// read or cas. (A unit of one read and that read's spelling share the
-    /// key: both rule out bases for that read.)
+    /// key: both give that read's base, the unit's more narrowly.)
     key: usize,
     bases: Vec<Base>,
     /// The operations it put in that base's block.
@@ -692,51 +739,135 @@ struct Choice {
 }
 
 impl Guessing {
-    fn new(guess: Guess) -> Guessing {
-        Guessing { guess, ruled_out: HashMap::new(), made: Vec::new() }
-    }
-
-    fn ruled_out(&self, key: usize, base: Base) -> bool {
-        self.ruled_out.get(&key).is_some_and(|out| out.contains(&base))
-    }
-
-    /// Keeps the spellings of a read or cas (`key`) whose bases are not
-    /// ruled out, if any are left; of those that differ in their appends,
-    /// the freshest ([`keep_freshest_appends`]), a choice.
-    fn spell(&mut self, ops: &[Operation], key: usize, found: &mut Vec<Spelling>) {
-        if found.iter().any(|f| !self.ruled_out(key, f.base)) {
-            found.retain(|f| !self.ruled_out(key, f.base));
+    fn new(guess: Guess, mending: Mending) -> Guessing {
+        Guessing {
+            guess,
+            mending,
+            nogoods: Vec::new(),
+            naming: HashMap::new(),
+            made: Vec::new(),
+            latest: HashMap::new(),
+            stuck: false,
+            exhausted: false,
         }
+    }
+
+    /// Forgets the last run's choices, before the next.
+    fn begin(&mut self) {
+        self.made.clear();
+        self.latest.clear();
+        self.stuck = false;
+    }
+
+    fn made(&mut self, choice: Choice) {
+        self.latest.insert(choice.key, self.made.len());
+        self.made.push(choice);
+    }
+
+    /// The nogood that giving `key` the base `base` would complete, with
+    /// the choices made so far in this run.
+    fn ruling_out(&self, key: usize, base: Base) -> Option<usize> {
+        let naming = self.naming.get(&key)?;
+        naming.iter().copied().find(|&n| {
+            self.nogoods[n].iter().all(|(&k, within)| match k == key {
+                true => within.contains(&base),
+                false => self.latest.get(&k).is_some_and(|&c| self.made[c].bases.iter().all(|b| within.contains(b))),
+            })
+        })
+    }
+
+    /// Keeps the candidates (`base` of each) of the choice `key` that
+    /// complete no nogood. If every one does, keeps them all; when
+    /// backtracking, learns the nogood of the choices that ruled them out,
+    /// and the run is stuck.
+    fn keep_allowed<T>(&mut self, key: usize, candidates: &mut Vec<T>, base: impl Fn(&T) -> Base) {
+        let ruling: Vec<Option<usize>> = candidates.iter().map(|c| self.ruling_out(key, base(c))).collect();
+        if ruling.iter().any(Option::is_none) {
+            let mut ruling = ruling.into_iter();
+            candidates.retain(|_| ruling.next().flatten().is_none());
+            return;
+        }
+        if candidates.is_empty() || self.mending == Mending::Blame {
+            return;
+        }
+        let mut learned = Nogood::new();
+        for n in ruling.into_iter().flatten() {
+            for (&k, within) in self.nogoods[n].iter().filter(|(k, _)| **k != key) {
+                match learned.get_mut(&k) {
+                    Some(both) => both.retain(|b| within.contains(b)),
+                    None => {
+                        learned.insert(k, within.clone());
+                    }
+                }
+            }
+        }
+        self.stuck = true;
+        self.exhausted = learned.is_empty() || !self.learn(learned);
+    }
+
+    /// Keeps the spellings of a read or cas (`key`) whose bases complete no
+    /// nogood, if any; of those that differ in their appends, the freshest
+    /// ([`keep_freshest_appends`]), a choice.
+    fn spell(&mut self, ops: &[Operation], key: usize, found: &mut Vec<Spelling>) {
+        self.keep_allowed(key, found, |f| f.base);
         if found.iter().any(|f| f.appends != found[0].appends) {
             keep_freshest_appends(ops, found);
             let bases = found.iter().map(|f| f.base).collect();
-            self.made.push(Choice { key, bases, ops: vec![key], others: true });
+            self.made(Choice { key, bases, ops: vec![key], others: true });
         }
     }
 
-    /// Rules out the base of the choice, with another candidate and a base
-    /// not ruled out yet, that put the operation a contradiction
-    /// (`involves`) names first in a block; false if no such choice put one
-    /// there (another run would be the same).
-    fn mend(&mut self, involves: &[usize]) -> bool {
-        let mut first: HashMap<usize, usize> = HashMap::with_capacity(involves.len());
-        for (rank, &op) in involves.iter().enumerate() {
-            first.entry(op).or_insert(rank);
+    /// Learns the nogood [`Mending`] says of the choices that put an
+    /// operation a contradiction involves (`involves`, those it names
+    /// first) in a block, each as narrowly as this run made it; false if
+    /// there is none, or it was learned already (another run would be the
+    /// same).
+    fn contradicted(&mut self, involves: &[usize]) -> bool {
+        // Blaming looks at every choice made, a spelling before the unit
+        // of one read it holds; a nogood holds the narrowest of each.
+        let involved = self.made.iter().enumerate().filter_map(|(at, c)| {
+            if self.mending == Mending::Backtrack && self.latest[&c.key] != at {
+                return None;
+            }
+            let rank = c.ops.iter().filter_map(|op| involves.iter().position(|i| i == op)).min()?;
+            Some((rank, c))
+        });
+        let nogood: Nogood = match self.mending {
+            Mending::Blame => involved
+                .filter(|(_, c)| c.others && c.bases.iter().any(|&b| self.ruling_out(c.key, b).is_none()))
+                .min_by_key(|(rank, _)| *rank)
+                .map(|(_, c)| (c.key, c.bases.clone()))
+                .into_iter()
+                .collect(),
+            Mending::Backtrack => involved.map(|(_, c)| (c.key, c.bases.clone())).collect(),
+        };
+        !nogood.is_empty() && self.learn(nogood)
+    }
+
+    fn learn(&mut self, nogood: Nogood) -> bool {
+        if self.nogoods.contains(&nogood) {
+            return false;
         }
-        let made = std::mem::take(&mut self.made);
-        let blamed = made
-            .iter()
-            .filter(|c| c.others && c.bases.iter().any(|&b| !self.ruled_out(c.key, b)))
-            .filter_map(|c| Some((c.ops.iter().filter_map(|op| first.get(op)).min()?, c)));
-        let Some((_, choice)) = blamed.min_by_key(|(rank, _)| *rank) else { return false };
-        self.ruled_out.entry(choice.key).or_default().extend(&choice.bases);
+        for &key in nogood.keys() {
+            self.naming.entry(key).or_default().push(self.nogoods.len());
+        }
+        self.nogoods.push(nogood);
         true
     }
 }
 
-/// How many times a guess is mended (each time the inference runs again,
-/// about as long as the first time) before the key is left to the search.
-const MENDS: usize = 64;
+impl Mending {
+    /// How many times a guess is mended (each time the inference runs
+    /// again, about as long as the first time) before the key is left to the
+    /// search: blaming rules out one base each time, backtracking may need
+    /// one run per candidate of the latest choice involved.
+    fn runs(self) -> usize {
+        match self {
+            Mending::Blame => 64,
+            Mending::Backtrack => 1024,
+        }
+    }
+}
 
 /// Decides the key whose operations are `ops` (in the order of their ids),
 /// starting from `initial`. A key whose reads are ambiguous (as reads of an
@@ -774,30 +905,68 @@ pub fn decide_unguessed(ops: &[Operation], initial: &Option<Value>, deadline: In
 /// undecided for want of a guess.
 pub fn decide_by_guessing(ops: &[Operation], initial: &Option<Value>, deadline: Instant) -> Inference {
     let Some(whole) = shape(ops, initial) else { return Inference::Undecided };
-    let trusted = |order: &Vec<usize>| replay(ops, initial, order).is_ok();
-    // A guess that meets a contradiction is mended and run again, within a
-    // quarter of the time left (the search gets the rest if it fails).
-    let mend_until = Instant::now() + deadline.saturating_duration_since(Instant::now()) / 4;
-    for guess in [Guess::LatestInvoked, Guess::LatestReturned] {
-        let mut guessing = Guessing::new(guess);
-        for mends in 0..=MENDS {
-            let until = if mends == 0 { deadline } else { mend_until };
-            match infer_with(ops, initial, &whole, Mode::Guess(&mut guessing), until) {
-                Ok(order) if trusted(&order) => return Inference::Valid,
-                Err(Failure::Refuted(_, _, involves)) if Instant::now() < mend_until && guessing.mend(&involves) => {}
-                _ => break,
-            }
+    let guesses = [Guess::LatestInvoked, Guess::LatestReturned];
+    // A guess that meets a contradiction is mended and run again: first by
+    // blame, within a quarter of the time left; then, once the
+    // contradictions that hold for every guess have refuted nothing, by
+    // backtracking, within a quarter of what is left then, half of it each
+    // guess. The search gets the rest.
+    let quarter_left = || Instant::now() + deadline.saturating_duration_since(Instant::now()) / 4;
+    let blame_until = quarter_left();
+    for guess in guesses {
+        if linearized(ops, initial, &whole, Guessing::new(guess, Mending::Blame), blame_until, deadline) {
+            return Inference::Valid;
         }
     }
+    if let Some(invalid) = refuted(ops, initial, &whole, deadline) {
+        return invalid;
+    }
+    let backtrack_until = quarter_left();
+    for (at, guess) in guesses.into_iter().enumerate() {
+        let now = Instant::now();
+        let until = now + backtrack_until.saturating_duration_since(now) / (guesses.len() - at) as u32;
+        if linearized(ops, initial, &whole, Guessing::new(guess, Mending::Backtrack), until, deadline) {
+            return Inference::Valid;
+        }
+    }
+    Inference::Undecided
+}
+
+/// Whether a guess, mended after each contradiction (until `until`, the
+/// first run until `deadline`), leads to an order the replay accepts.
+fn linearized(
+    ops: &[Operation],
+    initial: &Option<Value>,
+    whole: &Shape,
+    mut guessing: Guessing,
+    until: Instant,
+    deadline: Instant,
+) -> bool {
+    for runs in 0..=guessing.mending.runs() {
+        let run_until = if runs == 0 { deadline } else { until };
+        match infer_with(ops, initial, whole, Mode::Guess(&mut guessing), run_until) {
+            Ok(order) if replay(ops, initial, &order).is_ok() => return true,
+            _ if Instant::now() >= until => return false,
+            _ if guessing.stuck && !guessing.exhausted => {}
+            Err(Failure::Refuted(_, _, involves)) if !guessing.stuck && guessing.contradicted(&involves) => {}
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// The key refuted by a contradiction that holds for every guess, if one
+/// is found before `deadline`.
+fn refuted(ops: &[Operation], initial: &Option<Value>, whole: &Shape, deadline: Instant) -> Option<Inference> {
     // Without the ambiguous reads: a read left out of a linearization
     // leaves one of the rest, so a contradiction among the rest
     // refutes the whole key.
-    let (kept, ambiguous) = unambiguous(ops, initial, &whole);
+    let (kept, ambiguous) = unambiguous(ops, initial, whole);
     let rest: Vec<Operation> = kept.iter().map(|&i| ops[i].clone()).collect();
-    let Some(rest_shape) = shape(&rest, initial) else { return Inference::Undecided };
+    let rest_shape = shape(&rest, initial)?;
     if let Err(Failure::Refuted(why, op, _)) = infer_with(&rest, initial, &rest_shape, Mode::Refute(None), deadline) {
         let why = format!("{why} (found with the reads several writes or deletes could explain left out)");
-        return Inference::Invalid { why, op: kept[op] };
+        return Some(Inference::Invalid { why, op: kept[op] });
     }
     // Then with one unit of them (the reads that hold one first append
     // share its base in every linearization), given each base they could
@@ -819,7 +988,7 @@ pub fn decide_by_guessing(ops: &[Operation], initial: &Option<Value>, deadline: 
         };
         if bases.is_empty() {
             let why = format!("{who} have no base in common, but one append follows one write");
-            return Inference::Invalid { why, op: read };
+            return Some(Inference::Invalid { why, op: read });
         }
         runs += bases.len();
         if runs > AMBIGUOUS_RUNS || Instant::now() >= deadline {
@@ -843,10 +1012,10 @@ pub fn decide_by_guessing(ops: &[Operation], initial: &Option<Value>, deadline: 
                 "{who} {has} no base that fits: {}",
                 why.iter().map(|w| format!("({w})")).collect::<Vec<_>>().join(", or ")
             );
-            return Inference::Invalid { why, op: read };
+            return Some(Inference::Invalid { why, op: read });
         }
     }
-    Inference::Undecided
+    None
 }
 
 /// How many times [`decide`] runs the inference with one unit of ambiguous
@@ -933,6 +1102,9 @@ fn infer_with(
         Mode::Guess(guessing) => Some(&mut **guessing),
         _ => None,
     };
+    if let Some(guessing) = guessing.as_deref_mut() {
+        guessing.begin();
+    }
     // 1. Each read's base and appends.
     let mut reads_of: HashMap<Base, Vec<(usize, Vec<usize>)>> = HashMap::new();
     let mut ambiguous: Vec<Ambiguous> = Vec::new();
@@ -948,6 +1120,9 @@ fn infer_with(
         }
         if let Some(guessing) = guessing.as_deref_mut() {
             guessing.spell(ops, read, &mut found);
+            if guessing.stuck {
+                return Err(Failure::Shape);
+            }
         }
         match found.len() {
             0 => return Err(unspelled(ops, initial, read, excluded, twice)),
@@ -978,6 +1153,9 @@ fn infer_with(
         let Spellings { mut found, twice, excluded } = spellings(ops, initial, shape, &ops[cas]);
         if let Some(guessing) = guessing.as_deref_mut() {
             guessing.spell(ops, cas, &mut found);
+            if guessing.stuck {
+                return Err(Failure::Shape);
+            }
         }
         let Spelling { base, appends } = match found.len() {
             0 => return Err(unspelled(ops, initial, cas, excluded, twice)),
@@ -990,7 +1168,7 @@ fn infer_with(
             // (the cas found none or its own), else the one invoked last no
             // other cas replaced.
             _ if guessing.is_some() && found.iter().all(|f| f.appends == found[0].appends) => {
-                // `spell` has set aside the bases mending ruled out.
+                // `spell` has set aside the bases nogoods ruled out.
                 let guessing = guessing.as_deref_mut().expect("guessing");
                 let owner = found[0].appends.first().and_then(|a| first_after.get(a));
                 let latest = |free: &dyn Fn(&Spelling) -> bool| {
@@ -1003,12 +1181,7 @@ fn infer_with(
                     .or_else(|| latest(&|f| !cas_of.contains_key(&f.base) && !followed.contains(&f.base)))
                     .or_else(|| latest(&|f| !cas_of.contains_key(&f.base)));
                 let pick = found.swap_remove(pick.unwrap_or(0));
-                guessing.made.push(Choice {
-                    key: cas,
-                    bases: vec![pick.base],
-                    ops: vec![cas],
-                    others: !found.is_empty(),
-                });
+                guessing.made(Choice { key: cas, bases: vec![pick.base], ops: vec![cas], others: !found.is_empty() });
                 pick
             }
             _ if refute && found.iter().all(|f| f.appends == found[0].appends) => continue,
@@ -1517,5 +1690,82 @@ fn replay(ops: &[Operation], initial: &Option<Value>, order: &[usize]) -> Result
     match ops.iter().zip(&placed).position(|(o, &placed)| o.ret.is_some() && !placed) {
         Some(i) => Err(format!("op {i} left out")),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two choices made in order, `a` (key 1) then `b` (key 2), each of
+    /// three bases; every pair but `(a, b) = (2, 0)` is a contradiction
+    /// that involves both (or, when `a` is 0, `a` alone). One run per
+    /// pair tried, each pair at most once.
+    fn backtrack_until_allowed(solution: (usize, usize)) -> Vec<(usize, usize)> {
+        let mut guessing = Guessing::new(Guess::LatestInvoked, Mending::Backtrack);
+        let mut tried = Vec::new();
+        for _ in 0..20 {
+            guessing.begin();
+            let pick = |guessing: &mut Guessing, key: usize| {
+                let mut candidates: Vec<Base> = (0..3).map(Some).collect();
+                guessing.keep_allowed(key, &mut candidates, |b| *b);
+                let base = candidates[0];
+                guessing.made(Choice { key, bases: vec![base], ops: vec![key * 10], others: candidates.len() > 1 });
+                base.expect("a base")
+            };
+            let a = pick(&mut guessing, 1);
+            if guessing.stuck {
+                assert!(!guessing.exhausted, "a solution is left");
+                continue;
+            }
+            let b = pick(&mut guessing, 2);
+            if guessing.stuck {
+                assert!(!guessing.exhausted, "a solution is left");
+                continue;
+            }
+            assert!(!tried.contains(&(a, b)), "{:?} tried twice: {tried:?}", (a, b));
+            tried.push((a, b));
+            if (a, b) == solution {
+                return tried;
+            }
+            let involves = if a == 0 { vec![10] } else { vec![20, 10] };
+            assert!(guessing.contradicted(&involves), "a new nogood");
+        }
+        panic!("not found: {tried:?}");
+    }
+
+    #[test]
+    fn backtracking_tries_each_pair_of_choices_at_most_once_and_skips_what_one_choice_ruled_out() {
+        let tried = backtrack_until_allowed((2, 0));
+        // a = 0 is ruled out alone, so b is tried under it once.
+        assert_eq!(tried, [(0, 0), (1, 0), (1, 1), (1, 2), (2, 0)]);
+    }
+
+    #[test]
+    fn a_choice_left_no_candidate_blames_the_choices_that_ruled_them_out() {
+        let tried = backtrack_until_allowed((2, 2));
+        assert_eq!(tried.last(), Some(&(2, 2)));
+        assert_eq!(tried.len(), 7, "{tried:?}");
+    }
+
+    #[test]
+    fn blaming_rules_out_the_first_named_choice_alone_and_never_gets_stuck() {
+        let mut guessing = Guessing::new(Guess::LatestInvoked, Mending::Blame);
+        let mut taken = Vec::new();
+        for _ in 0..3 {
+            guessing.begin();
+            let mut candidates: Vec<Base> = vec![Some(0), Some(1)];
+            guessing.keep_allowed(1, &mut candidates, |b| *b);
+            assert!(!guessing.stuck);
+            taken.push(candidates.clone());
+            guessing.made(Choice { key: 1, bases: vec![candidates[0]], ops: vec![10], others: true });
+            guessing.made(Choice { key: 2, bases: vec![Some(5)], ops: vec![20], others: true });
+            // Named first: 10 (key 1), then 20 (key 2).
+            assert!(guessing.contradicted(&[10, 20]));
+        }
+        // Both bases of key 1 ruled out, it takes any; the blame moves on.
+        assert_eq!(taken, [vec![Some(0), Some(1)], vec![Some(1)], vec![Some(0), Some(1)]]);
+        let one = |key: usize, base: usize| Nogood::from([(key, vec![Some(base)])]);
+        assert_eq!(guessing.nogoods, [one(1, 0), one(1, 1), one(2, 5)]);
     }
 }

@@ -570,6 +570,18 @@ fn a_key_of_repeated_writes_cas_appends_and_deletes_from_50_clients_is_decided_w
     }
 }
 
+/// Keys on which blaming the choice a contradiction names first rules out
+/// the right base for another choice's fault, and runs out of choices:
+/// backtracking over every choice each contradiction involves (never making
+/// the same ones twice) finds the order. Each ran out of a 10 s budget
+/// before. Both are as generated (no fault manifests in the second), so
+/// valid.
+#[test]
+fn a_key_blaming_leaves_undecided_is_decided_by_backtracking_over_the_choices() {
+    assert_eq!(decided_50_client_key("rrrwcda", 30, 0.0), Verdict::Valid);
+    assert_eq!(decided_50_client_key("rrwad", 2, 0.05), Verdict::Valid);
+}
+
 /// A read of the absent key while a delete is in flight: the delete or the
 /// initial absence may be what it saw. Guessing either finds an order the
 /// replay accepts.
