@@ -113,7 +113,10 @@
 //! and a choice left none learns the nogood of the choices that ruled them
 //! out and stops the run. Runs make their choices in the same order, so
 //! this backtracks to the latest choice a contradiction involved and never
-//! makes the same choices twice. Bases the guess's preferences set aside
+//! makes the same choices twice. An order found that the replay rejects
+//! mends the guess the same way, the operation that does not fit (then the
+//! two placed before it) named as a contradiction's are. Bases the guess's
+//! preferences set aside
 //! (another first append follows them, a block ended before the read) are
 //! taken only once the preferred ones are ruled out. An info cas no read or
 //! cas that took effect named is no candidate: nothing would check what it
@@ -944,11 +947,18 @@ fn linearized(
 ) -> bool {
     for runs in 0..=guessing.mending.runs() {
         let run_until = if runs == 0 { deadline } else { until };
-        match infer_with(ops, initial, whole, Mode::Guess(&mut guessing), run_until) {
-            Ok(order) if replay(ops, initial, &order).is_ok() => return true,
+        let involves = match infer_with(ops, initial, whole, Mode::Guess(&mut guessing), run_until) {
+            Ok(order) => match replay(ops, initial, &order) {
+                Ok(()) => return true,
+                Err(involves) => involves,
+            },
+            Err(Failure::Refuted(_, _, involves)) => involves,
+            Err(_) => Vec::new(),
+        };
+        match () {
             _ if Instant::now() >= until => return false,
             _ if guessing.stuck && !guessing.exhausted => {}
-            Err(Failure::Refuted(_, _, involves)) if !guessing.stuck && guessing.contradicted(&involves) => {}
+            _ if !guessing.stuck && guessing.contradicted(&involves) => {}
             _ => return false,
         }
     }
@@ -1656,18 +1666,20 @@ fn with_mismatches(
 
 /// Replays `order` on the model: every result as the model gives it, and
 /// every operation invoked before every operation placed after it returned;
-/// every completed operation placed once.
-fn replay(ops: &[Operation], initial: &Option<Value>, order: &[usize]) -> Result<(), String> {
+/// every completed operation placed once. If not, the operations that show
+/// it: the one out of place first, then (for a result the model does not
+/// give) the two placed just before it, as a contradiction names them.
+fn replay(ops: &[Operation], initial: &Option<Value>, order: &[usize]) -> Result<(), Vec<usize>> {
     let mut value = initial.clone();
     let mut placed = vec![false; ops.len()];
     let mut latest_call = 0;
-    for &i in order {
+    for (at, &i) in order.iter().enumerate() {
         let op = &ops[i];
         if std::mem::replace(&mut placed[i], true) {
-            return Err(format!("op {i} placed twice"));
+            return Err(vec![i]);
         }
         if op.ret.is_some_and(|r| r <= latest_call) {
-            return Err(format!("op {i} returned before an earlier one was invoked"));
+            return Err(vec![i]);
         }
         latest_call = latest_call.max(op.call);
         match &op.input {
@@ -1683,12 +1695,16 @@ fn replay(ops: &[Operation], initial: &Option<Value>, order: &[usize]) -> Result
             }
             input => match crate::model::step(&value, input, &op.output) {
                 Some(next) => value = next,
-                None => return Err(format!("op {i} does not fit")),
+                None => {
+                    return Err(std::iter::once(i)
+                        .chain(order[at.saturating_sub(2)..at].iter().rev().copied())
+                        .collect());
+                }
             },
         }
     }
     match ops.iter().zip(&placed).position(|(o, &placed)| o.ret.is_some() && !placed) {
-        Some(i) => Err(format!("op {i} left out")),
+        Some(i) => Err(vec![i]),
         None => Ok(()),
     }
 }

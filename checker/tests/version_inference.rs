@@ -582,6 +582,15 @@ fn a_key_blaming_leaves_undecided_is_decided_by_backtracking_over_the_choices() 
     assert_eq!(decided_50_client_key("rrwad", 2, 0.05), Verdict::Valid);
 }
 
+/// A key whose guesses led to orders the replay rejected (a read's base an
+/// info cas whose expected value nothing checked): the operation that does
+/// not fit, and the two placed before it, now mend the guess as a
+/// contradiction would. It ran out of a 10 s budget before.
+#[test]
+fn an_order_the_replay_rejects_mends_the_guess_that_led_to_it() {
+    assert_eq!(decided_50_client_key("rrrwcda", 40, 0.0), Verdict::Valid);
+}
+
 /// A read of the absent key while a delete is in flight: the delete or the
 /// initial absence may be what it saw. Guessing either finds an order the
 /// replay accepts.
