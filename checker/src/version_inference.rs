@@ -111,9 +111,12 @@
 //! what is left: the nogood holds every choice involved, each choice avoids
 //! the candidates that would complete one with the choices made before it,
 //! and a choice left none learns the nogood of the choices that ruled them
-//! out and stops the run. Runs make their choices in the same order, so
-//! this backtracks to the latest choice a contradiction involved and never
-//! makes the same choices twice. An order found that the replay rejects
+//! out and stops the run. Runs make their choices in about the same order
+//! (which units and cas there are depends on choices made before), so this
+//! backtracks to the latest choice a contradiction involved, and does not
+//! make a set of choices a nogood holds again. It is a search for an order,
+//! not a proof: a nogood leaves out what the contradiction did not name, so
+//! running out of choices refutes nothing. An order found that the replay rejects
 //! mends the guess the same way, the operation that does not fit (then the
 //! two placed before it) named as a contradiction's are. Bases the guess's
 //! preferences set aside
@@ -445,9 +448,9 @@ struct Unit {
 /// overwritten before the last of them was invoked; units with appends
 /// first (they claim bases), latest to return first (so that bases are
 /// paired with appends in time order); then each read of no append alone.
-/// Bases mending ruled out are no candidates, nor is an info cas that no
-/// read or cas that took effect named (only the fallback, the first
-/// spelling's base, may be either; the replay catches it).
+/// An info cas that no read or cas that took effect named is no candidate
+/// (only the fallback, the first spelling's base, may be one; the replay
+/// catches it); [`place_units`] sets aside those nogoods rule out.
 fn units(
     ops: &[Operation],
     overwrites: &Overwrites,
@@ -502,7 +505,8 @@ fn units(
 /// those of the unambiguous reads): the base an unambiguous read put its
 /// first append after, if one did; else preferably a base no other first
 /// append follows (and, for a read of no append, whose block had not ended
-/// when it began), the other candidates once mending ruled those out.
+/// when it began), the other candidates once nogoods ruled those out; the
+/// unit's fallback if it has none.
 fn place_units(
     ops: &[Operation],
     guessing: &mut Guessing,
@@ -701,7 +705,9 @@ struct Guessing {
     latest: HashMap<usize, usize>,
     /// This run met a choice all of whose candidates a nogood ruled out.
     stuck: bool,
-    /// ... with no choice made before it to blame: no run is left to try.
+    /// ... with no choice made before it to blame, or only a nogood learned
+    /// already (the choices before it were made otherwise than when it
+    /// was): no run is left to try.
     exhausted: bool,
 }
 
@@ -812,9 +818,15 @@ impl Guessing {
     /// nogood, if any; of those that differ in their appends, the freshest
     /// ([`keep_freshest_appends`]), a choice.
     fn spell(&mut self, ops: &[Operation], key: usize, found: &mut Vec<Spelling>) {
+        let before = found.len();
         self.keep_allowed(key, found, |f| f.base);
         if found.iter().any(|f| f.appends != found[0].appends) {
             keep_freshest_appends(ops, found);
+            let bases = found.iter().map(|f| f.base).collect();
+            self.made(Choice { key, bases, ops: vec![key], others: true });
+        } else if found.len() < before && self.mending == Mending::Backtrack {
+            // Narrowed by nogoods, a choice too: the nogoods that involve
+            // what follows from it must say so.
             let bases = found.iter().map(|f| f.base).collect();
             self.made(Choice { key, bases, ops: vec![key], others: true });
         }
@@ -946,7 +958,13 @@ fn linearized(
     deadline: Instant,
 ) -> bool {
     for runs in 0..=guessing.mending.runs() {
-        let run_until = if runs == 0 { deadline } else { until };
+        // Blaming's first run is the guess itself, given all the time;
+        // backtracking only ever runs within its share.
+        let run_until = match guessing.mending {
+            Mending::Blame if runs == 0 => deadline,
+            _ if Instant::now() >= until => return false,
+            _ => until,
+        };
         let involves = match infer_with(ops, initial, whole, Mode::Guess(&mut guessing), run_until) {
             Ok(order) => match replay(ops, initial, &order) {
                 Ok(()) => return true,
@@ -1713,32 +1731,36 @@ fn replay(ops: &[Operation], initial: &Option<Value>, order: &[usize]) -> Result
 mod tests {
     use super::*;
 
-    /// Two choices made in order, `a` (key 1) then `b` (key 2), each of
-    /// three bases; every pair but `(a, b) = (2, 0)` is a contradiction
-    /// that involves both (or, when `a` is 0, `a` alone). One run per
-    /// pair tried, each pair at most once.
+    /// One run of two choices made in order, `a` (key 1) then `b` (key
+    /// 2), each of three bases; `None` if the run got stuck.
+    fn run_pair(guessing: &mut Guessing) -> Option<(usize, usize)> {
+        guessing.begin();
+        fn pick(guessing: &mut Guessing, key: usize) -> usize {
+            let mut candidates: Vec<Base> = (0..3).map(Some).collect();
+            guessing.keep_allowed(key, &mut candidates, |b| *b);
+            let base = candidates[0];
+            guessing.made(Choice { key, bases: vec![base], ops: vec![key * 10], others: candidates.len() > 1 });
+            base.expect("a base")
+        }
+        let a = pick(guessing, 1);
+        if guessing.stuck {
+            return None;
+        }
+        let b = pick(guessing, 2);
+        (!guessing.stuck).then_some((a, b))
+    }
+
+    /// Every pair but `solution` is a contradiction that involves both
+    /// choices (or, when `a` is 0, `a` alone). One run per pair tried,
+    /// each pair at most once.
     fn backtrack_until_allowed(solution: (usize, usize)) -> Vec<(usize, usize)> {
         let mut guessing = Guessing::new(Guess::LatestInvoked, Mending::Backtrack);
         let mut tried = Vec::new();
         for _ in 0..20 {
-            guessing.begin();
-            let pick = |guessing: &mut Guessing, key: usize| {
-                let mut candidates: Vec<Base> = (0..3).map(Some).collect();
-                guessing.keep_allowed(key, &mut candidates, |b| *b);
-                let base = candidates[0];
-                guessing.made(Choice { key, bases: vec![base], ops: vec![key * 10], others: candidates.len() > 1 });
-                base.expect("a base")
+            let Some((a, b)) = run_pair(&mut guessing) else {
+                assert!(!guessing.exhausted, "a solution is left");
+                continue;
             };
-            let a = pick(&mut guessing, 1);
-            if guessing.stuck {
-                assert!(!guessing.exhausted, "a solution is left");
-                continue;
-            }
-            let b = pick(&mut guessing, 2);
-            if guessing.stuck {
-                assert!(!guessing.exhausted, "a solution is left");
-                continue;
-            }
             assert!(!tried.contains(&(a, b)), "{:?} tried twice: {tried:?}", (a, b));
             tried.push((a, b));
             if (a, b) == solution {
@@ -1748,6 +1770,25 @@ mod tests {
             assert!(guessing.contradicted(&involves), "a new nogood");
         }
         panic!("not found: {tried:?}");
+    }
+
+    #[test]
+    fn backtracking_that_every_pair_contradicts_is_exhausted_after_trying_each_once() {
+        let mut guessing = Guessing::new(Guess::LatestInvoked, Mending::Backtrack);
+        let mut tried = Vec::new();
+        for _ in 0..30 {
+            match run_pair(&mut guessing) {
+                Some(pair) => {
+                    assert!(!tried.contains(&pair), "{pair:?} tried twice: {tried:?}");
+                    tried.push(pair);
+                    assert!(guessing.contradicted(&[20, 10]), "a new nogood");
+                }
+                None if guessing.exhausted => break,
+                None => {}
+            }
+        }
+        assert!(guessing.exhausted, "{tried:?}");
+        assert_eq!(tried.len(), 9, "{tried:?}");
     }
 
     #[test]

@@ -539,11 +539,23 @@ fn a_key_of_repeated_writes_appends_and_deletes_from_50_clients_is_decided_at_on
 /// Checks one generated key of 50 clients, about 400 operations, written
 /// values 0..5 and 5% info, with stale reads and lost writes at `faults`:
 /// it must be decided within 3 s, and valid when no fault was planted.
-fn decided_50_client_key(mix: &str, seed: u64, faults: f64) -> Verdict {
+fn fifty_client_key(mix: &str, seed: u64, faults: f64) -> Synth {
     let mut cfg = Synth::new(seed, ModelKind::Kv);
     (cfg.values, cfg.mix) = (5, Some(mix.to_string()));
     (cfg.concurrency, cfg.operations, cfg.info) = (50, 400, 0.05);
     (cfg.stale_read, cfg.lost_write) = (faults, faults);
+    cfg
+}
+
+/// The version inference's own verdict on that key, within 10 s.
+fn inferred_50_client_key(mix: &str, seed: u64, faults: f64) -> Inference {
+    let ops = pair(&generate(&fifty_client_key(mix, seed, faults))).expect("well formed");
+    let key_ops = ops.by_key.values().next().expect("one key");
+    checker::version_inference::decide_within(key_ops, &None, Instant::now() + Duration::from_secs(10))
+}
+
+fn decided_50_client_key(mix: &str, seed: u64, faults: f64) -> Verdict {
+    let cfg = fifty_client_key(mix, seed, faults);
     let started = Instant::now();
     let report = check_history(&generate(&cfg), ModelKind::Kv, None, &Budget::default()).unwrap();
     let elapsed = started.elapsed();
@@ -578,8 +590,10 @@ fn a_key_of_repeated_writes_cas_appends_and_deletes_from_50_clients_is_decided_w
 /// valid.
 #[test]
 fn a_key_blaming_leaves_undecided_is_decided_by_backtracking_over_the_choices() {
-    assert_eq!(decided_50_client_key("rrrwcda", 30, 0.0), Verdict::Valid);
-    assert_eq!(decided_50_client_key("rrwad", 2, 0.05), Verdict::Valid);
+    for (mix, seed, faults) in [("rrrwcda", 30, 0.0), ("rrwad", 2, 0.05)] {
+        assert_eq!(decided_50_client_key(mix, seed, faults), Verdict::Valid);
+        assert_eq!(inferred_50_client_key(mix, seed, faults), Inference::Valid, "{mix} seed {seed}");
+    }
 }
 
 /// A key whose guesses led to orders the replay rejected (a read's base an
@@ -589,6 +603,7 @@ fn a_key_blaming_leaves_undecided_is_decided_by_backtracking_over_the_choices() 
 #[test]
 fn an_order_the_replay_rejects_mends_the_guess_that_led_to_it() {
     assert_eq!(decided_50_client_key("rrrwcda", 40, 0.0), Verdict::Valid);
+    assert_eq!(inferred_50_client_key("rrrwcda", 40, 0.0), Inference::Valid);
 }
 
 /// A read of the absent key while a delete is in flight: the delete or the
