@@ -550,25 +550,23 @@ async fn drive(
     findings.push(audit);
     std::fs::write(dir.join(rundir::SETTLEMENT), serde_json::to_string(&settlement)? + "\n")?;
     results["settlement"] = json!(settled);
-    let report = tokio::task::spawn_blocking(move || {
-        check_settled(&history, model, None, &budget, Some(&settlement)).map(|r| (r, history))
+    let transactional = shared.workload.transactional();
+    let (report, transactions, history) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let report =
+            check_settled(&history, model, None, &budget, Some(&settlement)).context("checking the history")?;
+        // Transactions are checked as a whole, for strict serializability.
+        let transactions =
+            transactional.then(|| checker::txn::check(&history).context("checking the transactions")).transpose()?;
+        Ok((report, transactions, history))
     })
-    .await?
-    .context("checking the history")?;
-    let (report, history) = report;
+    .await??;
     let mut reasons = Vec::new();
-    // Transactions are checked as a whole, for strict serializability.
-    let (history, transactions) = if shared.workload.transactional() {
-        let (t, h) = tokio::task::spawn_blocking(move || (checker::txn::check(&history), history)).await?;
-        let t = t.context("checking the transactions")?;
+    if let Some(t) = &transactions {
         if !t.valid {
             reasons.push(format!("transactions: {}", t.summary()));
         }
-        results["transactions"] = serde_json::to_value(&t)?;
-        (h, Some(t))
-    } else {
-        (history, None)
-    };
+        results["transactions"] = serde_json::to_value(t)?;
+    }
     if report.invalid_keys > 0 {
         reasons.push(format!("{} of {} keys are not linearizable", report.invalid_keys, report.keys));
     }

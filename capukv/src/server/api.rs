@@ -106,14 +106,11 @@ impl Api {
     }
 
     fn check_key(&self, key: &[u8]) -> Result<(), Status> {
-        if key.is_empty() {
-            return Err(Status::invalid_argument("the key is empty"));
-        }
-        check_size("key", key, self.limits.max_key_bytes)
+        state_machine::check_key(key, self.limits.max_key_bytes).map_err(Status::invalid_argument)
     }
 
     fn check_value(&self, value: &[u8]) -> Result<(), Status> {
-        check_size("value", value, self.limits.max_value_bytes)
+        state_machine::check_size("value", value, self.limits.max_value_bytes).map_err(Status::invalid_argument)
     }
 
     pub(super) async fn write(
@@ -145,16 +142,6 @@ impl Api {
         confirmed?;
         crate::failpoints::pass(crate::failpoints::READ_BEFORE_ANSWER).await.map_err(Status::unavailable)
     }
-}
-
-fn check_size(what: &str, bytes: &[u8], limit: usize) -> Result<(), Status> {
-    if bytes.len() > limit {
-        return Err(Status::invalid_argument(format!(
-            "the {what} is {} bytes; the limit is {limit} bytes",
-            bytes.len()
-        )));
-    }
-    Ok(())
 }
 
 fn storage_status(e: crate::storage::StorageError) -> Status {

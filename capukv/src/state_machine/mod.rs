@@ -34,6 +34,7 @@ pub use mvcc::{
     MAX_SNAPSHOT_NAME_BYTES, ReadAt, ReadError, compaction_state, list as list_snapshots, validate_snapshot_name,
 };
 pub use txn::{MAX_TXN_BYTES, MAX_TXN_OPS, read_txn, reads_only, validate_txn};
+pub(crate) use txn::{check_key, check_size};
 
 const KEY_APPLIED: &[u8] = b"applied";
 /// Present once entries were applied under the session rules of this

@@ -31,6 +31,23 @@ pub(super) struct Running {
     pub undo: HashMap<Bytes, Option<Option<Record>>>,
 }
 
+/// Why a key is refused: empty, or over `max` bytes. The one wording for a
+/// single operation's key and a transaction's.
+pub(crate) fn check_key(key: &[u8], max: usize) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("the key is empty".into());
+    }
+    check_size("key", key, max)
+}
+
+/// Why a key or value (`what`) is refused: over `limit` bytes.
+pub(crate) fn check_size(what: &str, bytes: &[u8], limit: usize) -> Result<(), String> {
+    if bytes.len() > limit {
+        return Err(format!("the {what} is {} bytes; the limit is {limit} bytes", bytes.len()));
+    }
+    Ok(())
+}
+
 /// Why a transaction is malformed, checked before it is proposed (the state
 /// machine never sees one that fails here from the API).
 pub fn validate_txn(t: &proto::TxnRequest, max_key: usize, max_value: usize) -> Result<(), String> {
@@ -47,21 +64,8 @@ pub fn validate_txn(t: &proto::TxnRequest, max_key: usize, max_value: usize) -> 
             return Err(format!("the transaction has {n} {what}; the limit is {MAX_TXN_OPS}"));
         }
     }
-    let key = |k: &[u8], at: &str| -> Result<(), String> {
-        if k.is_empty() {
-            return Err(format!("{at}: the key is empty"));
-        }
-        if k.len() > max_key {
-            return Err(format!("{at}: the key is {} bytes; the limit is {max_key} bytes", k.len()));
-        }
-        Ok(())
-    };
-    let value = |v: &[u8], at: &str| -> Result<(), String> {
-        if v.len() > max_value {
-            return Err(format!("{at}: the value is {} bytes; the limit is {max_value} bytes", v.len()));
-        }
-        Ok(())
-    };
+    let key = |k: &[u8], at: &str| check_key(k, max_key).map_err(|e| format!("{at}: {e}"));
+    let value = |v: &[u8], at: &str| check_size("value", v, max_value).map_err(|e| format!("{at}: {e}"));
     for (i, c) in t.compares.iter().enumerate() {
         let at = format!("compare {i}");
         key(&c.key, &at)?;
