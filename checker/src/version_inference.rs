@@ -116,14 +116,13 @@
 //! backtracks to the latest choice a contradiction involved, and does not
 //! make a set of choices a nogood holds again. It is a search for an order,
 //! not a proof: a nogood leaves out what the contradiction did not name, so
-//! running out of choices refutes nothing. An order found that the replay rejects
-//! mends the guess the same way, the operation that does not fit (then the
-//! two placed before it) named as a contradiction's are. Bases the guess's
-//! preferences set aside
-//! (another first append follows them, a block ended before the read) are
-//! taken only once the preferred ones are ruled out. An info cas no read or
-//! cas that took effect named is no candidate: nothing would check what it
-//! expected.
+//! running out of choices refutes nothing. An order found that the replay
+//! rejects mends the guess the same way, the operation that does not fit
+//! (then the two placed before it) named as a contradiction's are. Bases
+//! the guess's preferences set aside (another first append follows them, a
+//! block ended before the read) are taken only once the preferred ones are
+//! ruled out. An info cas no read or cas that took effect named is no
+//! candidate: nothing would check what it expected.
 //!
 //! A contradiction found with the ambiguous reads left out, or with one
 //! *unit* of them put back under each base it could have in turn, holds for
@@ -726,10 +725,8 @@ enum Mending {
     Blame,
     /// Every choice the contradiction involves goes into the nogood. A
     /// choice left no candidate learns the nogood of the choices that ruled
-    /// them out (resolution), and the run stops there. The choices are made
-    /// in the same order every run, so this backtracks over them to the
-    /// latest one a contradiction involved, and never makes the same
-    /// choices twice.
+    /// them out (resolution), and the run stops there: this backtracks to
+    /// the latest choice a contradiction involved (see the module docs).
     Backtrack,
 }
 
@@ -816,20 +813,24 @@ impl Guessing {
 
     /// Keeps the spellings of a read or cas (`key`) whose bases complete no
     /// nogood, if any; of those that differ in their appends, the freshest
-    /// ([`keep_freshest_appends`]), a choice.
-    fn spell(&mut self, ops: &[Operation], key: usize, found: &mut Vec<Spelling>) {
+    /// ([`keep_freshest_appends`]), a choice. When backtracking, spellings
+    /// narrowed by nogoods are a choice too: the nogoods that involve what
+    /// follows from it must say so. An error if the run is stuck.
+    fn spell(&mut self, ops: &[Operation], key: usize, found: &mut Vec<Spelling>) -> Result<(), Failure> {
         let before = found.len();
         self.keep_allowed(key, found, |f| f.base);
-        if found.iter().any(|f| f.appends != found[0].appends) {
+        if self.stuck {
+            return Err(Failure::Shape);
+        }
+        let differ = found.iter().any(|f| f.appends != found[0].appends);
+        if differ {
             keep_freshest_appends(ops, found);
-            let bases = found.iter().map(|f| f.base).collect();
-            self.made(Choice { key, bases, ops: vec![key], others: true });
-        } else if found.len() < before && self.mending == Mending::Backtrack {
-            // Narrowed by nogoods, a choice too: the nogoods that involve
-            // what follows from it must say so.
+        }
+        if differ || (found.len() < before && self.mending == Mending::Backtrack) {
             let bases = found.iter().map(|f| f.base).collect();
             self.made(Choice { key, bases, ops: vec![key], others: true });
         }
+        Ok(())
     }
 
     /// Learns the nogood [`Mending`] says of the choices that put an
@@ -973,11 +974,10 @@ fn linearized(
             Err(Failure::Refuted(_, _, involves)) => involves,
             Err(_) => Vec::new(),
         };
-        match () {
-            _ if Instant::now() >= until => return false,
-            _ if guessing.stuck && !guessing.exhausted => {}
-            _ if !guessing.stuck && guessing.contradicted(&involves) => {}
-            _ => return false,
+        // A stuck run has learned its nogood already.
+        let mended = if guessing.stuck { !guessing.exhausted } else { guessing.contradicted(&involves) };
+        if !mended {
+            return false;
         }
     }
     false
@@ -1147,10 +1147,7 @@ fn infer_with(
             found.retain(|s| s.base == base);
         }
         if let Some(guessing) = guessing.as_deref_mut() {
-            guessing.spell(ops, read, &mut found);
-            if guessing.stuck {
-                return Err(Failure::Shape);
-            }
+            guessing.spell(ops, read, &mut found)?;
         }
         match found.len() {
             0 => return Err(unspelled(ops, initial, read, excluded, twice)),
@@ -1180,10 +1177,7 @@ fn infer_with(
     while let Some(cas) = next.pop() {
         let Spellings { mut found, twice, excluded } = spellings(ops, initial, shape, &ops[cas]);
         if let Some(guessing) = guessing.as_deref_mut() {
-            guessing.spell(ops, cas, &mut found);
-            if guessing.stuck {
-                return Err(Failure::Shape);
-            }
+            guessing.spell(ops, cas, &mut found)?;
         }
         let Spelling { base, appends } = match found.len() {
             0 => return Err(unspelled(ops, initial, cas, excluded, twice)),
